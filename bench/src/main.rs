@@ -1,0 +1,151 @@
+//! `weir-bench`: the benchmark harness.
+//!
+//! `weir-bench nexmark --query q1` runs a Nexmark query and prints throughput and latency;
+//! `weir-bench nexmark-data` writes the generated events as CSV for other engines.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use weir::nexmark::{DEFAULT_BASE_TIME_MS, DEFAULT_FIRST_EVENT_RATE, Generator, NexmarkConfig};
+use weir_bench::queries::Query;
+use weir_bench::runner::{RunSpec, run};
+
+#[derive(Parser)]
+#[command(
+    name = "weir-bench",
+    about = "Benchmarks for the Weir stream processor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Nexmark query and report throughput and latency.
+    Nexmark(NexmarkArgs),
+    /// Write the generated events as person.csv, auction.csv and bid.csv.
+    NexmarkData(DataArgs),
+}
+
+/// Generator options shared by `nexmark` and `nexmark-data`.
+#[derive(Args, Clone, Copy)]
+struct GeneratorArgs {
+    /// Events per second of event time (the generator's first_event_rate).
+    #[arg(long, default_value_t = DEFAULT_FIRST_EVENT_RATE)]
+    event_rate: u64,
+    /// Generator seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Event time of the first event, ms since the Unix epoch (default 2026-01-01 00:00 UTC).
+    #[arg(long, default_value_t = DEFAULT_BASE_TIME_MS)]
+    base_time: i64,
+}
+
+impl GeneratorArgs {
+    fn config(self) -> NexmarkConfig {
+        NexmarkConfig {
+            seed: self.seed,
+            first_event_rate: self.event_rate,
+            base_time_ms: self.base_time,
+            ..NexmarkConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct NexmarkArgs {
+    /// The query: gen (generator only), q0, q1, q2.
+    #[arg(long, default_value = "q0")]
+    query: String,
+    /// Number of events to generate.
+    #[arg(long, default_value_t = 20_000_000)]
+    events: u64,
+    /// Shards (cores); default all available.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Limit the input to this many events per second (for latency runs).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Write the query's result rows to this CSV file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Print exactly one JSON line.
+    #[arg(long)]
+    json: bool,
+    /// Most records per source batch.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    #[command(flatten)]
+    generator: GeneratorArgs,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Number of events to generate.
+    #[arg(long)]
+    events: u64,
+    /// Directory to write person.csv, auction.csv and bid.csv into.
+    #[arg(long)]
+    dir: PathBuf,
+    #[command(flatten)]
+    generator: GeneratorArgs,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Nexmark(args) => nexmark(args),
+        Command::NexmarkData(args) => nexmark_data(args),
+    }
+}
+
+fn nexmark(args: NexmarkArgs) -> Result<()> {
+    let query: Query = args.query.parse().map_err(anyhow::Error::msg)?;
+    let cores = match args.cores {
+        Some(c) => c,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if args.events == 0 {
+        bail!("--events must be at least 1");
+    }
+    let spec = RunSpec {
+        query,
+        events: args.events,
+        cores,
+        rate: args.rate,
+        output: args.output,
+        generator: args.generator.config(),
+        batch_size: args.batch_size,
+    };
+    let report = run(&spec).with_context(|| format!("running nexmark {}", query.name()))?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+fn nexmark_data(args: DataArgs) -> Result<()> {
+    let generator = Generator::new(args.generator.config()).context("generator configuration")?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let counts = weir::nexmark::write_event_dump(&generator, args.events, &args.dir)
+        .with_context(|| format!("writing events to {}", args.dir.display()))?;
+    println!(
+        "wrote {} persons, {} auctions, {} bids to {}",
+        counts.persons,
+        counts.auctions,
+        counts.bids,
+        args.dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Nexmark queries written on the DataStream API (see `shared/reference/nexmark.md`).
+//!
+//! Each query turns the stream of events into a stream of output rows that know how to write
+//! themselves as the specification's CSV.
+
+mod rows;
+mod stateless;
+
+pub use rows::{Decimal3, Timestamp};
+pub use stateless::{Q0Row, Q1Row, q0, q1, q2};
+
+use std::str::FromStr;
+
+use weir::nexmark::{Bid, Event};
+use weir::{CsvRecord, Data, Stream};
+
+/// The queries the harness knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// Generate every event and drop it: the ceiling of every query.
+    Gen,
+    Q0,
+    Q1,
+    Q2,
+}
+
+impl Query {
+    /// All runnable queries, in order.
+    pub const ALL: [Query; 4] = [Query::Gen, Query::Q0, Query::Q1, Query::Q2];
+
+    /// The name used on the command line and in JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Query::Gen => "gen",
+            Query::Q0 => "q0",
+            Query::Q1 => "q1",
+            Query::Q2 => "q2",
+        }
+    }
+
+    /// The CSV header of the query's output.
+    pub fn header(self) -> &'static str {
+        match self {
+            Query::Gen => "kind,date_time",
+            Query::Q0 | Query::Q1 => "auction,bidder,price,date_time,extra",
+            Query::Q2 => "auction,price",
+        }
+    }
+}
+
+impl FromStr for Query {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Query::ALL
+            .into_iter()
+            .find(|q| q.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let known: Vec<&str> = Query::ALL.iter().map(|q| q.name()).collect();
+                format!("unknown query `{s}` (known: {})", known.join(", "))
+            })
+    }
+}
+
+/// The bids of the event stream.
+pub fn bids(events: &Stream<Event>) -> Stream<Bid> {
+    events
+        .flat_map(|e| match e {
+            Event::Bid(b) => Some(b),
+            _ => None,
+        })
+        .name("bids")
+}
+
+/// Something that consumes a query's output rows: the harness attaches a counting or a CSV
+/// sink, tests attach a collector.
+pub trait RowSink {
+    /// Attaches a sink to `rows`.
+    fn attach<R: Data + CsvRecord>(&mut self, query: Query, rows: Stream<R>);
+}
+
+/// Builds `query` over `events` and hands its output to `sink`.
+pub fn build(query: Query, events: &Stream<Event>, sink: &mut impl RowSink) {
+    match query {
+        Query::Gen => sink.attach(query, events.clone()),
+        Query::Q0 => sink.attach(query, q0(events)),
+        Query::Q1 => sink.attach(query, q1(events)),
+        Query::Q2 => sink.attach(query, q2(events)),
+    }
+}

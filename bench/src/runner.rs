@@ -1,0 +1,136 @@
+//! Runs one Nexmark query and measures it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weir::nexmark::{Event, NexmarkConfig};
+use weir::source::nexmark::NexmarkSource;
+use weir::{Csv, CsvRecord, Data, Env, FileSink, Result, Stream};
+
+use crate::queries::{Query, RowSink, build};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub query: Query,
+    pub events: u64,
+    pub cores: usize,
+    pub rate: Option<u64>,
+    pub output: Option<PathBuf>,
+    pub generator: NexmarkConfig,
+    pub batch_size: usize,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub query: Query,
+    pub cores: usize,
+    pub pinned: bool,
+    pub events: u64,
+    pub seconds: f64,
+    pub output_rows: u64,
+    pub latency_p50: Duration,
+    pub latency_p99: Duration,
+    pub latency_p999: Duration,
+    pub latency_max: Duration,
+}
+
+impl Report {
+    /// Input events per second of wall time.
+    pub fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
+
+    /// The one-line JSON other tools rely on (key names and meanings are stable).
+    pub fn to_json(&self) -> String {
+        format!(
+            concat!(
+                "{{\"query\":\"{}\",\"cores\":{},\"events\":{},\"seconds\":{:.6},",
+                "\"events_per_sec\":{:.1},\"events_per_sec_per_core\":{:.1},\"output_rows\":{},",
+                "\"pinned\":{},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}}}}"
+            ),
+            self.query.name(),
+            self.cores,
+            self.events,
+            self.seconds,
+            self.events_per_sec(),
+            self.events_per_sec() / self.cores as f64,
+            self.output_rows,
+            self.pinned,
+            self.latency_p50.as_micros(),
+            self.latency_p99.as_micros(),
+            self.latency_p999.as_micros(),
+            self.latency_max.as_micros(),
+        )
+    }
+
+    /// A few lines for people.
+    pub fn to_text(&self) -> String {
+        format!(
+            "query {}: {} events on {} core(s){} in {:.3} s\n  throughput: {:.0} events/s ({:.0} per core)\n  output rows: {}\n  latency (ingest to sink): p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+            self.query.name(),
+            self.events,
+            self.cores,
+            if self.pinned {
+                ", pinned"
+            } else {
+                ", unpinned"
+            },
+            self.seconds,
+            self.events_per_sec(),
+            self.events_per_sec() / self.cores as f64,
+            self.output_rows,
+            self.latency_p50.as_micros(),
+            self.latency_p99.as_micros(),
+            self.latency_p999.as_micros(),
+            self.latency_max.as_micros(),
+        )
+    }
+}
+
+/// Attaches the harness's sink: a CSV file when an output path is given, a counter otherwise.
+struct HarnessSink {
+    output: Option<PathBuf>,
+}
+
+impl RowSink for HarnessSink {
+    fn attach<R: Data + CsvRecord>(&mut self, query: Query, rows: Stream<R>) {
+        match &self.output {
+            Some(path) => rows.sink(FileSink::new(path, Csv::with_header(query.header()))),
+            None => {
+                rows.count();
+            }
+        }
+    }
+}
+
+/// Runs `spec` to completion.
+pub fn run(spec: &RunSpec) -> Result<Report> {
+    let env = Env::builder()
+        .cores(spec.cores)
+        .batch_size(spec.batch_size)
+        .build()?;
+    let mut source = NexmarkSource::new(spec.generator, spec.events)?;
+    if let Some(rate) = spec.rate {
+        source = source.with_rate(rate)?;
+    }
+    let events: Stream<Event> = env.from_source(source);
+    let mut sink = HarnessSink {
+        output: spec.output.clone(),
+    };
+    build(spec.query, &events, &mut sink);
+    let result = env.execute()?;
+    Ok(Report {
+        query: spec.query,
+        cores: result.shards,
+        pinned: result.pinned,
+        events: spec.events,
+        seconds: result.duration.as_secs_f64(),
+        output_rows: result.records_in("sink"),
+        latency_p50: result.latency_at(0.5),
+        latency_p99: result.latency_at(0.99),
+        latency_p999: result.latency_at(0.999),
+        latency_max: Duration::from_nanos(result.latency.max()),
+    })
+}

@@ -1,0 +1,100 @@
+//! The harness's command line, as users and scripts call it.
+
+use std::process::Command;
+
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir-bench"))
+}
+
+#[test]
+fn json_line_and_csv_output() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("q2.csv");
+    let output = bench()
+        .args([
+            "nexmark", "--query", "q2", "--events", "50000", "--cores", "2", "--json", "--output",
+        ])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one JSON line: {stdout}");
+    let line = lines[0];
+    for key in [
+        "\"query\":\"q2\"",
+        "\"cores\":2",
+        "\"events\":50000",
+        "\"seconds\":",
+        "\"events_per_sec\":",
+        "\"output_rows\":",
+        "\"latency_us\":{\"p50\":",
+        "\"p99\":",
+        "\"p999\":",
+        "\"max\":",
+    ] {
+        assert!(line.contains(key), "{key} missing in {line}");
+    }
+    let rows: u64 = line
+        .split("\"output_rows\":")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .expect("output_rows is a number");
+    let csv = std::fs::read_to_string(&out).expect("csv written");
+    let mut csv_lines = csv.lines();
+    assert_eq!(csv_lines.next(), Some("auction,price"));
+    assert_eq!(csv_lines.count() as u64, rows);
+    assert!(rows > 0);
+}
+
+#[test]
+fn data_dump_writes_three_files_with_headers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = bench()
+        .args([
+            "nexmark-data",
+            "--events",
+            "1000",
+            "--event-rate",
+            "1000",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).expect("file written");
+    let bids = read("bid.csv");
+    assert!(bids.starts_with("auction,bidder,price,channel,url,date_time,extra\n"));
+    assert_eq!(bids.lines().count(), 1 + 920);
+    assert_eq!(read("auction.csv").lines().count(), 1 + 60);
+    assert_eq!(read("person.csv").lines().count(), 1 + 20);
+}
+
+#[test]
+fn bad_arguments_are_refused_clearly() {
+    let output = bench()
+        .args(["nexmark", "--query", "q99"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown query `q99`"), "stderr: {stderr}");
+
+    let output = bench()
+        .args(["nexmark", "--query", "q0", "--events", "10", "--cores", "0"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cores must be at least 1"));
+}

@@ -1,0 +1,259 @@
+//! The execution environment: configuration, sources, and `execute`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::graph::{JobGraph, per_shard};
+use super::stream::Stream;
+use crate::Data;
+use crate::error::{Result, WeirError};
+use crate::runtime::launch::LaunchConfig;
+use crate::runtime::{JobContext, JobResult, ShardPart, run_job};
+use crate::source::{Source, VecSource, run_source};
+
+/// Most key groups a job may have (Flink's limit).
+pub const MAX_KEY_GROUPS: u32 = 32_768;
+
+/// Configures an `Env`.
+#[derive(Clone, Debug)]
+pub struct EnvBuilder {
+    cores: Option<usize>,
+    max_parallelism: u32,
+    batch_size: usize,
+    queue_capacity: usize,
+    pin: bool,
+    io_memory: usize,
+}
+
+impl Default for EnvBuilder {
+    fn default() -> Self {
+        EnvBuilder {
+            cores: None,
+            max_parallelism: 128,
+            batch_size: 1024,
+            queue_capacity: 64,
+            pin: true,
+            io_memory: 2 << 20,
+        }
+    }
+}
+
+impl EnvBuilder {
+    /// Number of shards (one executor thread each). Default: the CPUs available to the process.
+    pub fn cores(mut self, cores: usize) -> Self {
+        self.cores = Some(cores);
+        self
+    }
+
+    /// Number of key groups: the most shards the job's keyed state can ever be spread over.
+    /// Default 128.
+    pub fn max_parallelism(mut self, key_groups: u32) -> Self {
+        self.max_parallelism = key_groups;
+        self
+    }
+
+    /// The most records a source puts into one batch. Default 1024. Sources never wait to fill
+    /// a batch: this bounds batches, it does not delay them.
+    pub fn batch_size(mut self, records: usize) -> Self {
+        self.batch_size = records;
+        self
+    }
+
+    /// Batches each cross-shard channel holds before the producer waits. Default 64.
+    pub fn queue_capacity(mut self, batches: usize) -> Self {
+        self.queue_capacity = batches;
+        self
+    }
+
+    /// Whether to pin each shard to its own CPU. Default true; if fewer CPUs than shards are
+    /// available the job runs unpinned anyway and logs that.
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// Memory glommio registers per shard for I/O buffers. Default 2 MiB, which works without
+    /// `CAP_IPC_LOCK`.
+    pub fn io_memory(mut self, bytes: usize) -> Self {
+        self.io_memory = bytes;
+        self
+    }
+
+    /// Checks the configuration and creates the environment.
+    pub fn build(self) -> Result<Env> {
+        let cores = match self.cores {
+            Some(c) => c,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if cores == 0 {
+            return Err(WeirError::Config("cores must be at least 1".into()));
+        }
+        if self.max_parallelism == 0 || self.max_parallelism > MAX_KEY_GROUPS {
+            return Err(WeirError::Config(format!(
+                "max_parallelism must be in 1..={MAX_KEY_GROUPS}, got {}",
+                self.max_parallelism
+            )));
+        }
+        if cores as u64 > u64::from(self.max_parallelism) {
+            return Err(WeirError::Config(format!(
+                "cores ({cores}) cannot exceed max_parallelism ({}): every shard needs a key group",
+                self.max_parallelism
+            )));
+        }
+        if self.batch_size == 0 {
+            return Err(WeirError::Config("batch_size must be at least 1".into()));
+        }
+        if self.queue_capacity == 0 {
+            return Err(WeirError::Config(
+                "queue_capacity must be at least 1".into(),
+            ));
+        }
+        Ok(Env {
+            graph: Rc::new(RefCell::new(JobGraph::default())),
+            config: Rc::new(EnvBuilder {
+                cores: Some(cores),
+                ..self
+            }),
+        })
+    }
+}
+
+/// A job under construction, and the way to run it.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use weir::Env;
+///
+/// let env = Env::builder().cores(2).build()?;
+/// let totals = env
+///     .from_iter(1..=100u64)
+///     .filter(|n| n % 2 == 0)
+///     .map(|n| (n % 10, n))
+///     .key_by(|(digit, _)| *digit)
+///     .reduce(|(_, sum), (_, n)| *sum += n)
+///     .collect();
+/// let result = env.execute()?;
+/// assert_eq!(result.records_in("reduce"), 50);
+/// // The last update of each key is its total.
+/// let last: BTreeMap<u64, u64> = totals.take().into_iter().fold(BTreeMap::new(), |mut m, (k, s)| {
+///     let e = m.entry(k).or_insert(0);
+///     *e = (*e).max(s);
+///     m
+/// });
+/// assert_eq!(last[&0], 10 + 20 + 30 + 40 + 50 + 60 + 70 + 80 + 90 + 100);
+/// assert_eq!(last.values().sum::<u64>(), (2..=100).step_by(2).sum::<u64>());
+/// # Ok::<(), weir::WeirError>(())
+/// ```
+#[derive(Clone)]
+pub struct Env {
+    pub(crate) graph: Rc<RefCell<JobGraph>>,
+    config: Rc<EnvBuilder>,
+}
+
+impl Env {
+    /// Starts configuring an environment.
+    pub fn builder() -> EnvBuilder {
+        EnvBuilder::default()
+    }
+
+    /// Number of shards jobs of this environment run on.
+    pub fn shards(&self) -> usize {
+        self.config.cores.unwrap_or(1)
+    }
+
+    /// Number of key groups.
+    pub fn max_parallelism(&self) -> u32 {
+        self.config.max_parallelism
+    }
+
+    /// A stream read from `source`, one reader per shard.
+    pub fn from_source<T: Data, S: Source<T>>(&self, source: S) -> Stream<T> {
+        let mut graph = self.graph.borrow_mut();
+        let id = graph.next_id();
+        let node = graph.add(
+            "source",
+            Box::new(move |ctx: &JobContext| {
+                per_shard(ctx, |_| {
+                    let source = source.clone();
+                    let part: ShardPart = Box::new(move |b| {
+                        let out = b.take_output::<T>(id)?;
+                        let reader = source.create_reader(&b.info)?;
+                        let task = run_source(
+                            reader,
+                            out,
+                            b.scheduler.clone(),
+                            b.operator_ctx(id),
+                            b.cancel.clone(),
+                        );
+                        b.spawn(Box::pin(task));
+                        Ok(())
+                    });
+                    part
+                })
+            }),
+        );
+        Stream::new(self.clone(), node)
+    }
+
+    /// A bounded stream of the items of `items`, split into one contiguous slice per shard.
+    pub fn from_iter<T, I>(&self, items: I) -> Stream<T>
+    where
+        T: Data + Sync,
+        I: IntoIterator<Item = T>,
+    {
+        self.from_source(VecSource::new(items.into_iter().collect()))
+    }
+
+    /// Runs the job built so far on this environment's shards until every source is
+    /// exhausted (or forever, for unbounded sources), and reports what happened.
+    pub fn execute(&self) -> Result<JobResult> {
+        let mut graph = self.graph.borrow_mut();
+        if !graph.errors.is_empty() {
+            return Err(WeirError::Graph(graph.errors.join("; ")));
+        }
+        if graph.sinks == 0 {
+            return Err(WeirError::Graph(
+                "the job has no sink: add one with `Stream::sink` (or collect/count/print)".into(),
+            ));
+        }
+        let ctx = JobContext {
+            shards: self.shards(),
+            max_parallelism: self.config.max_parallelism,
+            batch_size: self.config.batch_size,
+            queue_capacity: self.config.queue_capacity,
+            cancel: Arc::new(AtomicBool::new(false)),
+        };
+        let names: Arc<Vec<String>> =
+            Arc::new(graph.nodes.iter().map(|n| n.name.clone()).collect());
+        let mut parts: Vec<Vec<ShardPart>> = (0..ctx.shards).map(|_| Vec::new()).collect();
+        for node in graph.nodes.iter_mut() {
+            let node_parts = (node.prepare)(&ctx)?;
+            if node_parts.len() != ctx.shards {
+                return Err(WeirError::Graph(format!(
+                    "node `{}` prepared {} parts for {} shards",
+                    node.name,
+                    node_parts.len(),
+                    ctx.shards
+                )));
+            }
+            for (shard, part) in node_parts.into_iter().enumerate() {
+                parts[shard].push(part);
+            }
+        }
+        drop(graph);
+        let launch = LaunchConfig {
+            pin: self.config.pin,
+            io_memory: self.config.io_memory,
+        };
+        tracing::info!(shards = ctx.shards, nodes = names.len(), "starting job");
+        let result = run_job(&ctx, names, parts, &launch)?;
+        tracing::info!(
+            seconds = result.duration.as_secs_f64(),
+            pinned = result.pinned,
+            "job finished"
+        );
+        Ok(result)
+    }
+}

@@ -1,0 +1,44 @@
+//! The logical job graph: nodes in creation order (which is a topological order, since a node
+//! can only consume streams that already exist).
+
+use crate::error::Result;
+use crate::runtime::{JobContext, ShardPart};
+
+/// Prepares one node for a run: one part per shard.
+pub(crate) type Prepare = Box<dyn FnMut(&JobContext) -> Result<Vec<ShardPart>>>;
+
+pub(crate) struct Node {
+    pub name: String,
+    pub prepare: Prepare,
+}
+
+#[derive(Default)]
+pub(crate) struct JobGraph {
+    pub nodes: Vec<Node>,
+    /// Problems found while the graph was built, reported by `execute`.
+    pub errors: Vec<String>,
+    pub sinks: usize,
+}
+
+impl JobGraph {
+    /// The id the next node will get.
+    pub fn next_id(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn add(&mut self, name: &str, prepare: Prepare) -> usize {
+        self.nodes.push(Node {
+            name: name.to_string(),
+            prepare,
+        });
+        self.nodes.len() - 1
+    }
+}
+
+/// Builds one part per shard with `make(shard_index)`.
+pub(crate) fn per_shard(
+    ctx: &JobContext,
+    mut make: impl FnMut(usize) -> ShardPart,
+) -> Result<Vec<ShardPart>> {
+    Ok((0..ctx.shards).map(&mut make).collect())
+}

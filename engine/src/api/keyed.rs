@@ -1,0 +1,79 @@
+//! `KeyedStream`: a stream partitioned by key, with the per-key operators.
+
+use std::hash::Hash;
+
+use super::stream::Stream;
+use crate::Data;
+use crate::channel::exchange::KeyPartitioner;
+use crate::key::KeyGroups;
+use crate::operator::{
+    AggregateFunction, AggregateOp, KeyedProcessFunction, KeyedProcessOp, ReduceOp,
+};
+
+/// A stream whose records are routed by key: each key's records reach one shard, in the order
+/// each upstream shard sent them.
+pub struct KeyedStream<T, K, KF> {
+    stream: Stream<T>,
+    key_fn: KF,
+    _k: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<T, K, KF> KeyedStream<T, K, KF>
+where
+    T: Data,
+    K: Hash + Eq + Clone + Send + 'static,
+    KF: FnMut(&T) -> K + Clone + Send + 'static,
+{
+    pub(crate) fn new(stream: Stream<T>, key_fn: KF) -> Self {
+        KeyedStream {
+            stream,
+            key_fn,
+            _k: std::marker::PhantomData,
+        }
+    }
+
+    /// The stream after the key-by exchange (each record on the shard owning its key).
+    pub fn partitioned(&self) -> Stream<T> {
+        let key_fn = self.key_fn.clone();
+        self.stream.exchange("key_by", move |ctx, _| {
+            KeyPartitioner::new(
+                key_fn.clone(),
+                KeyGroups {
+                    max_parallelism: ctx.max_parallelism,
+                    shards: ctx.shards,
+                },
+            )
+        })
+    }
+
+    /// Rolling reduce: folds each record into its key's accumulator with `f(acc, record)` and
+    /// emits the accumulator after every record. The first record of a key is its accumulator.
+    pub fn reduce<F>(&self, f: F) -> Stream<T>
+    where
+        F: FnMut(&mut T, T) + Clone + Send + 'static,
+    {
+        let key_fn = self.key_fn.clone();
+        self.partitioned()
+            .unary("reduce", move |out, ctx| ReduceOp::new(key_fn, f, out, ctx))
+    }
+
+    /// Rolling aggregation: emits `(key, result)` after every record.
+    pub fn aggregate<A>(&self, agg: A) -> Stream<(K, A::Out)>
+    where
+        A: AggregateFunction<T>,
+        A::Out: Data,
+    {
+        let key_fn = self.key_fn.clone();
+        self.partitioned().unary("aggregate", move |out, ctx| {
+            AggregateOp::new(key_fn, agg, out, ctx)
+        })
+    }
+
+    /// Runs a keyed process function: it sees each record with its key.
+    pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(&self, f: P) -> Stream<U> {
+        let key_fn = self.key_fn.clone();
+        self.partitioned().unary("process", move |out, ctx| {
+            KeyedProcessOp::new(key_fn, f, out, ctx)
+        })
+    }
+}

@@ -1,0 +1,373 @@
+//! Exchanges: the edges that move batches between shards (key-by, rebalance, broadcast,
+//! global).
+//!
+//! Every exchange edge has one channel per (producer shard, consumer shard) pair. On the
+//! producing side an `Outbox` routes the records of each incoming batch into one staging vector
+//! per destination and sends every non-empty one at once: a batch leaves as soon as the
+//! producer has nothing more ready, it is never held back to fill up. What does not fit is
+//! kept aside and the pushing task waits (see `runtime::task`). On the consuming side an inbox
+//! task receives from all producers and pushes into the local operator chain.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::hash::Hash;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use super::{ChannelReceiver, ChannelSender, RecvError, SendError};
+use crate::batch::{Batch, Message};
+use crate::error::{Result, WeirError};
+use crate::key::KeyGroups;
+use crate::operator::{Push, guarded};
+use crate::runtime::task::{Pending, Scheduler, yield_now};
+use crate::runtime::{OperatorCtx, ShardMetrics};
+
+/// Decides which shards receive which records.
+pub trait Partitioner<T>: 'static {
+    /// Moves every record of `records` into the staging vector of its destination.
+    fn route(&mut self, records: &mut Vec<T>, staging: &mut [Vec<T>]);
+}
+
+/// Key-by: each record goes to the shard owning its key's key group.
+pub struct KeyPartitioner<KF> {
+    key_fn: KF,
+    groups: KeyGroups,
+}
+
+impl<KF> KeyPartitioner<KF> {
+    pub fn new(key_fn: KF, groups: KeyGroups) -> Self {
+        KeyPartitioner { key_fn, groups }
+    }
+}
+
+impl<T, K: Hash, KF: FnMut(&T) -> K + 'static> Partitioner<T> for KeyPartitioner<KF> {
+    #[inline]
+    fn route(&mut self, records: &mut Vec<T>, staging: &mut [Vec<T>]) {
+        if staging.len() == 1 {
+            staging[0].append(records);
+            return;
+        }
+        for r in records.drain(..) {
+            let shard = self.groups.shard_of(&(self.key_fn)(&r));
+            staging[shard].push(r);
+        }
+    }
+}
+
+/// Rebalance: whole batches dealt round robin over the shards.
+#[derive(Default)]
+pub struct RoundRobin {
+    next: usize,
+}
+
+impl RoundRobin {
+    /// Starts at `first`, so shards do not all start sending to shard 0.
+    pub fn starting_at(first: usize) -> Self {
+        RoundRobin { next: first }
+    }
+}
+
+impl<T: 'static> Partitioner<T> for RoundRobin {
+    fn route(&mut self, records: &mut Vec<T>, staging: &mut [Vec<T>]) {
+        let n = staging.len();
+        staging[self.next % n].append(records);
+        self.next = (self.next + 1) % n;
+    }
+}
+
+/// Broadcast: every shard gets every record.
+pub struct Broadcast;
+
+impl<T: Clone + 'static> Partitioner<T> for Broadcast {
+    fn route(&mut self, records: &mut Vec<T>, staging: &mut [Vec<T>]) {
+        if let Some((last, rest)) = staging.split_last_mut() {
+            for s in rest {
+                s.extend_from_slice(records);
+            }
+            last.append(records);
+        }
+    }
+}
+
+/// Global: everything goes to shard 0 (for single-instance sinks).
+pub struct Global;
+
+impl<T: 'static> Partitioner<T> for Global {
+    fn route(&mut self, records: &mut Vec<T>, staging: &mut [Vec<T>]) {
+        staging[0].append(records);
+    }
+}
+
+/// The producing side of an exchange on one shard.
+struct OutboxState<T, S> {
+    senders: Vec<S>,
+    staging: Vec<Vec<T>>,
+    /// Messages that did not fit, per destination, in order.
+    held: Vec<VecDeque<Message<T>>>,
+    batch_size: usize,
+    name: String,
+    shard: usize,
+    metrics: Rc<ShardMetrics>,
+}
+
+impl<T, S: ChannelSender<Message<T>>> OutboxState<T, S> {
+    /// Sends (or holds) `msg` for `dest`, keeping order behind anything already held.
+    /// Returns false when something is now held.
+    fn send(&mut self, dest: usize, msg: Message<T>) -> Result<bool> {
+        if !self.held[dest].is_empty() {
+            self.held[dest].push_back(msg);
+            self.note_held(dest);
+            return Ok(false);
+        }
+        match self.senders[dest].try_send(msg) {
+            Ok(()) => {
+                let q = self.senders[dest].queued();
+                if q > self.metrics.max_queue_len.get() {
+                    self.metrics.max_queue_len.set(q);
+                }
+                Ok(true)
+            }
+            Err(SendError::Full(msg)) => {
+                self.held[dest].push_back(msg);
+                self.note_held(dest);
+                Ok(false)
+            }
+            Err(SendError::Closed(_)) => Err(self.closed(dest)),
+        }
+    }
+
+    /// Records how many messages wait behind a full queue: bounded, because the pushing task
+    /// waits as soon as anything is held.
+    fn note_held(&self, dest: usize) {
+        let held = self.held[dest].len();
+        if held > self.metrics.max_held.get() {
+            self.metrics.max_held.set(held);
+        }
+    }
+
+    fn closed(&self, dest: usize) -> WeirError {
+        WeirError::Disconnected {
+            operator: self.name.clone(),
+            shard: dest,
+            from: self.shard,
+        }
+    }
+}
+
+impl<T, S: ChannelSender<Message<T>>> Pending for RefCell<OutboxState<T, S>> {
+    fn try_flush(&self) -> Result<bool> {
+        let mut st = self.borrow_mut();
+        let mut all_sent = true;
+        for dest in 0..st.senders.len() {
+            while let Some(msg) = st.held[dest].pop_front() {
+                match st.senders[dest].try_send(msg) {
+                    Ok(()) => {}
+                    Err(SendError::Full(msg)) => {
+                        st.held[dest].push_front(msg);
+                        all_sent = false;
+                        break;
+                    }
+                    Err(SendError::Closed(_)) => return Err(st.closed(dest)),
+                }
+            }
+        }
+        Ok(all_sent)
+    }
+
+    fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.borrow_mut();
+        let st = &mut *st;
+        let mut holding = false;
+        for (sender, held) in st.senders.iter_mut().zip(st.held.iter()) {
+            if held.is_empty() {
+                continue;
+            }
+            holding = true;
+            if sender.poll_ready(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        // Another task sharing this outbox (a union) may have sent everything already.
+        if holding {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+}
+
+/// The push side of an exchange: what the upstream chain calls.
+pub struct Outbox<T, S, P> {
+    state: Rc<RefCell<OutboxState<T, S>>>,
+    partitioner: P,
+    scheduler: Rc<Scheduler>,
+    ctx: OperatorCtx,
+    finished: bool,
+}
+
+impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Outbox<T, S, P> {
+    pub(crate) fn new(
+        senders: Vec<S>,
+        partitioner: P,
+        scheduler: Rc<Scheduler>,
+        ctx: OperatorCtx,
+    ) -> Self {
+        let n = senders.len();
+        let state = OutboxState {
+            senders,
+            staging: (0..n).map(|_| Vec::new()).collect(),
+            held: (0..n).map(|_| VecDeque::new()).collect(),
+            batch_size: ctx.batch_size,
+            name: ctx.name.clone(),
+            shard: ctx.shard,
+            metrics: ctx.metrics.clone(),
+        };
+        Outbox {
+            state: Rc::new(RefCell::new(state)),
+            partitioner,
+            scheduler,
+            ctx,
+            finished: false,
+        }
+    }
+
+    fn block(&self) {
+        self.scheduler
+            .block_current(self.state.clone() as Rc<dyn Pending>);
+    }
+}
+
+impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Push<T>
+    for Outbox<T, S, P>
+{
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        self.ctx.count_in(batch.len());
+        let blocked = {
+            let mut guard = self.state.borrow_mut();
+            let st = &mut *guard;
+            let (partitioner, staging) = (&mut self.partitioner, &mut st.staging);
+            guarded(&self.ctx, || partitioner.route(&mut batch.records, staging))?;
+            let mut blocked = false;
+            for dest in 0..st.staging.len() {
+                if st.staging[dest].is_empty() {
+                    continue;
+                }
+                let fresh = Vec::with_capacity(st.batch_size.min(st.staging[dest].len().max(16)));
+                let records = std::mem::replace(&mut st.staging[dest], fresh);
+                let msg = Message::Data(Batch {
+                    records,
+                    ingest: batch.ingest,
+                });
+                blocked |= !st.send(dest, msg)?;
+            }
+            blocked
+        };
+        if blocked {
+            self.block();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let mut st = self.state.borrow_mut();
+        let mut blocked = false;
+        for dest in 0..st.senders.len() {
+            blocked |= !st.send(dest, Message::End)?;
+        }
+        drop(st);
+        if blocked {
+            self.block();
+        }
+        Ok(())
+    }
+}
+
+/// The consuming side of an exchange on one shard: receives from every producer shard and
+/// pushes into the local chain until every producer sent end-of-input.
+pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
+    mut inputs: Vec<R>,
+    mut next: Box<dyn Push<T>>,
+    scheduler: Rc<Scheduler>,
+    ctx: OperatorCtx,
+    cancel: Arc<AtomicBool>,
+) -> Result<()> {
+    /// Messages taken from one channel before looking at the next: fairness between producers.
+    const BURST: usize = 8;
+    let task = scheduler.new_task();
+    let mut ended = vec![false; inputs.len()];
+    let mut open = inputs.len();
+    let disconnected = |from: usize| WeirError::Disconnected {
+        operator: ctx.name.clone(),
+        shard: ctx.shard,
+        from,
+    };
+    while open > 0 {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(WeirError::Cancelled { shard: ctx.shard });
+        }
+        let mut progressed = false;
+        for from in 0..inputs.len() {
+            if ended[from] {
+                continue;
+            }
+            for _ in 0..BURST {
+                match inputs[from].try_recv() {
+                    Ok(Message::Data(mut batch)) => {
+                        progressed = true;
+                        scheduler.enter(task);
+                        next.push(&mut batch)?;
+                        scheduler.drain(task).await?;
+                    }
+                    Ok(Message::End) => {
+                        ended[from] = true;
+                        open -= 1;
+                        break;
+                    }
+                    Err(RecvError::Empty) => break,
+                    Err(RecvError::Closed) => return Err(disconnected(from)),
+                }
+            }
+        }
+        if open == 0 {
+            break;
+        }
+        if progressed {
+            yield_now().await;
+            continue;
+        }
+        // Nothing anywhere: park until some producer sends (it wakes us; see `spsc`).
+        let (from, msg) = std::future::poll_fn(|cx| {
+            for (from, input) in inputs.iter_mut().enumerate() {
+                if ended[from] {
+                    continue;
+                }
+                if let Poll::Ready(msg) = input.poll_recv(cx) {
+                    return Poll::Ready((from, msg));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match msg {
+            Some(Message::Data(mut batch)) => {
+                scheduler.enter(task);
+                next.push(&mut batch)?;
+                scheduler.drain(task).await?;
+            }
+            Some(Message::End) => {
+                ended[from] = true;
+                open -= 1;
+            }
+            None => return Err(disconnected(from)),
+        }
+    }
+    scheduler.enter(task);
+    next.finish()?;
+    scheduler.drain(task).await
+}

@@ -1,0 +1,164 @@
+//! Stateless one-input operators: map, filter, flat_map, and the plumbing of fan-out.
+
+use super::{Push, guarded};
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::runtime::OperatorCtx;
+
+/// `map`: one output per input record.
+pub struct MapOp<T, U, F> {
+    f: F,
+    out: Batch<U>,
+    next: Box<dyn Push<U>>,
+    ctx: OperatorCtx,
+    _in: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, U, F: FnMut(T) -> U> MapOp<T, U, F> {
+    pub fn new(f: F, next: Box<dyn Push<U>>, ctx: OperatorCtx) -> Self {
+        MapOp {
+            f,
+            out: Batch::with_capacity(ctx.batch_size),
+            next,
+            ctx,
+            _in: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, U, F: FnMut(T) -> U> Push<T> for MapOp<T, U, F> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        self.ctx.count_in(batch.len());
+        let (f, out) = (&mut self.f, &mut self.out.records);
+        guarded(&self.ctx, || out.extend(batch.records.drain(..).map(f)))?;
+        self.out.ingest = batch.ingest;
+        self.next.push(&mut self.out)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.next.finish()
+    }
+}
+
+/// `filter`: keeps the records the predicate accepts, in place (no copy).
+pub struct FilterOp<T, F> {
+    f: F,
+    next: Box<dyn Push<T>>,
+    ctx: OperatorCtx,
+}
+
+impl<T, F: FnMut(&T) -> bool> FilterOp<T, F> {
+    pub fn new(f: F, next: Box<dyn Push<T>>, ctx: OperatorCtx) -> Self {
+        FilterOp { f, next, ctx }
+    }
+}
+
+impl<T, F: FnMut(&T) -> bool> Push<T> for FilterOp<T, F> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        self.ctx.count_in(batch.len());
+        let f = &mut self.f;
+        guarded(&self.ctx, || batch.records.retain(|r| f(r)))?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.next.push(batch)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.next.finish()
+    }
+}
+
+/// `flat_map`: zero or more outputs per input record.
+pub struct FlatMapOp<T, U, I, F> {
+    f: F,
+    out: Batch<U>,
+    next: Box<dyn Push<U>>,
+    ctx: OperatorCtx,
+    _in: std::marker::PhantomData<fn(T) -> I>,
+}
+
+impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> FlatMapOp<T, U, I, F> {
+    pub fn new(f: F, next: Box<dyn Push<U>>, ctx: OperatorCtx) -> Self {
+        FlatMapOp {
+            f,
+            out: Batch::with_capacity(ctx.batch_size),
+            next,
+            ctx,
+            _in: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> Push<T> for FlatMapOp<T, U, I, F> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        self.ctx.count_in(batch.len());
+        let (f, out) = (&mut self.f, &mut self.out.records);
+        guarded(&self.ctx, || {
+            for r in batch.records.drain(..) {
+                out.extend(f(r));
+            }
+        })?;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.out.ingest = batch.ingest;
+        self.next.push(&mut self.out)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.next.finish()
+    }
+}
+
+/// Fan-out of one stream to several consumers: every consumer but the last gets a clone.
+pub struct Tee<T> {
+    outputs: Vec<Box<dyn Push<T>>>,
+    scratch: Batch<T>,
+}
+
+impl<T: Clone> Tee<T> {
+    pub fn new(outputs: Vec<Box<dyn Push<T>>>) -> Self {
+        Tee {
+            outputs,
+            scratch: Batch::with_capacity(0),
+        }
+    }
+}
+
+impl<T: Clone> Push<T> for Tee<T> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        let Some((last, rest)) = self.outputs.split_last_mut() else {
+            batch.records.clear();
+            return Ok(());
+        };
+        for out in rest {
+            self.scratch.records.clear();
+            self.scratch.records.extend_from_slice(&batch.records);
+            self.scratch.ingest = batch.ingest;
+            out.push(&mut self.scratch)?;
+        }
+        last.push(batch)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        for out in &mut self.outputs {
+            out.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// The consumer of a stream nobody reads: drops what it gets.
+pub struct Discard;
+
+impl<T> Push<T> for Discard {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        batch.records.clear();
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

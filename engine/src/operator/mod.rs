@@ -1,0 +1,70 @@
+//! Operators: what runs inside a shard.
+//!
+//! Operators on a forward edge are chained: each holds its downstream as a `Box<dyn Push<_>>`
+//! and calls it directly with a whole batch (operator fusion: no queue, no copy of the batch
+//! container). Dynamic dispatch happens once per batch; per record, user functions are called
+//! through generics and inlined.
+
+mod aggregate;
+mod basic;
+mod process;
+mod reduce;
+mod union;
+
+pub use aggregate::{AggregateFunction, AggregateOp};
+pub use basic::{Discard, FilterOp, FlatMapOp, MapOp, Tee};
+pub use process::{
+    KeyedProcessFunction, KeyedProcessOp, ProcessContext, ProcessFunction, ProcessOp,
+};
+pub use reduce::ReduceOp;
+pub use union::{UnionInput, union_inputs};
+
+use crate::batch::Batch;
+use crate::error::{Result, WeirError};
+use crate::runtime::OperatorCtx;
+
+/// The receiving end of a chained edge.
+pub trait Push<T> {
+    /// Processes every record of `batch`, taking them out of it (the batch is left empty,
+    /// its capacity kept for reuse by the caller).
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()>;
+
+    /// End of input on this path: flush what is buffered and pass the end on.
+    fn finish(&mut self) -> Result<()>;
+}
+
+impl<T> Push<T> for Box<dyn Push<T>> {
+    #[inline]
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        (**self).push(batch)
+    }
+
+    #[inline]
+    fn finish(&mut self) -> Result<()> {
+        (**self).finish()
+    }
+}
+
+/// Runs user code of one operator over a batch, turning a panic into an error that names the
+/// operator and the shard. `catch_unwind` costs nothing unless a panic happens.
+#[inline]
+pub(crate) fn guarded<R>(ctx: &OperatorCtx, f: impl FnOnce() -> R) -> Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        WeirError::OperatorPanicked {
+            operator: ctx.name.clone(),
+            shard: ctx.shard,
+            message: panic_message(payload.as_ref()),
+        }
+    })
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}

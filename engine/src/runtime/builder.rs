@@ -1,0 +1,120 @@
+//! Instantiating the job graph on one shard.
+//!
+//! Each graph node is prepared on the caller's thread into one `ShardPart` per shard (cloning
+//! user functions, creating the channel matrix of an exchange). On the shard's own thread the
+//! parts are applied in reverse graph order: a node first takes the pushes its consumers
+//! registered, wraps them in its operator, and registers that operator as a consumer of its
+//! own inputs. Sources and exchange inboxes become the shard's tasks.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::task::{LocalTask, Scheduler};
+use super::{OperatorCtx, ShardInfo, ShardMetrics};
+use crate::error::{Result, WeirError};
+use crate::operator::{Discard, Push, Tee};
+
+/// Job-wide settings every node sees when it is prepared.
+#[derive(Clone)]
+pub(crate) struct JobContext {
+    pub shards: usize,
+    pub max_parallelism: u32,
+    pub batch_size: usize,
+    pub queue_capacity: usize,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl JobContext {
+    pub fn shard_info(&self, index: usize) -> ShardInfo {
+        ShardInfo {
+            index,
+            shards: self.shards,
+            max_parallelism: self.max_parallelism,
+            key_groups: crate::key::key_group_range(index, self.shards, self.max_parallelism),
+            batch_size: self.batch_size,
+        }
+    }
+}
+
+/// One node's work on one shard, run on that shard's thread.
+pub(crate) type ShardPart = Box<dyn FnOnce(&mut ShardBuilder) -> Result<()> + Send>;
+
+/// The state of instantiating the graph on one shard.
+pub(crate) struct ShardBuilder {
+    pub info: ShardInfo,
+    pub names: Arc<Vec<String>>,
+    pub metrics: Rc<ShardMetrics>,
+    pub scheduler: Rc<Scheduler>,
+    pub cancel: Arc<AtomicBool>,
+    outputs: HashMap<usize, Vec<Box<dyn Any>>>,
+    tasks: Vec<LocalTask>,
+}
+
+impl ShardBuilder {
+    pub fn new(info: ShardInfo, names: Arc<Vec<String>>, cancel: Arc<AtomicBool>) -> Self {
+        let metrics = Rc::new(ShardMetrics::new(names.len()));
+        ShardBuilder {
+            info,
+            names,
+            metrics,
+            scheduler: Rc::new(Scheduler::default()),
+            cancel,
+            outputs: HashMap::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// The context of node `node`'s instance on this shard.
+    pub fn operator_ctx(&self, node: usize) -> OperatorCtx {
+        OperatorCtx {
+            name: self.names.get(node).cloned().unwrap_or_default(),
+            node,
+            shard: self.info.index,
+            shards: self.info.shards,
+            batch_size: self.info.batch_size,
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Registers `push` as a consumer of node `upstream`'s output.
+    pub fn add_input<T: 'static>(&mut self, upstream: usize, push: Box<dyn Push<T>>) {
+        self.outputs
+            .entry(upstream)
+            .or_default()
+            .push(Box::new(push));
+    }
+
+    /// The push that feeds every consumer of node `node`'s output.
+    pub fn take_output<T: Clone + 'static>(&mut self, node: usize) -> Result<Box<dyn Push<T>>> {
+        let consumers = self.outputs.remove(&node).unwrap_or_default();
+        let mut pushes: Vec<Box<dyn Push<T>>> = Vec::with_capacity(consumers.len());
+        for c in consumers {
+            match c.downcast::<Box<dyn Push<T>>>() {
+                Ok(p) => pushes.push(*p),
+                Err(_) => {
+                    return Err(WeirError::Graph(format!(
+                        "consumer of `{}` expects another record type",
+                        self.names.get(node).map(String::as_str).unwrap_or("?")
+                    )));
+                }
+            }
+        }
+        Ok(match pushes.len() {
+            0 => Box::new(Discard),
+            1 => pushes.pop().unwrap_or_else(|| Box::new(Discard)),
+            _ => Box::new(Tee::new(pushes)),
+        })
+    }
+
+    /// Adds a task (a source or an exchange inbox) to this shard.
+    pub fn spawn(&mut self, task: LocalTask) {
+        self.tasks.push(task);
+    }
+
+    pub fn into_tasks(self) -> (Vec<LocalTask>, Rc<ShardMetrics>) {
+        (self.tasks, self.metrics)
+    }
+}

@@ -1,0 +1,179 @@
+//! Starting the shards, pinning them, and collecting their outcome.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures_lite::FutureExt;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::builder::{JobContext, ShardBuilder, ShardPart};
+use super::metrics::{JobResult, OperatorStats, ShardSnapshot, new_latency_histogram};
+use super::task::DriveAll;
+use crate::error::{Result, WeirError};
+use crate::operator::panic_message;
+
+/// How to place and size the shard executors.
+#[derive(Clone, Debug)]
+pub(crate) struct LaunchConfig {
+    pub pin: bool,
+    pub io_memory: usize,
+}
+
+/// Runs the parts of every shard to completion and merges what they report.
+pub(crate) fn run_job(
+    ctx: &JobContext,
+    names: Arc<Vec<String>>,
+    parts: Vec<Vec<ShardPart>>,
+    launch: &LaunchConfig,
+) -> Result<JobResult> {
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let pinned = launch.pin && cpus.len() >= ctx.shards;
+    if launch.pin && !pinned {
+        tracing::warn!(
+            shards = ctx.shards,
+            cpus = cpus.len(),
+            "fewer CPUs available than shards: running the shards unpinned"
+        );
+    }
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(ctx.shards);
+    for (index, shard_parts) in parts.into_iter().enumerate() {
+        let placement = match cpus.get(index) {
+            Some(&cpu) if pinned => Placement::Fixed(cpu),
+            _ => Placement::Unbound,
+        };
+        let info = ctx.shard_info(index);
+        let names = names.clone();
+        let cancel = ctx.cancel.clone();
+        let spawned = LocalExecutorBuilder::new(placement)
+            .name(&format!("weir-shard-{index}"))
+            .io_memory(launch.io_memory)
+            .spawn(move || async move {
+                let builder = ShardBuilder::new(info, names, cancel.clone());
+                let outcome = std::panic::AssertUnwindSafe(run_shard(builder, shard_parts))
+                    .catch_unwind()
+                    .await;
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(payload) => (
+                        Err(WeirError::Executor {
+                            shard: index,
+                            message: format!("panic: {}", panic_message(payload.as_ref())),
+                        }),
+                        None,
+                    ),
+                };
+                if outcome.0.is_err() {
+                    // Tell shards that share no channel with this one to stop too.
+                    cancel.store(true, Ordering::Release);
+                }
+                outcome
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                ctx.cancel.store(true, Ordering::Release);
+                // Shards already started see the cancel flag or their channels close.
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(WeirError::Executor {
+                    shard: index,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    let mut first_error: Option<WeirError> = None;
+    let mut snapshots = Vec::with_capacity(ctx.shards);
+    for (index, h) in handles.into_iter().enumerate() {
+        let (result, snapshot) = match h.join() {
+            Ok(outcome) => outcome,
+            Err(e) => (
+                Err(WeirError::Executor {
+                    shard: index,
+                    message: e.to_string(),
+                }),
+                None,
+            ),
+        };
+        if let Err(e) = result {
+            tracing::debug!(shard = index, error = %e, "shard failed");
+            let replace = match &first_error {
+                None => true,
+                Some(prev) => prev.is_secondary() && !e.is_secondary(),
+            };
+            if replace {
+                first_error = Some(e);
+            }
+        }
+        snapshots.extend(snapshot);
+    }
+    let duration = start.elapsed();
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(merge(&names, snapshots, duration, ctx.shards, pinned))
+}
+
+type ShardOutcome = (Result<()>, Option<ShardSnapshot>);
+
+async fn run_shard(mut builder: ShardBuilder, parts: Vec<ShardPart>) -> ShardOutcome {
+    for part in parts.into_iter().rev() {
+        if let Err(e) = part(&mut builder) {
+            return (Err(e), None);
+        }
+    }
+    let (tasks, metrics) = builder.into_tasks();
+    let result = DriveAll::new(tasks).await;
+    (result, Some(metrics.snapshot()))
+}
+
+fn merge(
+    names: &[String],
+    snapshots: Vec<ShardSnapshot>,
+    duration: std::time::Duration,
+    shards: usize,
+    pinned: bool,
+) -> JobResult {
+    let mut operators: Vec<OperatorStats> = names
+        .iter()
+        .enumerate()
+        .map(|(id, name)| OperatorStats {
+            id,
+            name: name.clone(),
+            records_in: 0,
+            records_out: 0,
+        })
+        .collect();
+    let mut latency = new_latency_histogram();
+    let mut max_queue_len = 0;
+    let mut max_held = 0;
+    for s in snapshots {
+        for (op, (i, o)) in operators
+            .iter_mut()
+            .zip(s.records_in.iter().zip(s.records_out.iter()))
+        {
+            op.records_in += i;
+            op.records_out += o;
+        }
+        // Both histograms have the same bounds, so adding cannot fail; ignore if it ever did.
+        let _ = latency.add(&s.latency);
+        max_queue_len = max_queue_len.max(s.max_queue_len);
+        max_held = max_held.max(s.max_held);
+    }
+    JobResult {
+        duration,
+        shards,
+        pinned,
+        operators,
+        latency,
+        max_queue_len,
+        max_held,
+    }
+}

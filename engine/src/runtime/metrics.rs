@@ -1,0 +1,107 @@
+//! Per-shard counters and the latency histogram, merged into a `JobResult` at the end.
+//!
+//! Counters are plain `Cell`s: a shard is one thread, so counting costs an add, not an atomic.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Latency histograms record nanoseconds, up to one hour, with 3 significant digits.
+pub(crate) fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("constant histogram bounds are valid")
+}
+
+/// The counters of one shard.
+pub(crate) struct ShardMetrics {
+    pub records_in: Vec<Cell<u64>>,
+    pub records_out: Vec<Cell<u64>>,
+    pub latency: RefCell<Histogram<u64>>,
+    /// The largest number of batches seen queued in any outgoing channel.
+    pub max_queue_len: Cell<usize>,
+    /// The most batches ever held back behind one full channel.
+    pub max_held: Cell<usize>,
+}
+
+impl ShardMetrics {
+    pub fn new(nodes: usize) -> Self {
+        ShardMetrics {
+            records_in: (0..nodes).map(|_| Cell::new(0)).collect(),
+            records_out: (0..nodes).map(|_| Cell::new(0)).collect(),
+            latency: RefCell::new(new_latency_histogram()),
+            max_queue_len: Cell::new(0),
+            max_held: Cell::new(0),
+        }
+    }
+
+    pub fn snapshot(&self) -> ShardSnapshot {
+        ShardSnapshot {
+            records_in: self.records_in.iter().map(Cell::get).collect(),
+            records_out: self.records_out.iter().map(Cell::get).collect(),
+            latency: self.latency.borrow().clone(),
+            max_queue_len: self.max_queue_len.get(),
+            max_held: self.max_held.get(),
+        }
+    }
+}
+
+/// What a shard hands back when it stops.
+pub(crate) struct ShardSnapshot {
+    pub records_in: Vec<u64>,
+    pub records_out: Vec<u64>,
+    pub latency: Histogram<u64>,
+    pub max_queue_len: usize,
+    pub max_held: usize,
+}
+
+/// Record counts of one operator, summed over shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorStats {
+    /// The operator's position in the job graph.
+    pub id: usize,
+    /// The operator's name (its kind, or the name the user gave).
+    pub name: String,
+    /// Records that entered the operator.
+    pub records_in: u64,
+    /// Records a source emitted (0 for other operators).
+    pub records_out: u64,
+}
+
+/// What `Env::execute` returns for a job that ran to completion.
+#[derive(Clone, Debug)]
+pub struct JobResult {
+    /// Wall time from start of the shards to the end of the last one.
+    pub duration: Duration,
+    /// Number of shards the job ran on.
+    pub shards: usize,
+    /// Whether the shards were pinned to their own CPUs.
+    pub pinned: bool,
+    /// Per-operator record counts, in graph order.
+    pub operators: Vec<OperatorStats>,
+    /// End-to-end latency (source ingest to sink) in nanoseconds, one sample per record,
+    /// stamped per batch.
+    pub latency: Histogram<u64>,
+    /// The most batches ever queued in one cross-shard channel (never above its capacity).
+    pub max_queue_len: usize,
+    /// The most batches ever held back by a producer behind one full channel. The producer
+    /// stops taking input as soon as anything is held, so this stays at a batch or two: it is
+    /// what bounds memory under backpressure.
+    pub max_held: usize,
+}
+
+impl JobResult {
+    /// Records that entered the operator named `name` (summed if several share the name).
+    pub fn records_in(&self, name: &str) -> u64 {
+        self.operators
+            .iter()
+            .filter(|o| o.name == name)
+            .map(|o| o.records_in)
+            .sum()
+    }
+
+    /// Latency at `quantile` (0.0..=1.0), as a duration.
+    pub fn latency_at(&self, quantile: f64) -> Duration {
+        Duration::from_nanos(self.latency.value_at_quantile(quantile))
+    }
+}

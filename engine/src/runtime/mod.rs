@@ -1,0 +1,59 @@
+//! The runtime: N shards, one pinned glommio executor each, every shard running one instance of
+//! every operator of the job graph (timely-style) over its own range of key groups.
+
+mod builder;
+pub(crate) mod launch;
+mod metrics;
+pub(crate) mod task;
+
+pub(crate) use builder::{JobContext, ShardPart};
+pub(crate) use launch::run_job;
+pub(crate) use metrics::ShardMetrics;
+pub use metrics::{JobResult, OperatorStats};
+
+use std::ops::Range;
+use std::rc::Rc;
+
+/// Where an operator instance runs: its shard and the key groups that shard owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// This shard's index, `0..shards`.
+    pub index: usize,
+    /// How many shards run the job.
+    pub shards: usize,
+    /// Number of key groups (the maximum parallelism a job can be rescaled to).
+    pub max_parallelism: u32,
+    /// The contiguous key groups this shard owns.
+    pub key_groups: Range<u32>,
+    /// The most records a source puts in one batch.
+    pub batch_size: usize,
+}
+
+/// What every operator instance knows about itself: its name, shard and counters.
+#[derive(Clone)]
+pub struct OperatorCtx {
+    pub(crate) name: String,
+    pub(crate) node: usize,
+    pub(crate) shard: usize,
+    pub(crate) shards: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) metrics: Rc<ShardMetrics>,
+}
+
+impl OperatorCtx {
+    /// Counts records entering the operator.
+    #[inline]
+    pub(crate) fn count_in(&self, n: usize) {
+        if let Some(c) = self.metrics.records_in.get(self.node) {
+            c.set(c.get() + n as u64);
+        }
+    }
+
+    /// Counts records a source emitted.
+    #[inline]
+    pub(crate) fn count_out(&self, n: usize) {
+        if let Some(c) = self.metrics.records_out.get(self.node) {
+            c.set(c.get() + n as u64);
+        }
+    }
+}
