@@ -47,12 +47,14 @@ impl<T> Batch<T> {
 
 /// What flows through a cross-shard channel, in order.
 ///
-/// End-of-input is in-band so it arrives after every batch sent before it; watermarks and
-/// checkpoint barriers will join it here.
+/// End-of-input and watermarks are in-band, so they arrive after every batch sent before them;
+/// checkpoint barriers will join them here.
 #[derive(Debug)]
 pub enum Message<T> {
     /// A batch of records.
     Data(Batch<T>),
+    /// Event-time progress of the sending shard's path.
+    Progress(crate::time::Progress),
     /// The sending shard will send nothing more on this channel.
     End,
 }

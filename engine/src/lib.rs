@@ -17,6 +17,7 @@ pub mod operator;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod time;
 
 pub use api::{Env, EnvBuilder, KeyedStream, Stream};
 pub use error::{Result, WeirError};
@@ -27,6 +28,7 @@ pub use sink::{
     StdoutSink,
 };
 pub use source::{Source, SourceReader, SourceStatus, VecSource};
+pub use time::{Progress, Timestamp, WatermarkGenerator, WatermarkStrategy};
 
 /// What records must be to flow through a job: cloneable (for fan-out and broadcast) and
 /// sendable between shards.

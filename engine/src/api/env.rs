@@ -12,6 +12,7 @@ use crate::error::{Result, WeirError};
 use crate::runtime::launch::LaunchConfig;
 use crate::runtime::{JobContext, JobResult, ShardPart, run_job};
 use crate::source::{Source, VecSource, run_source};
+use crate::time::{WatermarkGenerator, WatermarkStrategy};
 
 /// Most key groups a job may have (Flink's limit).
 pub const MAX_KEY_GROUPS: u32 = 32_768;
@@ -168,8 +169,19 @@ impl Env {
         self.config.max_parallelism
     }
 
-    /// A stream read from `source`, one reader per shard.
+    /// A stream read from `source`, one reader per shard, with no watermarks but the final
+    /// one at end of input.
     pub fn from_source<T: Data, S: Source<T>>(&self, source: S) -> Stream<T> {
+        self.from_source_with_watermarks(source, WatermarkStrategy::none())
+    }
+
+    /// A stream read from `source` whose watermarks follow `strategy` (computed per shard from
+    /// the records it reads; downstream operators see the minimum over shards).
+    pub fn from_source_with_watermarks<T: Data, S: Source<T>, G: WatermarkGenerator<T>>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<G>,
+    ) -> Stream<T> {
         let mut graph = self.graph.borrow_mut();
         let id = graph.next_id();
         let node = graph.add(
@@ -177,11 +189,15 @@ impl Env {
             Box::new(move |ctx: &JobContext| {
                 per_shard(ctx, |_| {
                     let source = source.clone();
+                    let generator = strategy.generator.clone();
+                    let idle_timeout = strategy.idle_timeout;
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<T>(id)?;
                         let reader = source.create_reader(&b.info)?;
                         let task = run_source(
                             reader,
+                            generator,
+                            idle_timeout,
                             out,
                             b.scheduler.clone(),
                             b.operator_ctx(id),

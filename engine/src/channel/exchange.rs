@@ -23,6 +23,7 @@ use crate::key::KeyGroups;
 use crate::operator::{Push, guarded};
 use crate::runtime::task::{Pending, Scheduler, yield_now};
 use crate::runtime::{OperatorCtx, ShardMetrics};
+use crate::time::{END_OF_TIME, Progress, WatermarkMerger};
 
 /// Decides which shards receive which records.
 pub trait Partitioner<T>: 'static {
@@ -237,6 +238,20 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Outb
         self.scheduler
             .block_current(self.state.clone() as Rc<dyn Pending>);
     }
+
+    /// Sends a control message to every destination.
+    fn broadcast(&mut self, message: impl Fn() -> Message<T>) -> Result<()> {
+        let mut st = self.state.borrow_mut();
+        let mut blocked = false;
+        for dest in 0..st.senders.len() {
+            blocked |= !st.send(dest, message())?;
+        }
+        drop(st);
+        if blocked {
+            self.block();
+        }
+        Ok(())
+    }
 }
 
 impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Push<T>
@@ -270,29 +285,26 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Push
         Ok(())
     }
 
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        // Staging is empty between pushes, so this follows every record sent before it.
+        self.broadcast(|| Message::Progress(progress))
+    }
+
     fn finish(&mut self) -> Result<()> {
         if self.finished {
             return Ok(());
         }
         self.finished = true;
-        let mut st = self.state.borrow_mut();
-        let mut blocked = false;
-        for dest in 0..st.senders.len() {
-            blocked |= !st.send(dest, Message::End)?;
-        }
-        drop(st);
-        if blocked {
-            self.block();
-        }
-        Ok(())
+        self.broadcast(|| Message::End)
     }
 }
 
 /// The consuming side of an exchange on one shard: receives from every producer shard and
-/// pushes into the local chain until every producer sent end-of-input.
+/// pushes into the local chain until every producer sent end-of-input. The watermark passed on
+/// is the minimum over the producers (idle ones left out).
 pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
     mut inputs: Vec<R>,
-    mut next: Box<dyn Push<T>>,
+    next: Box<dyn Push<T>>,
     scheduler: Rc<Scheduler>,
     ctx: OperatorCtx,
     cancel: Arc<AtomicBool>,
@@ -300,41 +312,40 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
     /// Messages taken from one channel before looking at the next: fairness between producers.
     const BURST: usize = 8;
     let task = scheduler.new_task();
-    let mut ended = vec![false; inputs.len()];
-    let mut open = inputs.len();
+    let mut state = InboxState {
+        ended: vec![false; inputs.len()],
+        open: inputs.len(),
+        watermarks: WatermarkMerger::new(inputs.len()),
+        next,
+    };
     let disconnected = |from: usize| WeirError::Disconnected {
         operator: ctx.name.clone(),
         shard: ctx.shard,
         from,
     };
-    while open > 0 {
+    while state.open > 0 {
         if cancel.load(Ordering::Relaxed) {
             return Err(WeirError::Cancelled { shard: ctx.shard });
         }
         let mut progressed = false;
-        for from in 0..inputs.len() {
-            if ended[from] {
-                continue;
-            }
+        for (from, input) in inputs.iter_mut().enumerate() {
             for _ in 0..BURST {
-                match inputs[from].try_recv() {
-                    Ok(Message::Data(mut batch)) => {
+                if state.ended[from] {
+                    break;
+                }
+                match input.try_recv() {
+                    Ok(msg) => {
                         progressed = true;
                         scheduler.enter(task);
-                        next.push(&mut batch)?;
+                        state.handle(from, msg)?;
                         scheduler.drain(task).await?;
-                    }
-                    Ok(Message::End) => {
-                        ended[from] = true;
-                        open -= 1;
-                        break;
                     }
                     Err(RecvError::Empty) => break,
                     Err(RecvError::Closed) => return Err(disconnected(from)),
                 }
             }
         }
-        if open == 0 {
+        if state.open == 0 {
             break;
         }
         if progressed {
@@ -342,6 +353,7 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
             continue;
         }
         // Nothing anywhere: park until some producer sends (it wakes us; see `spsc`).
+        let ended = &state.ended;
         let (from, msg) = std::future::poll_fn(|cx| {
             for (from, input) in inputs.iter_mut().enumerate() {
                 if ended[from] {
@@ -354,20 +366,44 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
             Poll::Pending
         })
         .await;
-        match msg {
-            Some(Message::Data(mut batch)) => {
-                scheduler.enter(task);
-                next.push(&mut batch)?;
-                scheduler.drain(task).await?;
-            }
-            Some(Message::End) => {
-                ended[from] = true;
-                open -= 1;
-            }
-            None => return Err(disconnected(from)),
-        }
+        let Some(msg) = msg else {
+            return Err(disconnected(from));
+        };
+        scheduler.enter(task);
+        state.handle(from, msg)?;
+        scheduler.drain(task).await?;
     }
     scheduler.enter(task);
-    next.finish()?;
+    state.next.finish()?;
     scheduler.drain(task).await
+}
+
+/// What an inbox tracks about its producers.
+struct InboxState<T> {
+    ended: Vec<bool>,
+    open: usize,
+    watermarks: WatermarkMerger,
+    next: Box<dyn Push<T>>,
+}
+
+impl<T> InboxState<T> {
+    fn handle(&mut self, from: usize, msg: Message<T>) -> Result<()> {
+        match msg {
+            Message::Data(mut batch) => self.next.push(&mut batch),
+            Message::Progress(p) => self.progress(from, p),
+            Message::End => {
+                self.ended[from] = true;
+                self.open -= 1;
+                // A finished producer holds no watermark back.
+                self.progress(from, Progress::Watermark(END_OF_TIME))
+            }
+        }
+    }
+
+    fn progress(&mut self, from: usize, p: Progress) -> Result<()> {
+        match self.watermarks.update(from, p) {
+            Some(p) => self.next.progress(p),
+            None => Ok(()),
+        }
+    }
 }

@@ -7,6 +7,7 @@ use crate::batch::Batch;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
+use crate::time::Progress;
 
 /// An incremental aggregation (Flink's `AggregateFunction`): records are folded into an
 /// accumulator, and the result is read from the accumulator.
@@ -80,6 +81,10 @@ where
         })?;
         self.out.ingest = batch.ingest;
         self.next.push(&mut self.out)
+    }
+
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        self.next.progress(progress)
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -4,6 +4,7 @@ use super::{Push, guarded};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
+use crate::time::Progress;
 
 /// `map`: one output per input record.
 pub struct MapOp<T, U, F> {
@@ -35,6 +36,10 @@ impl<T, U, F: FnMut(T) -> U> Push<T> for MapOp<T, U, F> {
         self.next.push(&mut self.out)
     }
 
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        self.next.progress(progress)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.next.finish()
     }
@@ -62,6 +67,10 @@ impl<T, F: FnMut(&T) -> bool> Push<T> for FilterOp<T, F> {
             return Ok(());
         }
         self.next.push(batch)
+    }
+
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        self.next.progress(progress)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -106,6 +115,10 @@ impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> Push<T> for FlatMapOp<T,
         self.next.push(&mut self.out)
     }
 
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        self.next.progress(progress)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.next.finish()
     }
@@ -141,6 +154,13 @@ impl<T: Clone> Push<T> for Tee<T> {
         last.push(batch)
     }
 
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        for out in &mut self.outputs {
+            out.progress(progress)?;
+        }
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<()> {
         for out in &mut self.outputs {
             out.finish()?;
@@ -155,6 +175,10 @@ pub struct Discard;
 impl<T> Push<T> for Discard {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         batch.records.clear();
+        Ok(())
+    }
+
+    fn progress(&mut self, _progress: Progress) -> Result<()> {
         Ok(())
     }
 

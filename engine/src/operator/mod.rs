@@ -22,12 +22,16 @@ pub use union::{UnionInput, union_inputs};
 use crate::batch::Batch;
 use crate::error::{Result, WeirError};
 use crate::runtime::OperatorCtx;
+use crate::time::Progress;
 
 /// The receiving end of a chained edge.
 pub trait Push<T> {
     /// Processes every record of `batch`, taking them out of it (the batch is left empty,
     /// its capacity kept for reuse by the caller).
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()>;
+
+    /// Event-time progress on this path: pass it on (operators with timers fire them first).
+    fn progress(&mut self, progress: Progress) -> Result<()>;
 
     /// End of input on this path: flush what is buffered and pass the end on.
     fn finish(&mut self) -> Result<()>;
@@ -37,6 +41,11 @@ impl<T> Push<T> for Box<dyn Push<T>> {
     #[inline]
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         (**self).push(batch)
+    }
+
+    #[inline]
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        (**self).progress(progress)
     }
 
     #[inline]

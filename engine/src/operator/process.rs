@@ -9,12 +9,14 @@ use super::{Push, guarded};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
+use crate::time::{Progress, Timestamp};
 
 /// What a process function sees besides its record.
 pub struct ProcessContext<'a, Out> {
     out: &'a mut Vec<Out>,
     shard: usize,
     shards: usize,
+    watermark: Option<Timestamp>,
 }
 
 impl<Out> ProcessContext<'_, Out> {
@@ -33,12 +35,19 @@ impl<Out> ProcessContext<'_, Out> {
     pub fn shards(&self) -> usize {
         self.shards
     }
+
+    /// The operator's current event-time watermark (`None` before the first one).
+    pub fn current_watermark(&self) -> Option<Timestamp> {
+        self.watermark
+    }
 }
 
 /// A non-keyed process function. Closures `FnMut(In, &mut ProcessContext<Out>)` are one.
 pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
     /// Called for every record.
     fn process(&mut self, value: In, ctx: &mut ProcessContext<'_, Out>);
+    /// Called when the watermark advances (before it is passed downstream).
+    fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called once at end of input, to emit what was held back.
     fn on_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
 }
@@ -56,6 +65,8 @@ where
 pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
     /// Called for every record, with its key.
     fn process(&mut self, key: &K, value: In, ctx: &mut ProcessContext<'_, Out>);
+    /// Called when the watermark advances (before it is passed downstream).
+    fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called once at end of input, to emit what was held back.
     fn on_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
 }
@@ -72,6 +83,7 @@ where
 /// The operator behind `Stream::process`.
 pub struct ProcessOp<In, Out, P> {
     f: P,
+    watermark: Option<Timestamp>,
     out: Batch<Out>,
     next: Box<dyn Push<Out>>,
     ctx: OperatorCtx,
@@ -82,6 +94,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> ProcessOp<In, Out, P> {
     pub fn new(f: P, next: Box<dyn Push<Out>>, ctx: OperatorCtx) -> Self {
         ProcessOp {
             f,
+            watermark: None,
             out: Batch::with_capacity(ctx.batch_size),
             next,
             ctx,
@@ -104,6 +117,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             out: &mut self.out.records,
             shard: self.ctx.shard,
             shards: self.ctx.shards,
+            watermark: self.watermark,
         };
         let f = &mut self.f;
         guarded(&self.ctx, || {
@@ -115,11 +129,30 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
         self.emit()
     }
 
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        if let Progress::Watermark(w) = progress {
+            self.watermark = Some(w);
+            let mut pctx = ProcessContext {
+                out: &mut self.out.records,
+                shard: self.ctx.shard,
+                shards: self.ctx.shards,
+                watermark: Some(w),
+            };
+            let f = &mut self.f;
+            guarded(&self.ctx, || f.on_watermark(w, &mut pctx))?;
+            if !self.out.is_empty() {
+                self.next.push(&mut self.out)?;
+            }
+        }
+        self.next.progress(progress)
+    }
+
     fn finish(&mut self) -> Result<()> {
         let mut pctx = ProcessContext {
             out: &mut self.out.records,
             shard: self.ctx.shard,
             shards: self.ctx.shards,
+            watermark: self.watermark,
         };
         let f = &mut self.f;
         guarded(&self.ctx, || f.on_end(&mut pctx))?;
@@ -132,6 +165,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
 pub struct KeyedProcessOp<K, In, Out, KF, P> {
     key_fn: KF,
     f: P,
+    watermark: Option<Timestamp>,
     out: Batch<Out>,
     next: Box<dyn Push<Out>>,
     ctx: OperatorCtx,
@@ -148,6 +182,7 @@ where
         KeyedProcessOp {
             key_fn,
             f,
+            watermark: None,
             out: Batch::with_capacity(ctx.batch_size),
             next,
             ctx,
@@ -168,6 +203,7 @@ where
             out: &mut self.out.records,
             shard: self.ctx.shard,
             shards: self.ctx.shards,
+            watermark: self.watermark,
         };
         let (key_fn, f) = (&mut self.key_fn, &mut self.f);
         guarded(&self.ctx, || {
@@ -183,11 +219,30 @@ where
         self.next.push(&mut self.out)
     }
 
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        if let Progress::Watermark(w) = progress {
+            self.watermark = Some(w);
+            let mut pctx = ProcessContext {
+                out: &mut self.out.records,
+                shard: self.ctx.shard,
+                shards: self.ctx.shards,
+                watermark: Some(w),
+            };
+            let f = &mut self.f;
+            guarded(&self.ctx, || f.on_watermark(w, &mut pctx))?;
+            if !self.out.is_empty() {
+                self.next.push(&mut self.out)?;
+            }
+        }
+        self.next.progress(progress)
+    }
+
     fn finish(&mut self) -> Result<()> {
         let mut pctx = ProcessContext {
             out: &mut self.out.records,
             shard: self.ctx.shard,
             shards: self.ctx.shards,
+            watermark: self.watermark,
         };
         let f = &mut self.f;
         guarded(&self.ctx, || f.on_end(&mut pctx))?;

@@ -8,6 +8,7 @@ use crate::batch::Batch;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
+use crate::time::Progress;
 
 /// The operator behind `KeyedStream::reduce`.
 pub struct ReduceOp<K, T, KF, F> {
@@ -70,6 +71,10 @@ where
         })?;
         self.out.ingest = batch.ingest;
         self.next.push(&mut self.out)
+    }
+
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        self.next.progress(progress)
     }
 
     fn finish(&mut self) -> Result<()> {

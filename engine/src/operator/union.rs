@@ -3,7 +3,7 @@
 //! The inputs may be driven by different tasks of the shard (a local source and an exchange
 //! inbox), so the downstream chain is shared through `Rc<RefCell<_>>`. Borrows never overlap:
 //! pushes are synchronous and tasks interleave only at await points. End-of-input is passed on
-//! once every input has ended.
+//! once every input has ended; the watermark passed on is the minimum over the inputs.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,15 +11,18 @@ use std::rc::Rc;
 use super::Push;
 use crate::batch::Batch;
 use crate::error::Result;
+use crate::time::{Progress, WatermarkMerger};
 
 struct Shared<T> {
     next: Box<dyn Push<T>>,
     open_inputs: usize,
+    watermarks: WatermarkMerger,
 }
 
 /// One input of a union.
 pub struct UnionInput<T> {
     shared: Rc<RefCell<Shared<T>>>,
+    index: usize,
     finished: bool,
 }
 
@@ -28,10 +31,12 @@ pub fn union_inputs<T>(next: Box<dyn Push<T>>, inputs: usize) -> Vec<UnionInput<
     let shared = Rc::new(RefCell::new(Shared {
         next,
         open_inputs: inputs,
+        watermarks: WatermarkMerger::new(inputs),
     }));
     (0..inputs)
-        .map(|_| UnionInput {
+        .map(|index| UnionInput {
             shared: shared.clone(),
+            index,
             finished: false,
         })
         .collect()
@@ -40,6 +45,14 @@ pub fn union_inputs<T>(next: Box<dyn Push<T>>, inputs: usize) -> Vec<UnionInput<
 impl<T> Push<T> for UnionInput<T> {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         self.shared.borrow_mut().next.push(batch)
+    }
+
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        let mut shared = self.shared.borrow_mut();
+        match shared.watermarks.update(self.index, progress) {
+            Some(p) => shared.next.progress(p),
+            None => Ok(()),
+        }
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -17,6 +17,7 @@ use crate::batch::Batch;
 use crate::error::Result;
 use crate::operator::{Push, guarded};
 use crate::runtime::{OperatorCtx, ShardInfo};
+use crate::time::Progress;
 
 /// How many instances of a sink run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +79,10 @@ impl<T, W: SinkWriter<T>> Push<T> for SinkPush<W> {
         let mut h = self.ctx.metrics.latency.borrow_mut();
         let v = nanos.clamp(1, h.high());
         let _ = h.record_n(v, n as u64);
+        Ok(())
+    }
+
+    fn progress(&mut self, _progress: Progress) -> Result<()> {
         Ok(())
     }
 

@@ -1,9 +1,12 @@
-//! The task that drives one shard's source reader into its operator chain.
+//! The task that drives one shard's source reader into its operator chain, generating
+//! watermarks from what it reads.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use super::{SourceReader, SourceStatus};
 use crate::batch::Batch;
@@ -11,10 +14,14 @@ use crate::error::{Result, WeirError};
 use crate::operator::Push;
 use crate::runtime::OperatorCtx;
 use crate::runtime::task::{Scheduler, yield_now};
+use crate::time::{END_OF_TIME, Progress, Timestamp, WatermarkGenerator};
 
-/// Reads batches until the reader is finished, pushing each one as soon as it is read.
-pub(crate) async fn run_source<T, R: SourceReader<T>>(
+/// Reads batches until the reader is finished, pushing each one as soon as it is read, and
+/// the watermark after it whenever it advanced.
+pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
     mut reader: R,
+    mut watermarks: G,
+    idle_timeout: Option<Duration>,
     mut next: Box<dyn Push<T>>,
     scheduler: Rc<Scheduler>,
     ctx: OperatorCtx,
@@ -22,20 +29,69 @@ pub(crate) async fn run_source<T, R: SourceReader<T>>(
 ) -> Result<()> {
     let task = scheduler.new_task();
     let mut batch = Batch::with_capacity(ctx.batch_size);
+    let mut emitted: Option<Timestamp> = None;
+    let mut idle = false;
+    let mut last_data = Instant::now();
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(WeirError::Cancelled { shard: ctx.shard });
         }
-        let status = reader
-            .next_batch(&mut batch.records, ctx.batch_size)
-            .await?;
+        let status = {
+            let mut read = std::pin::pin!(reader.next_batch(&mut batch.records, ctx.batch_size));
+            match idle_timeout {
+                Some(timeout) if !idle => {
+                    // Race the read against the idle deadline; on the deadline announce idleness
+                    // and keep waiting for the same read (readers need not be cancel-safe).
+                    let wait = (last_data + timeout).saturating_duration_since(Instant::now());
+                    let mut deadline = std::pin::pin!(glommio::timer::sleep(wait));
+                    let first = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(status) = read.as_mut().poll(cx) {
+                            return Poll::Ready(Some(status));
+                        }
+                        deadline.as_mut().poll(cx).map(|()| None)
+                    })
+                    .await;
+                    match first {
+                        Some(status) => status?,
+                        None => {
+                            idle = true;
+                            scheduler.enter(task);
+                            next.progress(Progress::Idle)?;
+                            scheduler.drain(task).await?;
+                            read.await?
+                        }
+                    }
+                }
+                _ => read.await?,
+            }
+        };
+        scheduler.enter(task);
         if !batch.is_empty() {
             batch.ingest = Instant::now();
+            last_data = batch.ingest;
             ctx.count_out(batch.len());
-            scheduler.enter(task);
+            for r in &batch.records {
+                watermarks.on_event(r);
+            }
             next.push(&mut batch)?;
             // Whatever the chain did not consume is not ours to keep.
             batch.records.clear();
+            if let Some(w) = watermarks.current_watermark()
+                && (idle || emitted.is_none_or(|e| w > e))
+            {
+                idle = false;
+                emitted = Some(w);
+                next.progress(Progress::Watermark(w))?;
+            }
+            scheduler.drain(task).await?;
+        } else if let Some(timeout) = idle_timeout
+            && !idle
+            && last_data.elapsed() >= timeout
+            && status != SourceStatus::Finished
+        {
+            // The reader keeps returning empty batches: idle as well.
+            idle = true;
+            next.progress(Progress::Idle)?;
             scheduler.drain(task).await?;
         }
         if status == SourceStatus::Finished {
@@ -44,6 +100,8 @@ pub(crate) async fn run_source<T, R: SourceReader<T>>(
         yield_now().await;
     }
     scheduler.enter(task);
+    // End of input is the final watermark: every window fires, every timer runs.
+    next.progress(Progress::Watermark(END_OF_TIME))?;
     next.finish()?;
     scheduler.drain(task).await
 }
