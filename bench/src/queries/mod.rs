@@ -3,9 +3,11 @@
 //! Each query turns the stream of events into a stream of output rows that know how to write
 //! themselves as the specification's CSV.
 
+mod projections;
 mod rows;
 mod stateless;
 
+pub use projections::{Q14Row, Q21Row, Q22Row, bid_time_type, q14, q21, q22, url_channel_id};
 pub use rows::{Decimal3, Timestamp};
 pub use stateless::{Q0Row, Q1Row, q0, q1, q2};
 
@@ -22,11 +24,22 @@ pub enum Query {
     Q0,
     Q1,
     Q2,
+    Q14,
+    Q21,
+    Q22,
 }
 
 impl Query {
     /// All runnable queries, in order.
-    pub const ALL: [Query; 4] = [Query::Gen, Query::Q0, Query::Q1, Query::Q2];
+    pub const ALL: [Query; 7] = [
+        Query::Gen,
+        Query::Q0,
+        Query::Q1,
+        Query::Q2,
+        Query::Q14,
+        Query::Q21,
+        Query::Q22,
+    ];
 
     /// The name used on the command line and in JSON output.
     pub fn name(self) -> &'static str {
@@ -35,6 +48,9 @@ impl Query {
             Query::Q0 => "q0",
             Query::Q1 => "q1",
             Query::Q2 => "q2",
+            Query::Q14 => "q14",
+            Query::Q21 => "q21",
+            Query::Q22 => "q22",
         }
     }
 
@@ -44,6 +60,9 @@ impl Query {
             Query::Gen => "kind,date_time",
             Query::Q0 | Query::Q1 => "auction,bidder,price,date_time,extra",
             Query::Q2 => "auction,price",
+            Query::Q14 => "auction,bidder,price,bid_time_type,date_time,extra,c_counts",
+            Query::Q21 => "auction,bidder,price,channel,channel_id",
+            Query::Q22 => "auction,bidder,price,channel,dir1,dir2,dir3",
         }
     }
 }
@@ -86,5 +105,8 @@ pub fn build(query: Query, events: &Stream<Event>, sink: &mut impl RowSink) {
         Query::Q0 => sink.attach(query, q0(events)),
         Query::Q1 => sink.attach(query, q1(events)),
         Query::Q2 => sink.attach(query, q2(events)),
+        Query::Q14 => sink.attach(query, q14(events)),
+        Query::Q21 => sink.attach(query, q21(events)),
+        Query::Q22 => sink.attach(query, q22(events)),
     }
 }
