@@ -115,7 +115,7 @@ pub fn run(spec: &RunSpec) -> Result<Report> {
     if let Some(rate) = spec.rate {
         source = source.with_rate(rate)?;
     }
-    let events: Stream<Event> = env.from_source(source);
+    let events: Stream<Event> = crate::queries::events(&env, source);
     let mut sink = HarnessSink {
         output: spec.output.clone(),
     };

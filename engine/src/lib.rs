@@ -17,9 +17,11 @@ pub mod operator;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod time;
+pub mod window;
 
-pub use api::{Env, EnvBuilder, KeyedStream, Stream};
+pub use api::{Env, EnvBuilder, KeyedStream, OutputTag, Stream};
 pub use error::{Result, WeirError};
 pub use operator::{AggregateFunction, KeyedProcessFunction, ProcessContext, ProcessFunction};
 pub use runtime::{JobResult, OperatorStats, ShardInfo};

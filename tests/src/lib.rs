@@ -2,6 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use weir::nexmark::NexmarkConfig;
+use weir::source::nexmark::NexmarkSource;
+use weir::{CsvRecord, Data, Env, Stream};
+use weir_bench::queries::{Query, RowSink, build};
+
 /// Counts of each distinct value: compares outputs whose order is not defined.
 pub fn multiset<T: Ord + Clone, I: IntoIterator<Item = T>>(items: I) -> BTreeMap<T, usize> {
     let mut m = BTreeMap::new();
@@ -21,4 +26,54 @@ pub fn process_cpu_seconds() -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
+}
+
+/// Collects a query's rows as CSV lines.
+#[derive(Default)]
+pub struct CsvCollector {
+    lines: Option<weir::CollectSink<String>>,
+}
+
+impl RowSink for CsvCollector {
+    fn attach<R: Data + CsvRecord>(&mut self, _query: Query, rows: Stream<R>) {
+        self.lines = Some(
+            rows.map(|r| {
+                let mut out = Vec::new();
+                r.write_csv(&mut out);
+                String::from_utf8_lossy(&out).into_owned()
+            })
+            .collect(),
+        );
+    }
+}
+
+/// Runs `query` over `events` generated events on `shards` shards; its rows as CSV lines.
+pub fn run_query(query: Query, config: NexmarkConfig, events: u64, shards: usize) -> Vec<String> {
+    let env = Env::builder()
+        .cores(shards)
+        .batch_size(100)
+        .build()
+        .expect("valid env");
+    let source = NexmarkSource::new(config, events).expect("valid source");
+    let stream = weir_bench::queries::events(&env, source);
+    let mut sink = CsvCollector::default();
+    build(query, &stream, &mut sink);
+    env.execute().expect("query runs");
+    sink.lines.map(|l| l.take()).unwrap_or_default()
+}
+
+/// A timestamp as the specification prints it.
+pub fn timestamp(ms: i64) -> String {
+    let mut out = Vec::new();
+    weir::nexmark::csv::write_timestamp(&mut out, ms);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A CSV field, quoted as RFC 4180 requires.
+pub fn quoted(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }

@@ -124,6 +124,10 @@ fn flat_map_map_filter_aggregate_compose() {
         fn get_result(&self, acc: &(i64, i64)) -> i64 {
             acc.0 / acc.1
         }
+        fn merge(&self, acc: &mut (i64, i64), other: (i64, i64)) {
+            acc.0 += other.0;
+            acc.1 += other.1;
+        }
     }
     let env = make_env(2);
     let out = env

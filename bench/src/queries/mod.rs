@@ -6,15 +6,18 @@
 mod projections;
 mod rows;
 mod stateless;
+mod windowed;
 
 pub use projections::{Q14Row, Q21Row, Q22Row, bid_time_type, q14, q21, q22, url_channel_id};
 pub use rows::{Decimal3, Timestamp};
 pub use stateless::{Q0Row, Q1Row, q0, q1, q2};
+pub use windowed::{Count, Q7Partial, Q7Row, Q11Row, WATERMARK_DELAY, q5, q7, q11};
 
 use std::str::FromStr;
 
 use weir::nexmark::{Bid, Event};
-use weir::{CsvRecord, Data, Stream};
+use weir::source::nexmark::NexmarkSource;
+use weir::{CsvRecord, Data, Env, Stream, WatermarkStrategy};
 
 /// The queries the harness knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +27,9 @@ pub enum Query {
     Q0,
     Q1,
     Q2,
+    Q5,
+    Q7,
+    Q11,
     Q14,
     Q21,
     Q22,
@@ -31,11 +37,14 @@ pub enum Query {
 
 impl Query {
     /// All runnable queries, in order.
-    pub const ALL: [Query; 7] = [
+    pub const ALL: [Query; 10] = [
         Query::Gen,
         Query::Q0,
         Query::Q1,
         Query::Q2,
+        Query::Q5,
+        Query::Q7,
+        Query::Q11,
         Query::Q14,
         Query::Q21,
         Query::Q22,
@@ -48,6 +57,9 @@ impl Query {
             Query::Q0 => "q0",
             Query::Q1 => "q1",
             Query::Q2 => "q2",
+            Query::Q5 => "q5",
+            Query::Q7 => "q7",
+            Query::Q11 => "q11",
             Query::Q14 => "q14",
             Query::Q21 => "q21",
             Query::Q22 => "q22",
@@ -60,6 +72,9 @@ impl Query {
             Query::Gen => "kind,date_time",
             Query::Q0 | Query::Q1 => "auction,bidder,price,date_time,extra",
             Query::Q2 => "auction,price",
+            Query::Q5 => "auction,num",
+            Query::Q7 => "auction,price,bidder,date_time,extra",
+            Query::Q11 => "bidder,bid_count,starttime,endtime",
             Query::Q14 => "auction,bidder,price,bid_time_type,date_time,extra,c_counts",
             Query::Q21 => "auction,bidder,price,channel,channel_id",
             Query::Q22 => "auction,bidder,price,channel,dir1,dir2,dir3",
@@ -79,6 +94,15 @@ impl FromStr for Query {
                 format!("unknown query `{s}` (known: {})", known.join(", "))
             })
     }
+}
+
+/// The Nexmark events of `source` with watermarks trailing the event time by
+/// `WATERMARK_DELAY`, as Flink's Nexmark DDL declares them.
+pub fn events(env: &Env, source: NexmarkSource) -> Stream<Event> {
+    env.from_source_with_watermarks(
+        source,
+        WatermarkStrategy::bounded_out_of_orderness(WATERMARK_DELAY, |e: &Event| e.date_time()),
+    )
 }
 
 /// The bids of the event stream.
@@ -105,6 +129,9 @@ pub fn build(query: Query, events: &Stream<Event>, sink: &mut impl RowSink) {
         Query::Q0 => sink.attach(query, q0(events)),
         Query::Q1 => sink.attach(query, q1(events)),
         Query::Q2 => sink.attach(query, q2(events)),
+        Query::Q5 => sink.attach(query, q5(events)),
+        Query::Q7 => sink.attach(query, q7(events)),
+        Query::Q11 => sink.attach(query, q11(events)),
         Query::Q14 => sink.attach(query, q14(events)),
         Query::Q21 => sink.attach(query, q21(events)),
         Query::Q22 => sink.attach(query, q22(events)),

@@ -12,6 +12,7 @@ use crate::operator::{
 
 /// A stream whose records are routed by key: each key's records reach one shard, in the order
 /// each upstream shard sent them.
+#[derive(Clone)]
 pub struct KeyedStream<T, K, KF> {
     stream: Stream<T>,
     key_fn: KF,
@@ -30,6 +31,11 @@ where
             key_fn,
             _k: std::marker::PhantomData,
         }
+    }
+
+    /// The key selector.
+    pub(crate) fn key_fn(&self) -> KF {
+        self.key_fn.clone()
     }
 
     /// The stream after the key-by exchange (each record on the shard owning its key).

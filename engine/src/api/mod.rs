@@ -4,7 +4,9 @@ mod env;
 mod graph;
 mod keyed;
 mod stream;
+mod window;
 
 pub use env::{Env, EnvBuilder};
 pub use keyed::KeyedStream;
-pub use stream::Stream;
+pub use stream::{OutputTag, Stream};
+pub use window::{LATE_DATA, WindowedStream};

@@ -15,6 +15,36 @@ use crate::operator::{
 use crate::runtime::{JobContext, OperatorCtx, ShardPart};
 use crate::sink::{CollectSink, CountSink, Sink, SinkParallelism, SinkPush, StdoutSink};
 
+/// Names a side output of type `T` (Flink's `OutputTag`).
+pub struct OutputTag<T> {
+    pub(crate) name: String,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for OutputTag<T> {
+    fn clone(&self) -> Self {
+        OutputTag {
+            name: self.name.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> OutputTag<T> {
+    /// A tag called `name` (unique per operator).
+    pub fn new(name: &str) -> Self {
+        OutputTag {
+            name: name.to_string(),
+            _t: PhantomData,
+        }
+    }
+
+    /// The tag's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// A stream of records of type `T`.
 pub struct Stream<T> {
     pub(crate) env: Env,
@@ -247,6 +277,31 @@ impl<T: Data> Stream<T> {
                 })
             }),
         );
+    }
+
+    /// The side output `tag` of the operator producing this stream (late records of a window,
+    /// for instance). Operators without that side output give an empty stream.
+    pub fn side_output<S: Data>(&self, tag: &OutputTag<S>) -> Stream<S> {
+        let input = self.node;
+        let name = tag.name.clone();
+        let mut graph = self.env.graph.borrow_mut();
+        let id = graph.next_id();
+        let node = graph.add(
+            &format!("side:{}", tag.name),
+            Box::new(move |ctx: &JobContext| {
+                per_shard(ctx, |_| {
+                    let name = name.clone();
+                    let part: ShardPart = Box::new(move |b| {
+                        let out = b.take_output::<S>(id)?;
+                        b.add_side_input::<S>(input, &name, out);
+                        Ok(())
+                    });
+                    part
+                })
+            }),
+        );
+        drop(graph);
+        Stream::new(self.env.clone(), node)
     }
 
     /// Collects every record; read them with `CollectSink::take` after `execute`.

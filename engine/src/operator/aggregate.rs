@@ -22,6 +22,8 @@ pub trait AggregateFunction<T>: Clone + Send + 'static {
     fn add(&mut self, acc: &mut Self::Acc, value: T);
     /// The current result of an accumulator.
     fn get_result(&self, acc: &Self::Acc) -> Self::Out;
+    /// Folds `other` into `acc`: session windows merge their accumulators.
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
 }
 
 /// The operator behind `KeyedStream::aggregate`: emits `(key, result)` after every record.

@@ -10,6 +10,7 @@ mod basic;
 mod process;
 mod reduce;
 mod union;
+mod window;
 
 pub use aggregate::{AggregateFunction, AggregateOp};
 pub use basic::{Discard, FilterOp, FlatMapOp, MapOp, Tee};
@@ -18,6 +19,9 @@ pub use process::{
 };
 pub use reduce::ReduceOp;
 pub use union::{UnionInput, union_inputs};
+pub use window::{
+    Buffer, Incremental, WindowContents, WindowFunction, WindowOp, WindowResult, WindowSpec,
+};
 
 use crate::batch::Batch;
 use crate::error::{Result, WeirError};

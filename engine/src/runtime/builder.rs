@@ -50,6 +50,8 @@ pub(crate) struct ShardBuilder {
     pub scheduler: Rc<Scheduler>,
     pub cancel: Arc<AtomicBool>,
     outputs: HashMap<usize, Vec<Box<dyn Any>>>,
+    /// Consumers of side outputs, by (producing node, tag name).
+    side_outputs: HashMap<(usize, String), Vec<Box<dyn Any>>>,
     tasks: Vec<LocalTask>,
 }
 
@@ -63,6 +65,7 @@ impl ShardBuilder {
             scheduler: Rc::new(Scheduler::default()),
             cancel,
             outputs: HashMap::new(),
+            side_outputs: HashMap::new(),
             tasks: Vec::new(),
         }
     }
@@ -87,9 +90,43 @@ impl ShardBuilder {
             .push(Box::new(push));
     }
 
+    /// Registers `push` as a consumer of the side output `tag` of node `upstream`.
+    pub fn add_side_input<T: 'static>(
+        &mut self,
+        upstream: usize,
+        tag: &str,
+        push: Box<dyn Push<T>>,
+    ) {
+        self.side_outputs
+            .entry((upstream, tag.to_string()))
+            .or_default()
+            .push(Box::new(push));
+    }
+
+    /// The push that feeds every consumer of the side output `tag` of node `node`.
+    pub fn take_side_output<T: Clone + 'static>(
+        &mut self,
+        node: usize,
+        tag: &str,
+    ) -> Result<Box<dyn Push<T>>> {
+        let consumers = self
+            .side_outputs
+            .remove(&(node, tag.to_string()))
+            .unwrap_or_default();
+        self.combine(node, consumers)
+    }
+
     /// The push that feeds every consumer of node `node`'s output.
     pub fn take_output<T: Clone + 'static>(&mut self, node: usize) -> Result<Box<dyn Push<T>>> {
         let consumers = self.outputs.remove(&node).unwrap_or_default();
+        self.combine(node, consumers)
+    }
+
+    fn combine<T: Clone + 'static>(
+        &self,
+        node: usize,
+        consumers: Vec<Box<dyn Any>>,
+    ) -> Result<Box<dyn Push<T>>> {
         let mut pushes: Vec<Box<dyn Push<T>>> = Vec::with_capacity(consumers.len());
         for c in consumers {
             match c.downcast::<Box<dyn Push<T>>>() {

@@ -149,18 +149,17 @@ fn merge(
             name: name.clone(),
             records_in: 0,
             records_out: 0,
+            records_late: 0,
         })
         .collect();
     let mut latency = new_latency_histogram();
     let mut max_queue_len = 0;
     let mut max_held = 0;
     for s in snapshots {
-        for (op, (i, o)) in operators
-            .iter_mut()
-            .zip(s.records_in.iter().zip(s.records_out.iter()))
-        {
-            op.records_in += i;
-            op.records_out += o;
+        for (id, op) in operators.iter_mut().enumerate() {
+            op.records_in += s.records_in.get(id).copied().unwrap_or(0);
+            op.records_out += s.records_out.get(id).copied().unwrap_or(0);
+            op.records_late += s.records_late.get(id).copied().unwrap_or(0);
         }
         // Both histograms have the same bounds, so adding cannot fail; ignore if it ever did.
         let _ = latency.add(&s.latency);

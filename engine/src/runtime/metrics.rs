@@ -17,6 +17,7 @@ pub(crate) fn new_latency_histogram() -> Histogram<u64> {
 pub(crate) struct ShardMetrics {
     pub records_in: Vec<Cell<u64>>,
     pub records_out: Vec<Cell<u64>>,
+    pub records_late: Vec<Cell<u64>>,
     pub latency: RefCell<Histogram<u64>>,
     /// The largest number of batches seen queued in any outgoing channel.
     pub max_queue_len: Cell<usize>,
@@ -29,6 +30,7 @@ impl ShardMetrics {
         ShardMetrics {
             records_in: (0..nodes).map(|_| Cell::new(0)).collect(),
             records_out: (0..nodes).map(|_| Cell::new(0)).collect(),
+            records_late: (0..nodes).map(|_| Cell::new(0)).collect(),
             latency: RefCell::new(new_latency_histogram()),
             max_queue_len: Cell::new(0),
             max_held: Cell::new(0),
@@ -39,6 +41,7 @@ impl ShardMetrics {
         ShardSnapshot {
             records_in: self.records_in.iter().map(Cell::get).collect(),
             records_out: self.records_out.iter().map(Cell::get).collect(),
+            records_late: self.records_late.iter().map(Cell::get).collect(),
             latency: self.latency.borrow().clone(),
             max_queue_len: self.max_queue_len.get(),
             max_held: self.max_held.get(),
@@ -50,6 +53,7 @@ impl ShardMetrics {
 pub(crate) struct ShardSnapshot {
     pub records_in: Vec<u64>,
     pub records_out: Vec<u64>,
+    pub records_late: Vec<u64>,
     pub latency: Histogram<u64>,
     pub max_queue_len: usize,
     pub max_held: usize,
@@ -66,6 +70,9 @@ pub struct OperatorStats {
     pub records_in: u64,
     /// Records a source emitted (0 for other operators).
     pub records_out: u64,
+    /// Records a window operator found too late for every window (sent to its `late` side
+    /// output).
+    pub records_late: u64,
 }
 
 /// What `Env::execute` returns for a job that ran to completion.
@@ -97,6 +104,15 @@ impl JobResult {
             .iter()
             .filter(|o| o.name == name)
             .map(|o| o.records_in)
+            .sum()
+    }
+
+    /// Late records of the operator named `name` (summed if several share the name).
+    pub fn records_late(&self, name: &str) -> u64 {
+        self.operators
+            .iter()
+            .filter(|o| o.name == name)
+            .map(|o| o.records_late)
             .sum()
     }
 

@@ -49,6 +49,14 @@ impl OperatorCtx {
         }
     }
 
+    /// Counts records that arrived too late for every window.
+    #[inline]
+    pub(crate) fn count_late(&self, n: usize) {
+        if let Some(c) = self.metrics.records_late.get(self.node) {
+            c.set(c.get() + n as u64);
+        }
+    }
+
     /// Counts records a source emitted.
     #[inline]
     pub(crate) fn count_out(&self, n: usize) {

@@ -1,0 +1,261 @@
+//! The windowed queries: q5 (hot items), q7 (highest bid), q11 (user sessions).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use weir::nexmark::{Bid, Event, Str};
+use weir::operator::{AggregateFunction, WindowResult};
+use weir::window::{Window, WindowAssigner};
+use weir::{CsvRecord, ProcessContext, ProcessFunction, Stream, Timestamp};
+
+use super::bids;
+use super::rows::Timestamp as Ts;
+
+/// Window sizes of the queries, in ms.
+const TEN_SECONDS: i64 = 10_000;
+const TWO_SECONDS: i64 = 2_000;
+
+/// Counts records.
+#[derive(Clone, Copy, Default)]
+pub struct Count;
+
+impl<T> AggregateFunction<T> for Count {
+    type Acc = i64;
+    type Out = i64;
+    fn create_accumulator(&self) -> i64 {
+        0
+    }
+    #[inline]
+    fn add(&mut self, acc: &mut i64, _value: T) {
+        *acc += 1;
+    }
+    fn get_result(&self, acc: &i64) -> i64 {
+        *acc
+    }
+    fn merge(&self, acc: &mut i64, other: i64) {
+        *acc += other;
+    }
+}
+
+fn window_end(w: &Window) -> Timestamp {
+    match w {
+        Window::Time(t) => t.end,
+        Window::Global => i64::MAX,
+    }
+}
+
+/// q5: per sliding window (10 s every 2 s), the auctions with the most bids → auction, num.
+pub fn q5(events: &Stream<Event>) -> Stream<(i64, i64)> {
+    let sliding = WindowAssigner::sliding(TEN_SECONDS, TWO_SECONDS, 0);
+    let Ok(sliding) = sliding else {
+        unreachable_config()
+    };
+    let counts = bids(events)
+        .key_by(|b: &Bid| b.auction)
+        .window(sliding, |b: &Bid| b.date_time)
+        .aggregate(Count);
+    // Second stage: all counts of one window meet on one shard, in a tumbling window that
+    // holds exactly that sliding window's results (stamped with its last millisecond).
+    let Ok(tumbling) = WindowAssigner::tumbling(TWO_SECONDS, 0) else {
+        unreachable_config()
+    };
+    counts
+        .key_by(|r: &WindowResult<i64, i64>| window_end(&r.window))
+        .window(tumbling, |r: &WindowResult<i64, i64>| r.max_timestamp())
+        .process(
+            |_end: &i64,
+             _w: &Window,
+             rows: &[WindowResult<i64, i64>],
+             out: &mut Vec<(i64, i64)>| {
+                let max = rows.iter().map(|r| r.value).max().unwrap_or(0);
+                out.extend(
+                    rows.iter()
+                        .filter(|r| r.value == max)
+                        .map(|r| (r.key, r.value)),
+                );
+            },
+        )
+        .name("q5-hot")
+}
+
+/// q7 row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q7Row {
+    pub auction: i64,
+    pub price: i64,
+    pub bidder: i64,
+    pub date_time: Ts,
+    pub extra: Str,
+}
+
+impl CsvRecord for Q7Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        (
+            self.auction,
+            self.price,
+            self.bidder,
+            self.date_time,
+            self.extra,
+        )
+            .write_csv(out)
+    }
+}
+
+/// What one shard knows about one 10-second window of q7.
+#[derive(Clone, Debug, Default)]
+pub struct Q7Partial {
+    /// The window's end.
+    pub end: Timestamp,
+    /// The highest price seen in the window (None: no bid in the window on this shard).
+    pub max: Option<i64>,
+    /// The window's bids at that price.
+    pub at_max: Vec<Bid>,
+    /// Bids exactly at the window's end: outside the window, but in `[end − 10 s, end]`.
+    pub at_end: Vec<Bid>,
+}
+
+/// Stage 1 of q7: per shard and window, the bids at the local maximum, released once the
+/// watermark has passed the window's end (so bids *at* the end have arrived too).
+#[derive(Clone, Default)]
+struct Q7Local {
+    windows: BTreeMap<Timestamp, Q7Partial>,
+}
+
+impl ProcessFunction<Bid, Q7Partial> for Q7Local {
+    fn process(&mut self, b: Bid, _ctx: &mut ProcessContext<'_, Q7Partial>) {
+        let start = b.date_time - b.date_time.rem_euclid(TEN_SECONDS);
+        let end = start.saturating_add(TEN_SECONDS);
+        let w = self.windows.entry(end).or_insert_with(|| Q7Partial {
+            end,
+            ..Q7Partial::default()
+        });
+        match w.max {
+            Some(m) if b.price < m => {}
+            Some(m) if b.price == m => w.at_max.push(b),
+            _ => {
+                w.max = Some(b.price);
+                w.at_max.clear();
+                w.at_max.push(b);
+            }
+        }
+        if b.date_time == start {
+            // Also a candidate of the window that ends here.
+            let prev = self.windows.entry(start).or_insert_with(|| Q7Partial {
+                end: start,
+                ..Q7Partial::default()
+            });
+            prev.at_end.push(b);
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, Q7Partial>) {
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            ctx.emit(entry.remove());
+        }
+    }
+}
+
+/// Stage 2 of q7: all partials of one window, combined once the watermark passed its end.
+#[derive(Clone, Default)]
+struct Q7Global {
+    windows: BTreeMap<Timestamp, Q7Partial>,
+}
+
+impl ProcessFunction<Q7Partial, Q7Row> for Q7Global {
+    fn process(&mut self, p: Q7Partial, _ctx: &mut ProcessContext<'_, Q7Row>) {
+        let w = self.windows.entry(p.end).or_insert_with(|| Q7Partial {
+            end: p.end,
+            ..Q7Partial::default()
+        });
+        match (w.max, p.max) {
+            (_, None) => {}
+            (Some(m), Some(pm)) if pm < m => {}
+            (Some(m), Some(pm)) if pm == m => w.at_max.extend(p.at_max),
+            (_, Some(pm)) => {
+                w.max = Some(pm);
+                w.at_max = p.at_max;
+            }
+        }
+        w.at_end.extend(p.at_end);
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, Q7Row>) {
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let w = entry.remove();
+            let Some(max) = w.max else { continue };
+            for b in w
+                .at_max
+                .iter()
+                .chain(w.at_end.iter().filter(|b| b.price == max))
+            {
+                ctx.emit(Q7Row {
+                    auction: b.auction,
+                    price: b.price,
+                    bidder: b.bidder,
+                    date_time: Ts(b.date_time),
+                    extra: b.extra,
+                });
+            }
+        }
+    }
+}
+
+/// q7: the highest bids of every 10-second window.
+pub fn q7(events: &Stream<Event>) -> Stream<Q7Row> {
+    bids(events)
+        .process(Q7Local::default())
+        .name("q7-local-max")
+        .key_by(|p: &Q7Partial| p.end)
+        .partitioned()
+        .process(Q7Global::default())
+        .name("q7-max")
+}
+
+/// q11 row: a bidder's session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q11Row {
+    pub bidder: i64,
+    pub bid_count: i64,
+    pub starttime: Ts,
+    pub endtime: Ts,
+}
+
+impl CsvRecord for Q11Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        (self.bidder, self.bid_count, self.starttime, self.endtime).write_csv(out)
+    }
+}
+
+/// q11: bids per bidder session (gap 10 s) → bidder, count, session start, last bid + 10 s.
+pub fn q11(events: &Stream<Event>) -> Stream<Q11Row> {
+    let Ok(sessions) = WindowAssigner::session(TEN_SECONDS) else {
+        unreachable_config()
+    };
+    bids(events)
+        .key_by(|b: &Bid| b.bidder)
+        .window(sessions, |b: &Bid| b.date_time)
+        .aggregate(Count)
+        .map(|r: WindowResult<i64, i64>| Q11Row {
+            bidder: r.key,
+            bid_count: r.value,
+            starttime: Ts(r.start()),
+            // The session window's last millisecond is the last bid plus the gap.
+            endtime: Ts(r.max_timestamp()),
+        })
+        .name("q11-sessions")
+}
+
+/// The queries' window sizes are constants the assigners accept.
+#[cold]
+fn unreachable_config() -> ! {
+    panic!("constant window sizes are valid")
+}
+
+/// The watermark delay of the Nexmark source for windowed queries (Flink's DDL uses 4 s).
+pub const WATERMARK_DELAY: Duration = Duration::from_secs(4);
