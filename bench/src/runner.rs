@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weir::nexmark::{Event, NexmarkConfig};
 use weir::source::nexmark::NexmarkSource;
-use weir::{Csv, CsvRecord, Data, Env, FileSink, Result, Stream};
+use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, Result, Stream, TableSink};
 
 use crate::queries::{Query, RowSink, build};
 
@@ -100,6 +100,15 @@ impl RowSink for HarnessSink {
             Some(path) => rows.sink(FileSink::new(path, Csv::with_header(query.header()))),
             None => {
                 rows.count();
+            }
+        }
+    }
+
+    fn attach_changelog<R: Data + CsvRecord>(&mut self, query: Query, changes: Stream<Change<R>>) {
+        match &self.output {
+            Some(path) => changes.sink(TableSink::new(path, query.header())),
+            None => {
+                changes.count();
             }
         }
     }

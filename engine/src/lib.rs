@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod changelog;
 pub mod channel;
 pub mod error;
 pub mod key;
@@ -22,12 +23,13 @@ pub mod time;
 pub mod window;
 
 pub use api::{Env, EnvBuilder, KeyedStream, OutputTag, Stream};
+pub use changelog::Change;
 pub use error::{Result, WeirError};
 pub use operator::{AggregateFunction, KeyedProcessFunction, ProcessContext, ProcessFunction};
 pub use runtime::{JobResult, OperatorStats, ShardInfo};
 pub use sink::{
     CollectSink, CountSink, Csv, CsvRecord, FileSink, JsonLines, JsonRecord, Sink, SinkWriter,
-    StdoutSink,
+    StdoutSink, TableSink,
 };
 pub use source::{Source, SourceReader, SourceStatus, VecSource};
 pub use time::{Progress, Timestamp, WatermarkGenerator, WatermarkStrategy};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use weir::nexmark::NexmarkConfig;
 use weir::source::nexmark::NexmarkSource;
-use weir::{CsvRecord, Data, Env, Stream};
+use weir::{Change, CsvRecord, Data, Env, Stream};
 use weir_bench::queries::{Query, RowSink, build};
 
 /// Counts of each distinct value: compares outputs whose order is not defined.
@@ -32,9 +32,30 @@ pub fn process_cpu_seconds() -> Option<f64> {
 #[derive(Default)]
 pub struct CsvCollector {
     lines: Option<weir::CollectSink<String>>,
+    changes: Option<weir::CollectSink<Change<String>>>,
+}
+
+/// Encodes a row as its CSV line.
+pub fn csv_line<R: CsvRecord>(r: &R) -> String {
+    let mut out = Vec::new();
+    r.write_csv(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl RowSink for CsvCollector {
+    fn attach_changelog<R: Data + CsvRecord>(&mut self, _query: Query, changes: Stream<Change<R>>) {
+        self.changes = Some(
+            changes
+                .map(|c| match c {
+                    Change::Insert(r) => Change::Insert(csv_line(&r)),
+                    Change::UpdateBefore(r) => Change::UpdateBefore(csv_line(&r)),
+                    Change::UpdateAfter(r) => Change::UpdateAfter(csv_line(&r)),
+                    Change::Delete(r) => Change::Delete(csv_line(&r)),
+                })
+                .collect(),
+        );
+    }
+
     fn attach<R: Data + CsvRecord>(&mut self, _query: Query, rows: Stream<R>) {
         self.lines = Some(
             rows.map(|r| {
@@ -59,6 +80,11 @@ pub fn run_query(query: Query, config: NexmarkConfig, events: u64, shards: usize
     let mut sink = CsvCollector::default();
     build(query, &stream, &mut sink);
     env.execute().expect("query runs");
+    if let Some(changes) = sink.changes {
+        // The final table of an updating query. Changes of one key come from one shard, in
+        // order, and a collector keeps each shard's order.
+        return weir::changelog::materialize(changes.take()).expect("a consistent changelog");
+    }
     sink.lines.map(|l| l.take()).unwrap_or_default()
 }
 

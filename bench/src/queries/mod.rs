@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 use weir::nexmark::{Bid, Event};
 use weir::source::nexmark::NexmarkSource;
-use weir::{CsvRecord, Data, Env, Stream, WatermarkStrategy};
+use weir::{Change, CsvRecord, Data, Env, Stream, WatermarkStrategy};
 
 /// The queries the harness knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,8 +118,11 @@ pub fn bids(events: &Stream<Event>) -> Stream<Bid> {
 /// Something that consumes a query's output rows: the harness attaches a counting or a CSV
 /// sink, tests attach a collector.
 pub trait RowSink {
-    /// Attaches a sink to `rows`.
+    /// Attaches a sink to `rows` (a query whose rows are final when emitted).
     fn attach<R: Data + CsvRecord>(&mut self, query: Query, rows: Stream<R>);
+    /// Attaches a sink to `changes` (a query whose result updates: its output is the table
+    /// the changelog describes after the whole input).
+    fn attach_changelog<R: Data + CsvRecord>(&mut self, query: Query, changes: Stream<Change<R>>);
 }
 
 /// Builds `query` over `events` and hands its output to `sink`.

@@ -8,10 +8,12 @@
 mod collect;
 mod encode;
 mod file;
+mod table;
 
 pub use collect::{CollectSink, CountSink, StdoutSink};
 pub use encode::{Csv, CsvRecord, Encoder, JsonLines, JsonRecord};
 pub use file::FileSink;
+pub use table::TableSink;
 
 use crate::batch::Batch;
 use crate::error::Result;
