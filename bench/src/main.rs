@@ -56,7 +56,7 @@ impl GeneratorArgs {
 
 #[derive(Args)]
 struct NexmarkArgs {
-    /// The query: gen (generator only), q0, q1, q2, q14, q21, q22.
+    /// The query: gen (generator only), q0–q5, q7–q9, q11, q14, q20–q22.
     #[arg(long, default_value = "q0")]
     query: String,
     /// Number of events to generate.

@@ -25,7 +25,10 @@ pub mod window;
 pub use api::{Env, EnvBuilder, KeyedStream, OutputTag, Stream};
 pub use changelog::Change;
 pub use error::{Result, WeirError};
-pub use operator::{AggregateFunction, KeyedProcessFunction, ProcessContext, ProcessFunction};
+pub use operator::{
+    AggregateFunction, KeyedCoProcessFunction, KeyedProcessFunction, ProcessContext,
+    ProcessFunction,
+};
 pub use runtime::{JobResult, OperatorStats, ShardInfo};
 pub use sink::{
     CollectSink, CountSink, Csv, CsvRecord, FileSink, JsonLines, JsonRecord, Sink, SinkWriter,

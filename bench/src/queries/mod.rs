@@ -3,11 +3,13 @@
 //! Each query turns the stream of events into a stream of output rows that know how to write
 //! themselves as the specification's CSV.
 
+mod joins;
 mod projections;
 mod rows;
 mod stateless;
 mod windowed;
 
+pub use joins::{Q3Row, Q8Row, Q9Row, Q20Row, auctions, persons, q3, q4, q8, q9, q20};
 pub use projections::{Q14Row, Q21Row, Q22Row, bid_time_type, q14, q21, q22, url_channel_id};
 pub use rows::{Decimal3, Timestamp};
 pub use stateless::{Q0Row, Q1Row, q0, q1, q2};
@@ -27,25 +29,35 @@ pub enum Query {
     Q0,
     Q1,
     Q2,
+    Q3,
+    Q4,
     Q5,
     Q7,
+    Q8,
+    Q9,
     Q11,
     Q14,
     Q21,
     Q22,
+    Q20,
 }
 
 impl Query {
     /// All runnable queries, in order.
-    pub const ALL: [Query; 10] = [
+    pub const ALL: [Query; 15] = [
         Query::Gen,
         Query::Q0,
         Query::Q1,
         Query::Q2,
+        Query::Q3,
+        Query::Q4,
         Query::Q5,
         Query::Q7,
+        Query::Q8,
+        Query::Q9,
         Query::Q11,
         Query::Q14,
+        Query::Q20,
         Query::Q21,
         Query::Q22,
     ];
@@ -57,6 +69,11 @@ impl Query {
             Query::Q0 => "q0",
             Query::Q1 => "q1",
             Query::Q2 => "q2",
+            Query::Q3 => "q3",
+            Query::Q4 => "q4",
+            Query::Q8 => "q8",
+            Query::Q9 => "q9",
+            Query::Q20 => "q20",
             Query::Q5 => "q5",
             Query::Q7 => "q7",
             Query::Q11 => "q11",
@@ -72,6 +89,15 @@ impl Query {
             Query::Gen => "kind,date_time",
             Query::Q0 | Query::Q1 => "auction,bidder,price,date_time,extra",
             Query::Q2 => "auction,price",
+            Query::Q3 => "name,city,state,id",
+            Query::Q4 => "category,avg_final",
+            Query::Q8 => "id,name,starttime",
+            Query::Q9 => {
+                "id,item_name,description,initial_bid,reserve,date_time,expires,seller,category,extra,auction,bidder,price,bid_date_time,bid_extra"
+            }
+            Query::Q20 => {
+                "auction,bidder,price,channel,url,bid_date_time,bid_extra,item_name,description,initial_bid,reserve,auction_date_time,expires,seller,category,auction_extra"
+            }
             Query::Q5 => "auction,num",
             Query::Q7 => "auction,price,bidder,date_time,extra",
             Query::Q11 => "bidder,bid_count,starttime,endtime",
@@ -132,6 +158,11 @@ pub fn build(query: Query, events: &Stream<Event>, sink: &mut impl RowSink) {
         Query::Q0 => sink.attach(query, q0(events)),
         Query::Q1 => sink.attach(query, q1(events)),
         Query::Q2 => sink.attach(query, q2(events)),
+        Query::Q3 => sink.attach(query, q3(events)),
+        Query::Q4 => sink.attach_changelog(query, q4(events)),
+        Query::Q8 => sink.attach(query, q8(events)),
+        Query::Q9 => sink.attach_changelog(query, q9(events)),
+        Query::Q20 => sink.attach(query, q20(events)),
         Query::Q5 => sink.attach(query, q5(events)),
         Query::Q7 => sink.attach(query, q7(events)),
         Query::Q11 => sink.attach(query, q11(events)),

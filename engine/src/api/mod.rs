@@ -1,11 +1,13 @@
 //! The DataStream API: what users write jobs with.
 
+mod connect;
 mod env;
 mod graph;
 mod keyed;
 mod stream;
 mod window;
 
+pub use connect::ConnectedKeyedStreams;
 pub use env::{Env, EnvBuilder};
 pub use keyed::KeyedStream;
 pub use stream::{OutputTag, Stream};

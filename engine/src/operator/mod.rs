@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod basic;
+mod connect;
 mod process;
 mod reduce;
 mod union;
@@ -14,6 +15,7 @@ mod window;
 
 pub use aggregate::{AggregateFunction, AggregateOp};
 pub use basic::{Discard, FilterOp, FlatMapOp, MapOp, Tee};
+pub use connect::{CoLeft, CoRight, KeyedCoProcessFunction, keyed_co_process};
 pub use process::{
     KeyedProcessFunction, KeyedProcessOp, ProcessContext, ProcessFunction, ProcessOp,
 };

@@ -19,7 +19,21 @@ pub struct ProcessContext<'a, Out> {
     watermark: Option<Timestamp>,
 }
 
-impl<Out> ProcessContext<'_, Out> {
+impl<'a, Out> ProcessContext<'a, Out> {
+    /// A context emitting into `out` for the operator `ctx`.
+    pub(crate) fn new(
+        out: &'a mut Vec<Out>,
+        ctx: &OperatorCtx,
+        watermark: Option<Timestamp>,
+    ) -> Self {
+        ProcessContext {
+            out,
+            shard: ctx.shard,
+            shards: ctx.shards,
+            watermark,
+        }
+    }
+
     /// Emits one record downstream.
     #[inline]
     pub fn emit(&mut self, value: Out) {

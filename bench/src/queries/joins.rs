@@ -1,0 +1,451 @@
+//! The joins: q3 (local item suggestion), q8 (new users, a window join), q20 (bids with their
+//! auctions), and the auction-lifetime joins q4 (average winning price per category) and q9
+//! (winning bids). All are keyed co-process functions over two keyed streams.
+
+use std::collections::BTreeMap;
+
+use weir::key::KeyMap;
+use weir::nexmark::{Auction, Bid, Event, Person, Str};
+use weir::{
+    Change, CsvRecord, KeyedCoProcessFunction, KeyedProcessFunction, ProcessContext, Stream,
+    Timestamp,
+};
+
+use super::bids;
+use super::rows::Timestamp as Ts;
+
+/// The persons of the event stream.
+pub fn persons(events: &Stream<Event>) -> Stream<Person> {
+    events
+        .flat_map(|e| match e {
+            Event::Person(p) => Some(p),
+            _ => None,
+        })
+        .name("persons")
+}
+
+/// The auctions of the event stream.
+pub fn auctions(events: &Stream<Event>) -> Stream<Auction> {
+    events
+        .flat_map(|e| match e {
+            Event::Auction(a) => Some(a),
+            _ => None,
+        })
+        .name("auctions")
+}
+
+/// q3 row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q3Row {
+    pub name: Str,
+    pub city: Str,
+    pub state: Str,
+    pub id: i64,
+}
+
+impl CsvRecord for Q3Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        (self.name, self.city, self.state, self.id).write_csv(out)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Q3Slot {
+    person: Option<Person>,
+    auctions: Vec<i64>,
+}
+
+/// Person ids are unique, so each key holds at most one person; auctions wait for theirs.
+#[derive(Clone, Default)]
+struct Q3Join {
+    slots: KeyMap<i64, Q3Slot>,
+}
+
+impl KeyedCoProcessFunction<i64, Auction, Person, Q3Row> for Q3Join {
+    fn process_left(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, Q3Row>) {
+        let slot = self.slots.entry(*key).or_default();
+        match &slot.person {
+            Some(p) => ctx.emit(q3_row(p, a.id)),
+            None => slot.auctions.push(a.id),
+        }
+    }
+
+    fn process_right(&mut self, key: &i64, p: Person, ctx: &mut ProcessContext<'_, Q3Row>) {
+        let slot = self.slots.entry(*key).or_default();
+        for id in slot.auctions.drain(..) {
+            ctx.emit(q3_row(&p, id));
+        }
+        slot.person = Some(p);
+    }
+}
+
+fn q3_row(p: &Person, auction: i64) -> Q3Row {
+    Q3Row {
+        name: p.name,
+        city: p.city,
+        state: p.state,
+        id: auction,
+    }
+}
+
+/// q3: category-10 auctions of sellers in Oregon, Idaho or California.
+pub fn q3(events: &Stream<Event>) -> Stream<Q3Row> {
+    let auctions = auctions(events)
+        .filter(|a| a.category == 10)
+        .key_by(|a: &Auction| a.seller);
+    let persons = persons(events)
+        .filter(|p| matches!(p.state, "OR" | "ID" | "CA"))
+        .key_by(|p: &Person| p.id);
+    auctions
+        .connect(&persons)
+        .process(Q3Join::default())
+        .name("q3-join")
+}
+
+/// q8 row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q8Row {
+    pub id: i64,
+    pub name: Str,
+    pub starttime: Ts,
+}
+
+impl CsvRecord for Q8Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        (self.id, self.name, self.starttime).write_csv(out)
+    }
+}
+
+const TEN_SECONDS: i64 = 10_000;
+
+fn window_start(t: Timestamp) -> Timestamp {
+    t - t.rem_euclid(TEN_SECONDS)
+}
+
+/// Per (window start, person id): the person's name if they joined in that window, and
+/// whether they opened an auction in it. Ordered by window so closed ones pop first.
+#[derive(Clone, Default)]
+struct Q8Join {
+    windows: BTreeMap<(Timestamp, i64), (Option<Str>, bool)>,
+}
+
+impl KeyedCoProcessFunction<i64, Person, Auction, Q8Row> for Q8Join {
+    fn process_left(&mut self, key: &i64, p: Person, _ctx: &mut ProcessContext<'_, Q8Row>) {
+        let slot = self
+            .windows
+            .entry((window_start(p.date_time), *key))
+            .or_default();
+        slot.0 = Some(p.name);
+    }
+
+    fn process_right(&mut self, key: &i64, a: Auction, _ctx: &mut ProcessContext<'_, Q8Row>) {
+        self.windows
+            .entry((window_start(a.date_time), *key))
+            .or_default()
+            .1 = true;
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, Q8Row>) {
+        while let Some(entry) = self.windows.first_entry() {
+            let (start, id) = *entry.key();
+            if start.saturating_add(TEN_SECONDS - 1) > watermark {
+                break;
+            }
+            if let (Some(name), true) = entry.remove() {
+                ctx.emit(Q8Row {
+                    id,
+                    name,
+                    starttime: Ts(start),
+                });
+            }
+        }
+    }
+}
+
+/// q8: people who opened an auction in the same 10-second window they joined in.
+pub fn q8(events: &Stream<Event>) -> Stream<Q8Row> {
+    let persons = persons(events).key_by(|p: &Person| p.id);
+    let auctions = auctions(events).key_by(|a: &Auction| a.seller);
+    persons
+        .connect(&auctions)
+        .process(Q8Join::default())
+        .name("q8-join")
+}
+
+/// q20 row: the bid's columns, then its auction's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q20Row {
+    pub bid: Bid,
+    pub auction: Auction,
+}
+
+impl CsvRecord for Q20Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        let (b, a) = (&self.bid, &self.auction);
+        (
+            b.auction,
+            b.bidder,
+            b.price,
+            b.channel,
+            b.url,
+            Ts(b.date_time),
+            b.extra,
+        )
+            .write_csv(out);
+        out.push(b',');
+        (
+            a.item_name,
+            a.description,
+            a.initial_bid,
+            a.reserve,
+            Ts(a.date_time),
+            Ts(a.expires),
+            a.seller,
+            a.category,
+        )
+            .write_csv(out);
+        out.push(b',');
+        a.extra.write_csv(out);
+    }
+}
+
+/// What one auction id has: bids waiting for the auction, the auction, or the knowledge that
+/// it is not in category 10 (its bids can never match and are dropped).
+#[derive(Clone)]
+enum Q20Slot {
+    Waiting(Vec<Bid>),
+    Matched(Auction),
+    Rejected,
+}
+
+#[derive(Clone, Default)]
+struct Q20Join {
+    slots: KeyMap<i64, Q20Slot>,
+}
+
+impl KeyedCoProcessFunction<i64, Bid, Auction, Q20Row> for Q20Join {
+    fn process_left(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, Q20Row>) {
+        match self
+            .slots
+            .entry(*key)
+            .or_insert_with(|| Q20Slot::Waiting(Vec::new()))
+        {
+            Q20Slot::Waiting(bids) => bids.push(b),
+            Q20Slot::Matched(a) => ctx.emit(Q20Row {
+                bid: b,
+                auction: *a,
+            }),
+            Q20Slot::Rejected => {}
+        }
+    }
+
+    fn process_right(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, Q20Row>) {
+        let next = if a.category == 10 {
+            Q20Slot::Matched(a)
+        } else {
+            Q20Slot::Rejected
+        };
+        if let Some(Q20Slot::Waiting(bids)) = self.slots.insert(*key, next)
+            && a.category == 10
+        {
+            for b in bids {
+                ctx.emit(Q20Row { bid: b, auction: a });
+            }
+        }
+    }
+}
+
+/// q20: bids joined with their auction, for auctions of category 10.
+pub fn q20(events: &Stream<Event>) -> Stream<Q20Row> {
+    let bids = bids(events).key_by(|b: &Bid| b.auction);
+    let auctions = auctions(events).key_by(|a: &Auction| a.id);
+    bids.connect(&auctions)
+        .process(Q20Join::default())
+        .name("q20-join")
+}
+
+/// The winning bid of an auction so far: the highest price among bids inside its lifetime,
+/// ties broken by the earliest time.
+#[derive(Clone)]
+enum Lifetime {
+    /// Bids that came before their auction.
+    Waiting(Vec<Bid>),
+    /// The auction and its best bid so far.
+    Open(Auction, Option<Bid>),
+}
+
+/// Stage 1 of q4 and q9: per auction, the changelog of its winning bid.
+#[derive(Clone, Default)]
+struct WinningBid {
+    slots: KeyMap<i64, Lifetime>,
+}
+
+fn beats(new: &Bid, old: &Bid) -> bool {
+    new.price > old.price || (new.price == old.price && new.date_time < old.date_time)
+}
+
+fn offer(
+    auction: &Auction,
+    best: &mut Option<Bid>,
+    b: Bid,
+    ctx: &mut ProcessContext<'_, Change<(Auction, Bid)>>,
+) {
+    if b.date_time < auction.date_time || b.date_time > auction.expires {
+        return;
+    }
+    match best {
+        Some(old) if !beats(&b, old) => {}
+        Some(old) => {
+            ctx.emit(Change::UpdateBefore((*auction, *old)));
+            ctx.emit(Change::UpdateAfter((*auction, b)));
+            *old = b;
+        }
+        None => {
+            ctx.emit(Change::Insert((*auction, b)));
+            *best = Some(b);
+        }
+    }
+}
+
+impl KeyedCoProcessFunction<i64, Auction, Bid, Change<(Auction, Bid)>> for WinningBid {
+    fn process_left(
+        &mut self,
+        key: &i64,
+        a: Auction,
+        ctx: &mut ProcessContext<'_, Change<(Auction, Bid)>>,
+    ) {
+        let waiting = match self.slots.insert(*key, Lifetime::Open(a, None)) {
+            Some(Lifetime::Waiting(bids)) => bids,
+            _ => Vec::new(),
+        };
+        if let Some(Lifetime::Open(a, best)) = self.slots.get_mut(key) {
+            for b in waiting {
+                offer(a, best, b, ctx);
+            }
+        }
+    }
+
+    fn process_right(
+        &mut self,
+        key: &i64,
+        b: Bid,
+        ctx: &mut ProcessContext<'_, Change<(Auction, Bid)>>,
+    ) {
+        match self
+            .slots
+            .entry(*key)
+            .or_insert_with(|| Lifetime::Waiting(Vec::new()))
+        {
+            Lifetime::Waiting(bids) => bids.push(b),
+            Lifetime::Open(a, best) => offer(a, best, b, ctx),
+        }
+    }
+}
+
+fn winning_bids(events: &Stream<Event>) -> Stream<Change<(Auction, Bid)>> {
+    let auctions = auctions(events).key_by(|a: &Auction| a.id);
+    let bids = bids(events).key_by(|b: &Bid| b.auction);
+    auctions
+        .connect(&bids)
+        .process(WinningBid::default())
+        .name("winning-bid")
+}
+
+/// q9 row: the auction's columns, then its winning bid's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q9Row {
+    pub auction: Auction,
+    pub bid: Bid,
+}
+
+impl CsvRecord for Q9Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        let (a, b) = (&self.auction, &self.bid);
+        (
+            a.id,
+            a.item_name,
+            a.description,
+            a.initial_bid,
+            a.reserve,
+            Ts(a.date_time),
+            Ts(a.expires),
+            a.seller,
+        )
+            .write_csv(out);
+        out.push(b',');
+        (
+            a.category,
+            a.extra,
+            b.auction,
+            b.bidder,
+            b.price,
+            Ts(b.date_time),
+            b.extra,
+        )
+            .write_csv(out);
+    }
+}
+
+/// q9: every auction with its winning bid (a changelog: the winner changes as bids arrive).
+pub fn q9(events: &Stream<Event>) -> Stream<Change<Q9Row>> {
+    winning_bids(events).map(|c| match c {
+        Change::Insert((auction, bid)) => Change::Insert(Q9Row { auction, bid }),
+        Change::UpdateBefore((auction, bid)) => Change::UpdateBefore(Q9Row { auction, bid }),
+        Change::UpdateAfter((auction, bid)) => Change::UpdateAfter(Q9Row { auction, bid }),
+        Change::Delete((auction, bid)) => Change::Delete(Q9Row { auction, bid }),
+    })
+}
+
+/// Stage 2 of q4: per category, the average of its auctions' winning prices, maintained
+/// under the retractions of stage 1.
+#[derive(Clone, Default)]
+struct CategoryAverage {
+    sums: KeyMap<i64, (i64, i64)>,
+}
+
+impl KeyedProcessFunction<i64, Change<(i64, i64)>, Change<(i64, i64)>> for CategoryAverage {
+    fn process(
+        &mut self,
+        category: &i64,
+        c: Change<(i64, i64)>,
+        ctx: &mut ProcessContext<'_, Change<(i64, i64)>>,
+    ) {
+        let (sum, count) = self.sums.entry(*category).or_insert((0, 0));
+        let before = (*count > 0).then(|| *sum / *count);
+        let price = c.row().1;
+        if c.adds() {
+            *sum += price;
+            *count += 1;
+        } else {
+            *sum -= price;
+            *count -= 1;
+        }
+        let after = (*count > 0).then(|| *sum / *count);
+        match (before, after) {
+            (None, Some(a)) => ctx.emit(Change::Insert((*category, a))),
+            (Some(b), Some(a)) if a != b => {
+                ctx.emit(Change::UpdateBefore((*category, b)));
+                ctx.emit(Change::UpdateAfter((*category, a)));
+            }
+            (Some(b), None) => ctx.emit(Change::Delete((*category, b))),
+            _ => {}
+        }
+    }
+}
+
+/// q4: the average winning price per category (a changelog).
+pub fn q4(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
+    winning_bids(events)
+        .map(|c| {
+            let (a, b) = *c.row();
+            let row = (a.category, b.price);
+            if c.adds() {
+                Change::Insert(row)
+            } else {
+                Change::Delete(row)
+            }
+        })
+        .key_by(|c: &Change<(i64, i64)>| c.row().0)
+        .process(CategoryAverage::default())
+        .name("q4-average")
+}

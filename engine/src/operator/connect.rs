@@ -1,0 +1,215 @@
+//! Two-input operators: `connect` + co-process functions, the building block of joins.
+//!
+//! Both inputs feed one operator instance per shard. Like `union`, the operator is shared by
+//! the two input paths through `Rc<RefCell<_>>` (they may be driven by different tasks of the
+//! shard; pushes never overlap). The watermark passed on is the minimum of the two inputs';
+//! end of input is passed on once both ended.
+
+use std::cell::RefCell;
+use std::hash::Hash;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::{Push, guarded};
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::runtime::OperatorCtx;
+use crate::time::{Progress, Timestamp, WatermarkMerger};
+
+use super::ProcessContext;
+
+/// A keyed co-process function: sees the records of both inputs with their (common) key.
+/// State kept in the function's own fields is per shard; key it by `K` for per-key state.
+pub trait KeyedCoProcessFunction<K, A, B, Out>: Clone + Send + 'static {
+    /// A record of the first input.
+    fn process_left(&mut self, key: &K, value: A, ctx: &mut ProcessContext<'_, Out>);
+    /// A record of the second input.
+    fn process_right(&mut self, key: &K, value: B, ctx: &mut ProcessContext<'_, Out>);
+    /// The combined watermark advanced: fire event-time work.
+    fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
+    /// Both inputs ended.
+    fn on_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
+}
+
+struct CoState<K, A, B, Out, KA, KB, F> {
+    key_left: KA,
+    key_right: KB,
+    f: F,
+    out: Batch<Out>,
+    next: Box<dyn Push<Out>>,
+    watermarks: WatermarkMerger,
+    watermark: Option<Timestamp>,
+    open_inputs: usize,
+    ctx: OperatorCtx,
+    _types: std::marker::PhantomData<fn(K, A, B)>,
+}
+
+impl<K, A, B, Out, KA, KB, F> CoState<K, A, B, Out, KA, KB, F>
+where
+    KA: FnMut(&A) -> K,
+    KB: FnMut(&B) -> K,
+    F: KeyedCoProcessFunction<K, A, B, Out>,
+{
+    fn context(&mut self) -> (ProcessContext<'_, Out>, &mut F, &mut KA, &mut KB) {
+        (
+            ProcessContext::new(&mut self.out.records, &self.ctx, self.watermark),
+            &mut self.f,
+            &mut self.key_left,
+            &mut self.key_right,
+        )
+    }
+
+    fn emit(&mut self, ingest: Instant) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.out.ingest = ingest;
+        self.next.push(&mut self.out)
+    }
+
+    fn progress(&mut self, input: usize, progress: Progress) -> Result<()> {
+        let Some(p) = self.watermarks.update(input, progress) else {
+            return Ok(());
+        };
+        if let Progress::Watermark(w) = p {
+            self.watermark = Some(w);
+            let ctx = self.ctx.clone();
+            let (mut pctx, f, _, _) = self.context();
+            guarded(&ctx, || f.on_watermark(w, &mut pctx))?;
+            self.emit(Instant::now())?;
+        }
+        self.next.progress(p)
+    }
+
+    fn finish_input(&mut self) -> Result<()> {
+        self.open_inputs = self.open_inputs.saturating_sub(1);
+        if self.open_inputs > 0 {
+            return Ok(());
+        }
+        let ctx = self.ctx.clone();
+        let (mut pctx, f, _, _) = self.context();
+        guarded(&ctx, || f.on_end(&mut pctx))?;
+        self.emit(Instant::now())?;
+        self.next.finish()
+    }
+}
+
+type Shared<K, A, B, Out, KA, KB, F> = Rc<RefCell<CoState<K, A, B, Out, KA, KB, F>>>;
+
+/// The first input of a keyed co-process operator.
+pub struct CoLeft<K, A, B, Out, KA, KB, F> {
+    shared: Shared<K, A, B, Out, KA, KB, F>,
+    finished: bool,
+}
+
+/// The second input of a keyed co-process operator.
+pub struct CoRight<K, A, B, Out, KA, KB, F> {
+    shared: Shared<K, A, B, Out, KA, KB, F>,
+    finished: bool,
+}
+
+/// Creates both inputs of a keyed co-process operator feeding `next`.
+#[allow(clippy::type_complexity)]
+pub fn keyed_co_process<K, A, B, Out, KA, KB, F>(
+    key_left: KA,
+    key_right: KB,
+    f: F,
+    next: Box<dyn Push<Out>>,
+    ctx: OperatorCtx,
+) -> (
+    CoLeft<K, A, B, Out, KA, KB, F>,
+    CoRight<K, A, B, Out, KA, KB, F>,
+) {
+    let shared = Rc::new(RefCell::new(CoState {
+        key_left,
+        key_right,
+        f,
+        out: Batch::with_capacity(ctx.batch_size),
+        next,
+        watermarks: WatermarkMerger::new(2),
+        watermark: None,
+        open_inputs: 2,
+        ctx,
+        _types: std::marker::PhantomData,
+    }));
+    (
+        CoLeft {
+            shared: shared.clone(),
+            finished: false,
+        },
+        CoRight {
+            shared,
+            finished: false,
+        },
+    )
+}
+
+impl<K, A, B, Out, KA, KB, F> Push<A> for CoLeft<K, A, B, Out, KA, KB, F>
+where
+    K: Hash + Eq,
+    KA: FnMut(&A) -> K,
+    KB: FnMut(&B) -> K,
+    F: KeyedCoProcessFunction<K, A, B, Out>,
+{
+    fn push(&mut self, batch: &mut Batch<A>) -> Result<()> {
+        let mut st = self.shared.borrow_mut();
+        st.ctx.count_in(batch.len());
+        let ctx = st.ctx.clone();
+        {
+            let (mut pctx, f, key_left, _) = st.context();
+            guarded(&ctx, || {
+                for r in batch.records.drain(..) {
+                    let key = key_left(&r);
+                    f.process_left(&key, r, &mut pctx);
+                }
+            })?;
+        }
+        st.emit(batch.ingest)
+    }
+
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        self.shared.borrow_mut().progress(0, progress)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.finished, true) {
+            return Ok(());
+        }
+        self.shared.borrow_mut().finish_input()
+    }
+}
+
+impl<K, A, B, Out, KA, KB, F> Push<B> for CoRight<K, A, B, Out, KA, KB, F>
+where
+    K: Hash + Eq,
+    KA: FnMut(&A) -> K,
+    KB: FnMut(&B) -> K,
+    F: KeyedCoProcessFunction<K, A, B, Out>,
+{
+    fn push(&mut self, batch: &mut Batch<B>) -> Result<()> {
+        let mut st = self.shared.borrow_mut();
+        st.ctx.count_in(batch.len());
+        let ctx = st.ctx.clone();
+        {
+            let (mut pctx, f, _, key_right) = st.context();
+            guarded(&ctx, || {
+                for r in batch.records.drain(..) {
+                    let key = key_right(&r);
+                    f.process_right(&key, r, &mut pctx);
+                }
+            })?;
+        }
+        st.emit(batch.ingest)
+    }
+
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        self.shared.borrow_mut().progress(1, progress)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.finished, true) {
+            return Ok(());
+        }
+        self.shared.borrow_mut().finish_input()
+    }
+}
