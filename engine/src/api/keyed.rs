@@ -9,6 +9,7 @@ use crate::key::KeyGroups;
 use crate::operator::{
     AggregateFunction, AggregateOp, KeyedProcessFunction, KeyedProcessOp, ReduceOp,
 };
+use crate::state::StateCodec;
 
 /// A stream whose records are routed by key: each key's records reach one shard, in the order
 /// each upstream shard sent them.
@@ -75,11 +76,17 @@ where
         })
     }
 
-    /// Runs a keyed process function: it sees each record with its key.
-    pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(&self, f: P) -> Stream<U> {
+    /// Runs a keyed process function: it sees each record with its key, keyed state scoped
+    /// to that key (`ctx.state()`), and event-time timers (`on_timer`).
+    pub fn process<U: Data, P: KeyedProcessFunction<K, T, U>>(&self, f: P) -> Stream<U>
+    where
+        K: Ord + StateCodec,
+    {
         let key_fn = self.key_fn.clone();
-        self.partitioned().unary("process", move |out, ctx| {
-            KeyedProcessOp::new(key_fn, f, out, ctx)
+        let partitioned = self.partitioned();
+        let max_parallelism = partitioned.env.max_parallelism();
+        partitioned.unary_fallible("process", move |out, ctx| {
+            KeyedProcessOp::new(key_fn, f, out, ctx, max_parallelism)
         })
     }
 }

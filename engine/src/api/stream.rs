@@ -107,6 +107,37 @@ impl<T: Data> Stream<T> {
         Stream::new(self.env.clone(), node)
     }
 
+    /// Like `unary`, for operators whose creation can fail (an error fails the job at start).
+    pub(crate) fn unary_fallible<U: Data, Op, M>(&self, name: &str, make: M) -> Stream<U>
+    where
+        Op: Push<T> + 'static,
+        M: FnOnce(Box<dyn Push<U>>, OperatorCtx) -> crate::error::Result<Op>
+            + Clone
+            + Send
+            + 'static,
+    {
+        let input = self.node;
+        let mut graph = self.env.graph.borrow_mut();
+        let id = graph.next_id();
+        let node = graph.add(
+            name,
+            Box::new(move |ctx: &JobContext| {
+                per_shard(ctx, |_| {
+                    let make = make.clone();
+                    let part: ShardPart = Box::new(move |b| {
+                        let out = b.take_output::<U>(id)?;
+                        let op = make(out, b.operator_ctx(id))?;
+                        b.add_input::<T>(input, Box::new(op));
+                        Ok(())
+                    });
+                    part
+                })
+            }),
+        );
+        drop(graph);
+        Stream::new(self.env.clone(), node)
+    }
+
     /// Adds an exchange: records move to the shards `partitioner` picks.
     pub(crate) fn exchange<P, MP>(&self, name: &str, make_partitioner: MP) -> Stream<T>
     where

@@ -9,7 +9,9 @@ use super::{Push, guarded};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
+use crate::state::{HeapStateBackend, KeyedStateStore, StateCodec, StateError};
 use crate::time::{Progress, Timestamp};
+use crate::window::TimerService;
 
 /// What a process function sees besides its record.
 pub struct ProcessContext<'a, Out> {
@@ -17,6 +19,41 @@ pub struct ProcessContext<'a, Out> {
     shard: usize,
     shards: usize,
     watermark: Option<Timestamp>,
+    keyed: Option<KeyedScope<'a>>,
+}
+
+/// The keyed services of a keyed process function: state scoped to the current key, and
+/// event-time timers.
+pub(crate) struct KeyedScope<'a> {
+    key: &'a dyn ScopeKey,
+    key_set: bool,
+    store: &'a mut KeyedStateStore<HeapStateBackend>,
+    timers: &'a mut Vec<TimerRequest>,
+    max_parallelism: u32,
+}
+
+/// A key as the state store needs it: its bytes and its key group.
+pub trait ScopeKey {
+    /// Appends the key's encoded bytes.
+    fn encode_key(&self, out: &mut Vec<u8>);
+    /// The key's key group.
+    fn key_group(&self, max_parallelism: u32) -> u32;
+}
+
+impl<K: StateCodec + Hash> ScopeKey for K {
+    fn encode_key(&self, out: &mut Vec<u8>) {
+        self.encode(out)
+    }
+    fn key_group(&self, max_parallelism: u32) -> u32 {
+        crate::key::key_group(self, max_parallelism)
+    }
+}
+
+/// A timer change asked for by user code, applied for the current key after the call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TimerRequest {
+    Register(Timestamp),
+    Delete(Timestamp),
 }
 
 impl<'a, Out> ProcessContext<'a, Out> {
@@ -31,6 +68,7 @@ impl<'a, Out> ProcessContext<'a, Out> {
             shard: ctx.shard,
             shards: ctx.shards,
             watermark,
+            keyed: None,
         }
     }
 
@@ -53,6 +91,35 @@ impl<'a, Out> ProcessContext<'a, Out> {
     /// The operator's current event-time watermark (`None` before the first one).
     pub fn current_watermark(&self) -> Option<Timestamp> {
         self.watermark
+    }
+
+    /// Keyed state of the current key (keyed process functions only): pass it to the handles
+    /// declared in `open`.
+    pub fn state(&mut self) -> Result<&mut KeyedStateStore<HeapStateBackend>, StateError> {
+        let scope = self.keyed.as_mut().ok_or(StateError::NoCurrentKey)?;
+        if !scope.key_set {
+            let mut bytes = Vec::new();
+            scope.key.encode_key(&mut bytes);
+            let group = scope.key.key_group(scope.max_parallelism);
+            scope.store.set_current_key(group, &bytes);
+            scope.key_set = true;
+        }
+        Ok(scope.store)
+    }
+
+    /// Calls `on_timer` for the current key once the watermark reaches `timestamp`
+    /// (keyed process functions only; registering the same time twice fires once).
+    pub fn register_event_time_timer(&mut self, timestamp: Timestamp) {
+        if let Some(scope) = self.keyed.as_mut() {
+            scope.timers.push(TimerRequest::Register(timestamp));
+        }
+    }
+
+    /// Cancels a timer of the current key.
+    pub fn delete_event_time_timer(&mut self, timestamp: Timestamp) {
+        if let Some(scope) = self.keyed.as_mut() {
+            scope.timers.push(TimerRequest::Delete(timestamp));
+        }
     }
 }
 
@@ -77,8 +144,14 @@ where
 
 /// A keyed process function: gets the record's key with every record.
 pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
-    /// Called for every record, with its key.
+    /// Called once per shard before any record: declare keyed state here (keep the handles).
+    fn open(&mut self, _store: &mut KeyedStateStore<HeapStateBackend>) -> Result<(), StateError> {
+        Ok(())
+    }
+    /// Called for every record, with its key; `ctx.state()` is scoped to that key.
     fn process(&mut self, key: &K, value: In, ctx: &mut ProcessContext<'_, Out>);
+    /// Called when an event-time timer of `key` fires (the watermark reached `timestamp`).
+    fn on_timer(&mut self, _key: &K, _timestamp: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called when the watermark advances (before it is passed downstream).
     fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called once at end of input, to emit what was held back.
@@ -132,6 +205,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             shard: self.ctx.shard,
             shards: self.ctx.shards,
             watermark: self.watermark,
+            keyed: None,
         };
         let f = &mut self.f;
         guarded(&self.ctx, || {
@@ -151,6 +225,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
                 shard: self.ctx.shard,
                 shards: self.ctx.shards,
                 watermark: Some(w),
+                keyed: None,
             };
             let f = &mut self.f;
             guarded(&self.ctx, || f.on_watermark(w, &mut pctx))?;
@@ -167,6 +242,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             shard: self.ctx.shard,
             shards: self.ctx.shards,
             watermark: self.watermark,
+            keyed: None,
         };
         let f = &mut self.f;
         guarded(&self.ctx, || f.on_end(&mut pctx))?;
@@ -175,55 +251,132 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
     }
 }
 
-/// The operator behind `KeyedStream::process`.
+/// The operator behind `KeyedStream::process`: user code with keyed state and event-time
+/// timers.
 pub struct KeyedProcessOp<K, In, Out, KF, P> {
     key_fn: KF,
     f: P,
     watermark: Option<Timestamp>,
+    store: KeyedStateStore<HeapStateBackend>,
+    timers: TimerService<K, ()>,
+    requests: Vec<TimerRequest>,
     out: Batch<Out>,
     next: Box<dyn Push<Out>>,
     ctx: OperatorCtx,
-    _types: std::marker::PhantomData<fn(K, In)>,
+    max_parallelism: u32,
+    _types: std::marker::PhantomData<fn(In)>,
 }
 
 impl<K, In, Out, KF, P> KeyedProcessOp<K, In, Out, KF, P>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Ord + Clone + StateCodec,
     KF: FnMut(&In) -> K,
     P: KeyedProcessFunction<K, In, Out>,
 {
-    pub fn new(key_fn: KF, f: P, next: Box<dyn Push<Out>>, ctx: OperatorCtx) -> Self {
-        KeyedProcessOp {
+    /// Opens the function (it declares its state); an error names the operator.
+    pub fn new(
+        key_fn: KF,
+        mut f: P,
+        next: Box<dyn Push<Out>>,
+        ctx: OperatorCtx,
+        max_parallelism: u32,
+    ) -> crate::error::Result<Self> {
+        let mut store = KeyedStateStore::new(HeapStateBackend::new());
+        f.open(&mut store)
+            .map_err(|e| crate::error::WeirError::OperatorFailed {
+                operator: ctx.name.clone(),
+                shard: ctx.shard,
+                message: format!("open: {e}"),
+            })?;
+        Ok(KeyedProcessOp {
             key_fn,
             f,
             watermark: None,
+            store,
+            timers: TimerService::new(),
+            requests: Vec::new(),
             out: Batch::with_capacity(ctx.batch_size),
             next,
             ctx,
+            max_parallelism,
             _types: std::marker::PhantomData,
+        })
+    }
+
+    /// The keyed state backend (for snapshots).
+    pub fn state(&self) -> &KeyedStateStore<HeapStateBackend> {
+        &self.store
+    }
+}
+
+/// Applies the timer requests user code made for `key`.
+fn apply_timers<K: Ord + Clone>(
+    timers: &mut TimerService<K, ()>,
+    key: &K,
+    requests: &mut Vec<TimerRequest>,
+) {
+    for r in requests.drain(..) {
+        match r {
+            TimerRequest::Register(t) => {
+                timers.register_event_time(key.clone(), (), t);
+            }
+            TimerRequest::Delete(t) => {
+                timers.delete_event_time(key, &(), t);
+            }
         }
     }
 }
 
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl<K, In, Out, KF, P> Push<In> for KeyedProcessOp<K, In, Out, KF, P>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Ord + Clone + StateCodec,
     KF: FnMut(&In) -> K,
     P: KeyedProcessFunction<K, In, Out>,
 {
     fn push(&mut self, batch: &mut Batch<In>) -> Result<()> {
         self.ctx.count_in(batch.len());
-        let mut pctx = ProcessContext {
-            out: &mut self.out.records,
-            shard: self.ctx.shard,
-            shards: self.ctx.shards,
-            watermark: self.watermark,
-        };
-        let (key_fn, f) = (&mut self.key_fn, &mut self.f);
+        // State TTL runs on processing time, read once per batch.
+        self.store.set_time(wall_clock_ms());
+        let (key_fn, f, store, timers, requests, out) = (
+            &mut self.key_fn,
+            &mut self.f,
+            &mut self.store,
+            &mut self.timers,
+            &mut self.requests,
+            &mut self.out.records,
+        );
+        let (watermark, shard, shards, max_parallelism) = (
+            self.watermark,
+            self.ctx.shard,
+            self.ctx.shards,
+            self.max_parallelism,
+        );
         guarded(&self.ctx, || {
             for r in batch.records.drain(..) {
                 let key = key_fn(&r);
+                let mut pctx = ProcessContext {
+                    out: &mut *out,
+                    shard,
+                    shards,
+                    watermark,
+                    keyed: Some(KeyedScope {
+                        key: &key,
+                        key_set: false,
+                        store: &mut *store,
+                        timers: &mut *requests,
+                        max_parallelism,
+                    }),
+                };
                 f.process(&key, r, &mut pctx);
+                if !requests.is_empty() {
+                    apply_timers(timers, &key, requests);
+                }
             }
         })?;
         if self.out.is_empty() {
@@ -236,15 +389,47 @@ where
     fn progress(&mut self, progress: Progress) -> Result<()> {
         if let Progress::Watermark(w) = progress {
             self.watermark = Some(w);
-            let mut pctx = ProcessContext {
-                out: &mut self.out.records,
-                shard: self.ctx.shard,
-                shards: self.ctx.shards,
-                watermark: Some(w),
-            };
-            let f = &mut self.f;
-            guarded(&self.ctx, || f.on_watermark(w, &mut pctx))?;
+            let (f, store, timers, requests, out) = (
+                &mut self.f,
+                &mut self.store,
+                &mut self.timers,
+                &mut self.requests,
+                &mut self.out.records,
+            );
+            let (shard, shards, max_parallelism) =
+                (self.ctx.shard, self.ctx.shards, self.max_parallelism);
+            guarded(&self.ctx, || {
+                // Timers fire in timestamp order; one may register another that is also due.
+                while let Some(timer) = timers.pop_event_time(w) {
+                    let mut pctx = ProcessContext {
+                        out: &mut *out,
+                        shard,
+                        shards,
+                        watermark: Some(w),
+                        keyed: Some(KeyedScope {
+                            key: &timer.key,
+                            key_set: false,
+                            store: &mut *store,
+                            timers: &mut *requests,
+                            max_parallelism,
+                        }),
+                    };
+                    f.on_timer(&timer.key, timer.timestamp, &mut pctx);
+                    if !requests.is_empty() {
+                        apply_timers(timers, &timer.key, requests);
+                    }
+                }
+                let mut pctx = ProcessContext {
+                    out: &mut *out,
+                    shard,
+                    shards,
+                    watermark: Some(w),
+                    keyed: None,
+                };
+                f.on_watermark(w, &mut pctx);
+            })?;
             if !self.out.is_empty() {
+                self.out.ingest = std::time::Instant::now();
                 self.next.push(&mut self.out)?;
             }
         }
@@ -252,12 +437,7 @@ where
     }
 
     fn finish(&mut self) -> Result<()> {
-        let mut pctx = ProcessContext {
-            out: &mut self.out.records,
-            shard: self.ctx.shard,
-            shards: self.ctx.shards,
-            watermark: self.watermark,
-        };
+        let mut pctx = ProcessContext::new(&mut self.out.records, &self.ctx, self.watermark);
         let f = &mut self.f;
         guarded(&self.ctx, || f.on_end(&mut pctx))?;
         if !self.out.is_empty() {

@@ -1,0 +1,128 @@
+//! Keyed process functions with keyed state and event-time timers, end to end.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use weir::state::{
+    HeapStateBackend, KeyedStateStore, ListState, ListStateDescriptor, StateError, ValueState,
+    ValueStateDescriptor,
+};
+use weir::{Env, KeyedProcessFunction, ProcessContext, Timestamp, VecSource, WatermarkStrategy};
+
+/// Counts records per key in a `ValueState` and keeps the values in a `ListState`; emits
+/// (key, count, sum of the list) after each record.
+#[derive(Clone, Default)]
+struct CountAndList {
+    count: Option<ValueState<u64>>,
+    seen: Option<ListState<i64>>,
+}
+
+impl KeyedProcessFunction<u8, (u8, i64), (u8, u64, i64)> for CountAndList {
+    fn open(&mut self, store: &mut KeyedStateStore<HeapStateBackend>) -> Result<(), StateError> {
+        self.count = Some(store.value_state(&ValueStateDescriptor::new("count"))?);
+        self.seen = Some(store.list_state(&ListStateDescriptor::new("seen"))?);
+        Ok(())
+    }
+
+    fn process(&mut self, key: &u8, r: (u8, i64), ctx: &mut ProcessContext<'_, (u8, u64, i64)>) {
+        let (Some(count), Some(seen)) = (self.count, self.seen) else {
+            return;
+        };
+        let Ok(store) = ctx.state() else { return };
+        let n = count.get(store).ok().flatten().unwrap_or(0) + 1;
+        if count.set(store, &n).is_err() || seen.add(store, &r.1).is_err() {
+            return;
+        }
+        let sum: i64 = seen.get(store).map(|v| v.iter().sum()).unwrap_or(i64::MIN);
+        ctx.emit((*key, n, sum));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Keyed state is scoped per key and survives across batches and shards' interleaving:
+    /// the final (count, sum) of each key equals a sequential fold.
+    #[test]
+    fn keyed_state_matches_a_sequential_fold(
+        input in prop::collection::vec((0u8..10, -100i64..100), 1..300),
+        shards in prop::sample::select(vec![1usize, 2, 3]),
+    ) {
+        let env = Env::builder().cores(shards).batch_size(5).build().expect("env");
+        let out = env.from_iter(input.clone()).key_by(|r: &(u8, i64)| r.0).process(CountAndList::default()).collect();
+        env.execute().expect("job runs");
+        let mut last: BTreeMap<u8, (u64, i64)> = BTreeMap::new();
+        for (k, n, sum) in out.take() {
+            let e = last.entry(k).or_insert((0, 0));
+            if n > e.0 { *e = (n, sum); }
+        }
+        let mut expected: BTreeMap<u8, (u64, i64)> = BTreeMap::new();
+        for (k, v) in input {
+            let e = expected.entry(k).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += v;
+        }
+        prop_assert_eq!(last, expected);
+    }
+}
+
+/// Registers a timer 10 ms after every record (twice for even values, to test dedup); the
+/// timer emits (key, time).
+#[derive(Clone, Default)]
+struct Remind;
+
+impl KeyedProcessFunction<u8, (u8, Timestamp), (u8, Timestamp)> for Remind {
+    fn process(
+        &mut self,
+        _key: &u8,
+        r: (u8, Timestamp),
+        ctx: &mut ProcessContext<'_, (u8, Timestamp)>,
+    ) {
+        ctx.register_event_time_timer(r.1 + 10);
+        if r.1 % 2 == 0 {
+            ctx.register_event_time_timer(r.1 + 10);
+        }
+        if r.1 == 7 {
+            // Registered and cancelled: must never fire.
+            ctx.register_event_time_timer(1_000_000);
+            ctx.delete_event_time_timer(1_000_000);
+        }
+    }
+
+    fn on_timer(
+        &mut self,
+        key: &u8,
+        timestamp: Timestamp,
+        ctx: &mut ProcessContext<'_, (u8, Timestamp)>,
+    ) {
+        assert!(
+            ctx.current_watermark().is_some_and(|w| w >= timestamp),
+            "fired early"
+        );
+        ctx.emit((*key, timestamp));
+    }
+}
+
+#[test]
+fn timers_fire_in_order_deduplicated_and_at_end_of_input() {
+    let input: Vec<(u8, Timestamp)> = (0..200).map(|t| ((t % 3) as u8, t)).collect();
+    let env = Env::builder().cores(1).batch_size(4).build().expect("env");
+    let strategy =
+        WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO, |r: &(u8, Timestamp)| r.1);
+    let out = env
+        .from_source_with_watermarks(VecSource::new(input.clone()), strategy)
+        .key_by(|r: &(u8, Timestamp)| r.0)
+        .process(Remind)
+        .collect();
+    env.execute().expect("job runs");
+    let fired = out.take();
+    // One firing per record (deduplicated), the last ones at end of input.
+    let expected: Vec<(u8, Timestamp)> = input.iter().map(|(k, t)| (*k, t + 10)).collect();
+    assert_eq!(fired.len(), expected.len());
+    let mut sorted = expected.clone();
+    sorted.sort_by_key(|(k, t)| (*t, *k));
+    // In timestamp order on the one shard.
+    assert_eq!(fired, sorted);
+    assert!(!fired.iter().any(|(_, t)| *t == 1_000_000));
+}
