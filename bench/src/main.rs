@@ -77,6 +77,9 @@ struct NexmarkArgs {
     /// Most records per source batch.
     #[arg(long, default_value_t = 1024)]
     batch_size: usize,
+    /// q13's side table: a `key,value` CSV file (default: a generated one in the temp dir).
+    #[arg(long)]
+    side_input: Option<PathBuf>,
     #[command(flatten)]
     generator: GeneratorArgs,
 }
@@ -124,6 +127,7 @@ fn nexmark(args: NexmarkArgs) -> Result<()> {
         output: args.output,
         generator: args.generator.config(),
         batch_size: args.batch_size,
+        side_input: args.side_input,
     };
     let report = run(&spec).with_context(|| format!("running nexmark {}", query.name()))?;
     if args.json {

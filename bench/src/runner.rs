@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use weir::nexmark::{Event, NexmarkConfig};
 use weir::source::nexmark::NexmarkSource;
-use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, Result, Stream, TableSink};
+use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, Stream, TableSink};
 
-use crate::queries::{Query, RowSink, build};
+use crate::queries::{Query, QueryOptions, RowSink, SideInputError, build_with};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -19,6 +19,8 @@ pub struct RunSpec {
     pub output: Option<PathBuf>,
     pub generator: NexmarkConfig,
     pub batch_size: usize,
+    /// q13's side table file.
+    pub side_input: Option<PathBuf>,
 }
 
 /// What a run measured.
@@ -114,8 +116,17 @@ impl RowSink for HarnessSink {
     }
 }
 
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Engine(#[from] weir::WeirError),
+    #[error(transparent)]
+    SideInput(#[from] SideInputError),
+}
+
 /// Runs `spec` to completion.
-pub fn run(spec: &RunSpec) -> Result<Report> {
+pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
     let env = Env::builder()
         .cores(spec.cores)
         .batch_size(spec.batch_size)
@@ -128,7 +139,10 @@ pub fn run(spec: &RunSpec) -> Result<Report> {
     let mut sink = HarnessSink {
         output: spec.output.clone(),
     };
-    build(spec.query, &events, &mut sink);
+    let options = QueryOptions {
+        side_input: spec.side_input.clone(),
+    };
+    build_with(spec.query, &events, &mut sink, &options)?;
     let result = env.execute()?;
     Ok(Report {
         query: spec.query,

@@ -78,7 +78,7 @@ pub fn run_query(query: Query, config: NexmarkConfig, events: u64, shards: usize
     let source = NexmarkSource::new(config, events).expect("valid source");
     let stream = weir_bench::queries::events(&env, source);
     let mut sink = CsvCollector::default();
-    build(query, &stream, &mut sink);
+    build(query, &stream, &mut sink).expect("query builds");
     env.execute().expect("query runs");
     if let Some(changes) = sink.changes {
         // The final table of an updating query. Changes of one key come from one shard, in

@@ -35,6 +35,14 @@ fn reference(query: Query, config: NexmarkConfig, events: u64) -> Vec<String> {
                     quoted(b.extra)
                 ))
             }
+            Query::Q13 => rows.push(format!(
+                "{},{},{},{},value-{}",
+                b.auction,
+                b.bidder,
+                b.price,
+                timestamp(b.date_time),
+                b.auction % 10_000
+            )),
             Query::Q2 if b.auction % 123 == 0 => {
                 rows.push(format!("{},{}", b.auction, b.price));
             }
@@ -163,4 +171,44 @@ fn generator_mode_sees_every_event_once_for_any_shard_count() {
             expected
         );
     }
+}
+
+#[test]
+fn q12_counts_every_bid_in_aligned_processing_time_windows() {
+    let config = NexmarkConfig::default();
+    let bids = reference(Query::Q0, config, 20_000).len();
+    for shards in [1, 2] {
+        let rows = run_query(Query::Q12, config, 20_000, shards);
+        let mut total = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for row in &rows {
+            let f: Vec<&str> = row.split(',').collect();
+            assert_eq!(f.len(), 4, "{row}");
+            total += f[1].parse::<usize>().expect("count");
+            assert!(
+                f[2].ends_with("0.000") && f[3].ends_with("0.000"),
+                "aligned to 10 s: {row}"
+            );
+            assert!(
+                seen.insert((f[0].to_string(), f[2].to_string())),
+                "one row per bidder and window"
+            );
+        }
+        assert_eq!(total, bids, "every bid counted once at {shards} shards");
+    }
+}
+
+#[test]
+fn a_bad_side_input_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("side.csv");
+    std::fs::write(&path, "key,value\n1,a\nx,b\n").expect("write");
+    let err = weir_bench::queries::SideTable::load(&path).expect_err("bad key");
+    let msg = err.to_string();
+    assert!(msg.contains("line 3") && msg.contains("`x`"), "{msg}");
+    std::fs::write(&path, "key,value\n10000,a\n").expect("write");
+    assert!(
+        weir_bench::queries::SideTable::load(&path).is_err(),
+        "key out of range"
+    );
 }

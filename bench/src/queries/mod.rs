@@ -6,12 +6,14 @@
 mod joins;
 mod projections;
 mod rows;
+mod side;
 mod stateless;
 mod windowed;
 
 pub use joins::{Q3Row, Q8Row, Q9Row, Q20Row, auctions, persons, q3, q4, q8, q9, q20};
 pub use projections::{Q14Row, Q21Row, Q22Row, bid_time_type, q14, q21, q22, url_channel_id};
 pub use rows::{Decimal3, Timestamp};
+pub use side::{Q12Row, Q13Row, SIDE_INPUT_ROWS, SideInputError, SideTable, q12, q13};
 pub use stateless::{Q0Row, Q1Row, q0, q1, q2};
 pub use windowed::{Count, Q7Partial, Q7Row, Q11Row, WATERMARK_DELAY, q5, q7, q11};
 
@@ -36,6 +38,8 @@ pub enum Query {
     Q8,
     Q9,
     Q11,
+    Q12,
+    Q13,
     Q14,
     Q21,
     Q22,
@@ -44,7 +48,7 @@ pub enum Query {
 
 impl Query {
     /// All runnable queries, in order.
-    pub const ALL: [Query; 15] = [
+    pub const ALL: [Query; 17] = [
         Query::Gen,
         Query::Q0,
         Query::Q1,
@@ -56,6 +60,8 @@ impl Query {
         Query::Q8,
         Query::Q9,
         Query::Q11,
+        Query::Q12,
+        Query::Q13,
         Query::Q14,
         Query::Q20,
         Query::Q21,
@@ -74,6 +80,8 @@ impl Query {
             Query::Q8 => "q8",
             Query::Q9 => "q9",
             Query::Q20 => "q20",
+            Query::Q12 => "q12",
+            Query::Q13 => "q13",
             Query::Q5 => "q5",
             Query::Q7 => "q7",
             Query::Q11 => "q11",
@@ -98,6 +106,8 @@ impl Query {
             Query::Q20 => {
                 "auction,bidder,price,channel,url,bid_date_time,bid_extra,item_name,description,initial_bid,reserve,auction_date_time,expires,seller,category,auction_extra"
             }
+            Query::Q12 => "bidder,bid_count,starttime,endtime",
+            Query::Q13 => "auction,bidder,price,date_time,value",
             Query::Q5 => "auction,num",
             Query::Q7 => "auction,price,bidder,date_time,extra",
             Query::Q11 => "bidder,bid_count,starttime,endtime",
@@ -151,9 +161,38 @@ pub trait RowSink {
     fn attach_changelog<R: Data + CsvRecord>(&mut self, query: Query, changes: Stream<Change<R>>);
 }
 
+/// Options some queries need.
+#[derive(Clone, Debug, Default)]
+pub struct QueryOptions {
+    /// q13's side table (`key,value` CSV); by default a generated one in the temp directory.
+    pub side_input: Option<std::path::PathBuf>,
+}
+
 /// Builds `query` over `events` and hands its output to `sink`.
-pub fn build(query: Query, events: &Stream<Event>, sink: &mut impl RowSink) {
+pub fn build(
+    query: Query,
+    events: &Stream<Event>,
+    sink: &mut impl RowSink,
+) -> Result<(), SideInputError> {
+    build_with(query, events, sink, &QueryOptions::default())
+}
+
+/// Builds `query` with `options`.
+pub fn build_with(
+    query: Query,
+    events: &Stream<Event>,
+    sink: &mut impl RowSink,
+    options: &QueryOptions,
+) -> Result<(), SideInputError> {
     match query {
+        Query::Q12 => sink.attach(query, q12(events)),
+        Query::Q13 => {
+            let table = match &options.side_input {
+                Some(path) => SideTable::load(path)?,
+                None => SideTable::default_file()?,
+            };
+            sink.attach(query, q13(events, table))
+        }
         Query::Gen => sink.attach(query, events.clone()),
         Query::Q0 => sink.attach(query, q0(events)),
         Query::Q1 => sink.attach(query, q1(events)),
@@ -170,4 +209,5 @@ pub fn build(query: Query, events: &Stream<Event>, sink: &mut impl RowSink) {
         Query::Q21 => sink.attach(query, q21(events)),
         Query::Q22 => sink.attach(query, q22(events)),
     }
+    Ok(())
 }
