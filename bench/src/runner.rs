@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weir::nexmark::{Event, NexmarkConfig};
 use weir::source::nexmark::NexmarkSource;
-use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, Stream, TableSink};
+use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, PartitionedFileSink, Stream, TableSink};
 
 use crate::queries::{Query, QueryOptions, RowSink, SideInputError, build_with};
 
@@ -100,6 +100,25 @@ impl RowSink for HarnessSink {
     fn attach<R: Data + CsvRecord>(&mut self, query: Query, rows: Stream<R>) {
         match &self.output {
             Some(path) => rows.sink(FileSink::new(path, Csv::with_header(query.header()))),
+            None => {
+                rows.count();
+            }
+        }
+    }
+
+    fn attach_partitioned<R: Data + CsvRecord>(
+        &mut self,
+        query: Query,
+        rows: Stream<R>,
+        partition: fn(&R, &mut String),
+    ) {
+        match &self.output {
+            // The output path is a directory of partitions.
+            Some(dir) => rows.sink(PartitionedFileSink::new(
+                dir,
+                Csv::with_header(query.header()),
+                partition,
+            )),
             None => {
                 rows.count();
             }

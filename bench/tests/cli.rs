@@ -98,3 +98,69 @@ fn bad_arguments_are_refused_clearly() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cores must be at least 1"));
 }
+
+#[test]
+fn q10_writes_files_partitioned_by_day_and_minute() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("q10");
+    let output = bench()
+        .args([
+            "nexmark",
+            "--query",
+            "q10",
+            "--events",
+            "5000",
+            "--event-rate",
+            "20",
+            "--cores",
+            "2",
+            "--json",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut rows = 0;
+    let mut partitions = 0;
+    for day in std::fs::read_dir(&out).expect("output dir") {
+        let day = day.expect("entry").path();
+        let dt = day
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        assert!(dt.starts_with("dt=2026-01-01"), "{dt}");
+        for minute in std::fs::read_dir(&day).expect("day dir") {
+            let minute = minute.expect("entry").path();
+            let hm = minute
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
+            partitions += 1;
+            for file in std::fs::read_dir(&minute).expect("minute dir") {
+                let text = std::fs::read_to_string(file.expect("entry").path()).expect("file");
+                let mut lines = text.lines();
+                assert_eq!(
+                    lines.next(),
+                    Some("auction,bidder,price,date_time,extra,dt,hm")
+                );
+                for line in lines {
+                    rows += 1;
+                    assert!(
+                        line.ends_with(&format!(",{},{}", &dt[3..], &hm[3..])),
+                        "{line} in {dt}/{hm}"
+                    );
+                }
+            }
+        }
+    }
+    // 5000 events at 20 events/s span about four minutes.
+    assert!(partitions >= 4, "{partitions} partitions");
+    assert_eq!(rows, 4600, "every bid written once");
+}

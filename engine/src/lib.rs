@@ -31,8 +31,8 @@ pub use operator::{
 };
 pub use runtime::{JobResult, OperatorStats, ShardInfo};
 pub use sink::{
-    CollectSink, CountSink, Csv, CsvRecord, FileSink, JsonLines, JsonRecord, Sink, SinkWriter,
-    StdoutSink, TableSink,
+    CollectSink, CountSink, Csv, CsvRecord, FileSink, JsonLines, JsonRecord, PartitionedFileSink,
+    Sink, SinkWriter, StdoutSink, TableSink,
 };
 pub use source::{Source, SourceReader, SourceStatus, VecSource};
 pub use time::{Progress, Timestamp, WatermarkGenerator, WatermarkStrategy};

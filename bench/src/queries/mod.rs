@@ -11,8 +11,9 @@ mod stateless;
 mod windowed;
 
 pub use joins::{Q3Row, Q8Row, Q9Row, Q20Row, auctions, persons, q3, q4, q8, q9, q20};
+pub use projections::{Q10Row, q10, q10_partition};
 pub use projections::{Q14Row, Q21Row, Q22Row, bid_time_type, q14, q21, q22, url_channel_id};
-pub use rows::{Decimal3, Timestamp};
+pub use rows::{Day, Decimal3, HourMinute, Timestamp};
 pub use side::{Q12Row, Q13Row, SIDE_INPUT_ROWS, SideInputError, SideTable, q12, q13};
 pub use stateless::{Q0Row, Q1Row, q0, q1, q2};
 pub use windowed::{Count, Q7Partial, Q7Row, Q11Row, WATERMARK_DELAY, q5, q7, q11};
@@ -37,6 +38,7 @@ pub enum Query {
     Q7,
     Q8,
     Q9,
+    Q10,
     Q11,
     Q12,
     Q13,
@@ -48,7 +50,7 @@ pub enum Query {
 
 impl Query {
     /// All runnable queries, in order.
-    pub const ALL: [Query; 17] = [
+    pub const ALL: [Query; 18] = [
         Query::Gen,
         Query::Q0,
         Query::Q1,
@@ -59,6 +61,7 @@ impl Query {
         Query::Q7,
         Query::Q8,
         Query::Q9,
+        Query::Q10,
         Query::Q11,
         Query::Q12,
         Query::Q13,
@@ -80,6 +83,7 @@ impl Query {
             Query::Q8 => "q8",
             Query::Q9 => "q9",
             Query::Q20 => "q20",
+            Query::Q10 => "q10",
             Query::Q12 => "q12",
             Query::Q13 => "q13",
             Query::Q5 => "q5",
@@ -106,6 +110,7 @@ impl Query {
             Query::Q20 => {
                 "auction,bidder,price,channel,url,bid_date_time,bid_extra,item_name,description,initial_bid,reserve,auction_date_time,expires,seller,category,auction_extra"
             }
+            Query::Q10 => "auction,bidder,price,date_time,extra,dt,hm",
             Query::Q12 => "bidder,bid_count,starttime,endtime",
             Query::Q13 => "auction,bidder,price,date_time,value",
             Query::Q5 => "auction,num",
@@ -159,6 +164,17 @@ pub trait RowSink {
     /// Attaches a sink to `changes` (a query whose result updates: its output is the table
     /// the changelog describes after the whole input).
     fn attach_changelog<R: Data + CsvRecord>(&mut self, query: Query, changes: Stream<Change<R>>);
+    /// Attaches a sink to `rows` that are written to files partitioned by `partition`
+    /// (which appends a row's relative directory); collectors may ignore the partitioning.
+    fn attach_partitioned<R: Data + CsvRecord>(
+        &mut self,
+        query: Query,
+        rows: Stream<R>,
+        partition: fn(&R, &mut String),
+    ) {
+        let _ = partition;
+        self.attach(query, rows)
+    }
 }
 
 /// Options some queries need.
@@ -185,6 +201,7 @@ pub fn build_with(
     options: &QueryOptions,
 ) -> Result<(), SideInputError> {
     match query {
+        Query::Q10 => sink.attach_partitioned(query, q10(events), q10_partition),
         Query::Q12 => sink.attach(query, q12(events)),
         Query::Q13 => {
             let table = match &options.side_input {

@@ -8,11 +8,13 @@
 mod collect;
 mod encode;
 mod file;
+mod partitioned;
 mod table;
 
 pub use collect::{CollectSink, CountSink, StdoutSink};
 pub use encode::{Csv, CsvRecord, Encoder, JsonLines, JsonRecord};
 pub use file::FileSink;
+pub use partitioned::PartitionedFileSink;
 pub use table::TableSink;
 
 use crate::batch::Batch;
