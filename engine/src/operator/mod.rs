@@ -8,6 +8,7 @@
 mod aggregate;
 mod basic;
 mod connect;
+mod join;
 mod process;
 mod reduce;
 mod union;
@@ -16,6 +17,7 @@ mod window;
 pub use aggregate::{AggregateFunction, AggregateOp};
 pub use basic::{Discard, FilterOp, FlatMapOp, MapOp, Tee};
 pub use connect::{CoLeft, CoRight, KeyedCoProcessFunction, keyed_co_process};
+pub use join::{IntervalJoin, RegularJoin, WindowJoin};
 pub use process::{
     KeyedProcessFunction, KeyedProcessOp, ProcessContext, ProcessFunction, ProcessOp,
 };
