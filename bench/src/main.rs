@@ -27,6 +27,32 @@ enum Command {
     Nexmark(NexmarkArgs),
     /// Write the generated events as person.csv, auction.csv and bid.csv.
     NexmarkData(DataArgs),
+    /// Run every query at several core counts and print a markdown table of medians.
+    Suite(SuiteArgs),
+}
+
+#[derive(Args)]
+struct SuiteArgs {
+    /// Queries to run (comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    queries: Vec<String>,
+    /// Events per run.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Core counts to run at (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    cores: Vec<usize>,
+    /// Runs per (query, cores); the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Also measure latency at this fixed input rate (events/s), at the largest core count.
+    #[arg(long)]
+    latency_rate: Option<u64>,
+    /// Events of each latency run.
+    #[arg(long, default_value_t = 5_000_000)]
+    latency_events: u64,
+    #[command(flatten)]
+    generator: GeneratorArgs,
 }
 
 /// Generator options shared by `nexmark` and `nexmark-data`.
@@ -107,6 +133,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Nexmark(args) => nexmark(args),
         Command::NexmarkData(args) => nexmark_data(args),
+        Command::Suite(args) => suite(args),
     }
 }
 
@@ -151,5 +178,81 @@ fn nexmark_data(args: DataArgs) -> Result<()> {
         counts.bids,
         args.dir.display()
     );
+    Ok(())
+}
+
+fn suite(args: SuiteArgs) -> Result<()> {
+    let queries: Vec<Query> = if args.queries.is_empty() {
+        Query::ALL.to_vec()
+    } else {
+        args.queries
+            .iter()
+            .map(|q| q.parse().map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?
+    };
+    if args.runs == 0 || args.cores.is_empty() {
+        bail!("--runs and --cores must not be empty");
+    }
+    let spec = |query, cores, events, rate| RunSpec {
+        query,
+        events,
+        cores,
+        rate,
+        output: None,
+        generator: args.generator.config(),
+        batch_size: 1024,
+        side_input: None,
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut header = String::from("| query |");
+    let mut rule = String::from("|---|");
+    for c in &args.cores {
+        header.push_str(&format!(" {c} core(s): M events/s |"));
+        rule.push_str("---:|");
+    }
+    if args.cores.len() >= 2 {
+        header.push_str(" speed-up |");
+        rule.push_str("---:|");
+    }
+    if args.latency_rate.is_some() {
+        header.push_str(" latency p50 / p99 / p99.9 (us) |");
+        rule.push_str("---:|");
+    }
+    println!("{header}\n{rule}");
+    for query in queries {
+        let mut line = format!("| {} |", query.name());
+        let mut rates = Vec::new();
+        for &cores in &args.cores {
+            let mut samples = Vec::with_capacity(args.runs);
+            for _ in 0..args.runs {
+                let report = run(&spec(query, cores, args.events, None))
+                    .with_context(|| format!("running {} at {cores} cores", query.name()))?;
+                samples.push(report.events_per_sec());
+            }
+            let m = median(samples);
+            rates.push(m);
+            line.push_str(&format!(" {:.2} |", m / 1e6));
+        }
+        if let (Some(first), Some(last)) = (rates.first(), rates.last())
+            && rates.len() >= 2
+        {
+            line.push_str(&format!(" {:.2}x |", last / first));
+        }
+        if let Some(rate) = args.latency_rate {
+            let cores = args.cores.iter().copied().max().unwrap_or(1);
+            let r = run(&spec(query, cores, args.latency_events, Some(rate)))
+                .with_context(|| format!("latency run of {}", query.name()))?;
+            line.push_str(&format!(
+                " {} / {} / {} |",
+                r.latency_p50.as_micros(),
+                r.latency_p99.as_micros(),
+                r.latency_p999.as_micros()
+            ));
+        }
+        println!("{line}");
+    }
     Ok(())
 }

@@ -41,6 +41,8 @@ struct CoState<K, A, B, Out, KA, KB, F> {
     watermark: Option<Timestamp>,
     open_inputs: usize,
     ctx: OperatorCtx,
+    /// Ingest time of the last batch from either input: watermark-fired output carries it.
+    last_ingest: Instant,
     _types: std::marker::PhantomData<fn(K, A, B)>,
 }
 
@@ -76,7 +78,7 @@ where
             let ctx = self.ctx.clone();
             let (mut pctx, f, _, _) = self.context();
             guarded(&ctx, || f.on_watermark(w, &mut pctx))?;
-            self.emit(Instant::now())?;
+            self.emit(self.last_ingest)?;
         }
         self.next.progress(p)
     }
@@ -89,7 +91,7 @@ where
         let ctx = self.ctx.clone();
         let (mut pctx, f, _, _) = self.context();
         guarded(&ctx, || f.on_end(&mut pctx))?;
-        self.emit(Instant::now())?;
+        self.emit(self.last_ingest)?;
         self.next.finish()
     }
 }
@@ -130,6 +132,7 @@ pub fn keyed_co_process<K, A, B, Out, KA, KB, F>(
         watermark: None,
         open_inputs: 2,
         ctx,
+        last_ingest: Instant::now(),
         _types: std::marker::PhantomData,
     }));
     (
@@ -164,6 +167,7 @@ where
                 }
             })?;
         }
+        st.last_ingest = batch.ingest;
         st.emit(batch.ingest)
     }
 
@@ -199,6 +203,7 @@ where
                 }
             })?;
         }
+        st.last_ingest = batch.ingest;
         st.emit(batch.ingest)
     }
 

@@ -264,6 +264,8 @@ pub struct KeyedProcessOp<K, In, Out, KF, P> {
     next: Box<dyn Push<Out>>,
     ctx: OperatorCtx,
     max_parallelism: u32,
+    /// Ingest time of the last batch: output fired by timers is stamped with it.
+    last_ingest: std::time::Instant,
     _types: std::marker::PhantomData<fn(In)>,
 }
 
@@ -299,6 +301,7 @@ where
             next,
             ctx,
             max_parallelism,
+            last_ingest: std::time::Instant::now(),
             _types: std::marker::PhantomData,
         })
     }
@@ -341,6 +344,7 @@ where
 {
     fn push(&mut self, batch: &mut Batch<In>) -> Result<()> {
         self.ctx.count_in(batch.len());
+        self.last_ingest = batch.ingest;
         // State TTL runs on processing time, read once per batch.
         self.store.set_time(wall_clock_ms());
         let (key_fn, f, store, timers, requests, out) = (
@@ -429,7 +433,7 @@ where
                 f.on_watermark(w, &mut pctx);
             })?;
             if !self.out.is_empty() {
-                self.out.ingest = std::time::Instant::now();
+                self.out.ingest = self.last_ingest;
                 self.next.push(&mut self.out)?;
             }
         }

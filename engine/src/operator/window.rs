@@ -249,6 +249,9 @@ pub struct WindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
     next: Box<dyn Push<Out>>,
     late_out: Box<dyn Push<T>>,
     ctx: OperatorCtx,
+    /// Ingest time of the last batch seen: results fired by a watermark are stamped with it,
+    /// so their latency runs from the record that closed the window to the sink.
+    last_ingest: Instant,
 }
 
 impl<K, T, Out, KF, TF, Tr, C, WF> WindowOp<K, T, Out, KF, TF, Tr, C, WF>
@@ -278,6 +281,7 @@ where
             next,
             late_out,
             ctx,
+            last_ingest: Instant::now(),
         }
     }
 
@@ -537,6 +541,7 @@ where
 {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         self.ctx.count_in(batch.len());
+        self.last_ingest = batch.ingest;
         let ctx = self.ctx.clone();
         guarded(&ctx, || {
             for r in batch.records.drain(..) {
@@ -559,8 +564,7 @@ where
             let ctx = self.ctx.clone();
             guarded(&ctx, || self.on_watermark(w))?;
             if !self.out.is_empty() {
-                // Latency of window results is measured from the watermark that closed them.
-                self.out.ingest = Instant::now();
+                self.out.ingest = self.last_ingest;
                 self.next.push(&mut self.out)?;
             }
         }
