@@ -351,15 +351,18 @@ where
             } else {
                 Some(record.clone())
             };
-            if state.contents_mut(&state_window).is_none() {
+            let fresh = state.contents_mut(&state_window).is_none();
+            if fresh {
                 let acc = self.spec.contents.create();
                 state.contents.push((state_window, acc));
             }
             if let (Some(contents), Some(v)) = (state.contents_mut(&state_window), value) {
                 self.spec.contents.add(contents, v);
             }
+            // A window needs one cleanup timer: registered when its contents are created, and
+            // again for sessions, whose end moves as they grow.
             let cleanup = cleanup_time(&window, lateness);
-            if cleanup < i64::MAX {
+            if (fresh || merging) && cleanup < i64::MAX {
                 self.timers
                     .register_event_time(key.clone(), window, cleanup);
             }
