@@ -103,3 +103,33 @@ fn bad_window_definitions_are_refused() {
         .unwrap_or_default();
     assert!(msg.contains("-5"), "the error names the size: {msg}");
 }
+
+#[test]
+fn processing_time_windows_fire_as_the_clock_passes_them() {
+    use weir::nexmark::{Event, NexmarkConfig};
+    use weir::source::nexmark::NexmarkSource;
+    use weir::window::ProcessingTimeTrigger;
+    // 600 events over about 0.6 s of wall time, in 100 ms processing-time windows.
+    let env = Env::builder().cores(1).build().expect("env");
+    let source = NexmarkSource::new(NexmarkConfig::default(), 600)
+        .and_then(|s| s.with_rate(1000))
+        .expect("valid source");
+    let out = env
+        .from_source(source)
+        .key_by(|_e: &Event| 0u8)
+        .window(
+            WindowAssigner::tumbling(100, 0).expect("valid").with_processing_time(),
+            |e: &Event| e.date_time(),
+        )
+        .trigger(ProcessingTimeTrigger)
+        .aggregate(Count)
+        .collect();
+    env.execute().expect("job runs");
+    let windows = out.take();
+    assert_eq!(windows.iter().map(|w| w.value).sum::<i64>(), 600, "every event counted once");
+    assert!(windows.len() >= 4, "several windows closed: {}", windows.len());
+    let mut starts: Vec<i64> = windows.iter().map(|w| w.start()).collect();
+    starts.dedup();
+    assert_eq!(starts.len(), windows.len(), "each window fired once");
+    assert!(starts.iter().all(|s| s % 100 == 0), "aligned to 100 ms");
+}

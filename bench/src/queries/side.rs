@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use weir::nexmark::{Bid, Event, Str};
-use weir::{CsvRecord, KeyedProcessFunction, ProcessContext, Stream, Timestamp};
+use weir::operator::WindowResult;
+use weir::window::{ProcessingTimeTrigger, WindowAssigner};
+use weir::{CsvRecord, Stream};
+
+use super::Count;
 
 use super::bids;
 use super::rows::Timestamp as Ts;
@@ -158,58 +162,23 @@ impl CsvRecord for Q12Row {
 
 const TEN_SECONDS: i64 = 10_000;
 
-fn now_ms() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Counts bids per bidder in tumbling 10-second windows of processing time. Windows close when
-/// processing time has passed their end, checked whenever the watermark moves (which it does
-/// with every source batch), and all close at end of input.
-#[derive(Clone, Default)]
-struct ProcessingTimeCounts {
-    open: std::collections::BTreeMap<(Timestamp, i64), i64>,
-}
-
-impl ProcessingTimeCounts {
-    fn close_until(&mut self, now: Timestamp, ctx: &mut ProcessContext<'_, Q12Row>) {
-        while let Some(entry) = self.open.first_entry() {
-            let (start, bidder) = *entry.key();
-            if start.saturating_add(TEN_SECONDS) > now {
-                break;
-            }
-            let count = entry.remove();
-            ctx.emit(Q12Row {
-                bidder,
-                bid_count: count,
-                starttime: Ts(start),
-                endtime: Ts(start + TEN_SECONDS),
-            });
-        }
-    }
-}
-
-impl KeyedProcessFunction<i64, Bid, Q12Row> for ProcessingTimeCounts {
-    fn process(&mut self, bidder: &i64, _b: Bid, _ctx: &mut ProcessContext<'_, Q12Row>) {
-        let now = now_ms();
-        let start = now - now.rem_euclid(TEN_SECONDS);
-        *self.open.entry((start, *bidder)).or_insert(0) += 1;
-    }
-
-    fn on_watermark(&mut self, _watermark: Timestamp, ctx: &mut ProcessContext<'_, Q12Row>) {
-        self.close_until(now_ms(), ctx);
-    }
-
-    fn on_end(&mut self, ctx: &mut ProcessContext<'_, Q12Row>) {
-        self.close_until(i64::MAX, ctx);
-    }
-}
-
-/// q12: bids per bidder in processing-time tumbling windows of 10 s (not deterministic).
+/// q12: bids per bidder in processing-time tumbling windows of 10 s (not deterministic). The
+/// windows close when the wall clock passes their end (checked as batches and watermarks
+/// arrive) and all close at end of input.
 pub fn q12(events: &Stream<Event>) -> Stream<Q12Row> {
+    let Ok(tumbling) = WindowAssigner::tumbling(TEN_SECONDS, 0) else {
+        super::windowed::unreachable_config()
+    };
     bids(events)
         .key_by(|b: &Bid| b.bidder)
-        .process(ProcessingTimeCounts::default())
+        .window(tumbling.with_processing_time(), |b: &Bid| b.date_time)
+        .trigger(ProcessingTimeTrigger)
+        .aggregate(Count)
+        .map(|r: WindowResult<i64, i64>| Q12Row {
+            bidder: r.key,
+            bid_count: r.value,
+            starttime: Ts(r.start()),
+            endtime: Ts(r.start().saturating_add(TEN_SECONDS)),
+        })
         .name("q12-proctime")
 }

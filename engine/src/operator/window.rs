@@ -15,9 +15,9 @@ use crate::batch::Batch;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
-use crate::time::{Progress, Timestamp};
+use crate::time::{END_OF_TIME, Progress, Timestamp};
 use crate::window::{
-    MergeResult, MergingWindowSet, OnMergeContext, TimeWindow, TimerService, Trigger,
+    MergeResult, MergingWindowSet, OnMergeContext, TimeDomain, TimeWindow, TimerService, Trigger,
     TriggerContext, TriggerResult, TriggerState, Window, WindowAssigner, cleanup_time, is_late,
 };
 
@@ -149,9 +149,7 @@ impl<K: Ord + Clone> TriggerContext for Ctx<'_, K> {
         self.watermark
     }
     fn current_processing_time(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
+        wall_clock_ms()
     }
     fn register_event_time_timer(&mut self, time: i64) {
         self.timers
@@ -285,8 +283,13 @@ where
         }
     }
 
-    fn on_record(&mut self, record: T) {
-        let ts = (self.spec.timestamp_fn)(&record);
+    fn on_record(&mut self, record: T, now: Timestamp) {
+        let event_time = self.spec.assigner.is_event_time();
+        let ts = if event_time {
+            (self.spec.timestamp_fn)(&record)
+        } else {
+            now
+        };
         if self.spec.assigner.assign(ts, &mut self.assigned).is_err() {
             // A timestamp no window can hold cannot be placed: it goes out as late data.
             self.late.records.push(record);
@@ -331,7 +334,7 @@ where
                 }
                 _ => (*assigned_window, *assigned_window),
             };
-            if is_late(&window, watermark, lateness) {
+            if event_time && is_late(&window, watermark, lateness) {
                 continue;
             }
             placed = true;
@@ -361,10 +364,15 @@ where
             }
             // A window needs one cleanup timer: registered when its contents are created, and
             // again for sessions, whose end moves as they grow.
-            let cleanup = cleanup_time(&window, lateness);
+            let cleanup = cleanup_time(&window, if event_time { lateness } else { 0 });
             if (fresh || merging) && cleanup < i64::MAX {
-                self.timers
-                    .register_event_time(key.clone(), window, cleanup);
+                if event_time {
+                    self.timers
+                        .register_event_time(key.clone(), window, cleanup);
+                } else {
+                    self.timers
+                        .register_processing_time(key.clone(), window, cleanup);
+                }
             }
             handle(
                 result,
@@ -388,8 +396,29 @@ where
             return;
         }
         self.watermark = watermark;
-        let lateness = self.spec.allowed_lateness;
-        while let Some(timer) = self.timers.pop_event_time(watermark) {
+        self.fire(TimeDomain::EventTime, watermark);
+        if watermark == END_OF_TIME {
+            // End of input: processing-time windows close too.
+            self.fire(TimeDomain::ProcessingTime, i64::MAX);
+        }
+    }
+
+    /// Fires the timers of `domain` due at `time`, in order, and cleans up windows whose
+    /// cleanup timer it was.
+    fn fire(&mut self, domain: TimeDomain, time: Timestamp) {
+        let event_time = self.spec.assigner.is_event_time();
+        let lateness = if event_time {
+            self.spec.allowed_lateness
+        } else {
+            0
+        };
+        let watermark = self.watermark;
+        loop {
+            let timer = match domain {
+                TimeDomain::EventTime => self.timers.pop_event_time(time),
+                TimeDomain::ProcessingTime => self.timers.pop_processing_time(time),
+            };
+            let Some(timer) = timer else { break };
             let key = timer.key;
             let window = timer.namespace;
             let Some(state) = self.keys.get_mut(&key) else {
@@ -411,10 +440,18 @@ where
                 state: &mut state.trigger_state,
                 merged: &[],
             };
-            let result = self
-                .spec
-                .trigger
-                .on_event_time(timer.timestamp, &window, &mut tctx);
+            let result = match domain {
+                TimeDomain::EventTime => {
+                    self.spec
+                        .trigger
+                        .on_event_time(timer.timestamp, &window, &mut tctx)
+                }
+                TimeDomain::ProcessingTime => {
+                    self.spec
+                        .trigger
+                        .on_processing_time(timer.timestamp, &window, &mut tctx)
+                }
+            };
             handle(
                 result,
                 &key,
@@ -424,7 +461,12 @@ where
                 &mut self.spec,
                 &mut self.out.records,
             );
-            if timer.timestamp == cleanup_time(&window, lateness) {
+            let cleanup_domain = if event_time {
+                TimeDomain::EventTime
+            } else {
+                TimeDomain::ProcessingTime
+            };
+            if domain == cleanup_domain && timer.timestamp == cleanup_time(&window, lateness) {
                 let mut tctx = Ctx {
                     key: &key,
                     window,
@@ -445,6 +487,20 @@ where
             }
         }
     }
+
+    /// Processing time moved to `now`: fire what is due (checked once per batch).
+    fn on_processing_time(&mut self, now: Timestamp) {
+        if self.timers.next_processing_time().is_some_and(|t| t <= now) {
+            self.fire(TimeDomain::ProcessingTime, now);
+        }
+    }
+}
+
+/// Processing time: the wall clock in ms since the epoch.
+fn wall_clock_ms() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Adds a session window to the key's set, merging contents and trigger state of the windows
@@ -545,10 +601,12 @@ where
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         self.ctx.count_in(batch.len());
         self.last_ingest = batch.ingest;
+        let now = wall_clock_ms();
         let ctx = self.ctx.clone();
         guarded(&ctx, || {
+            self.on_processing_time(now);
             for r in batch.records.drain(..) {
-                self.on_record(r);
+                self.on_record(r, now);
             }
         })?;
         if !self.out.is_empty() {
@@ -565,7 +623,10 @@ where
     fn progress(&mut self, progress: Progress) -> Result<()> {
         if let Progress::Watermark(w) = progress {
             let ctx = self.ctx.clone();
-            guarded(&ctx, || self.on_watermark(w))?;
+            guarded(&ctx, || {
+                self.on_processing_time(wall_clock_ms());
+                self.on_watermark(w)
+            })?;
             if !self.out.is_empty() {
                 self.out.ingest = self.last_ingest;
                 self.next.push(&mut self.out)?;
