@@ -488,10 +488,12 @@ where
         }
     }
 
-    /// Processing time moved to `now`: fire what is due (checked once per batch).
+    /// Processing time moved to `now`: fire what is due (checked once per batch). Records of
+    /// this batch are stamped `now`, so only windows ending before `now` may close.
     fn on_processing_time(&mut self, now: Timestamp) {
-        if self.timers.next_processing_time().is_some_and(|t| t <= now) {
-            self.fire(TimeDomain::ProcessingTime, now);
+        let due = now.saturating_sub(1);
+        if self.timers.next_processing_time().is_some_and(|t| t <= due) {
+            self.fire(TimeDomain::ProcessingTime, due);
         }
     }
 }
