@@ -118,7 +118,9 @@ fn processing_time_windows_fire_as_the_clock_passes_them() {
         .from_source(source)
         .key_by(|_e: &Event| 0u8)
         .window(
-            WindowAssigner::tumbling(100, 0).expect("valid").with_processing_time(),
+            WindowAssigner::tumbling(100, 0)
+                .expect("valid")
+                .with_processing_time(),
             |e: &Event| e.date_time(),
         )
         .trigger(ProcessingTimeTrigger)
@@ -126,8 +128,16 @@ fn processing_time_windows_fire_as_the_clock_passes_them() {
         .collect();
     env.execute().expect("job runs");
     let windows = out.take();
-    assert_eq!(windows.iter().map(|w| w.value).sum::<i64>(), 600, "every event counted once");
-    assert!(windows.len() >= 4, "several windows closed: {}", windows.len());
+    assert_eq!(
+        windows.iter().map(|w| w.value).sum::<i64>(),
+        600,
+        "every event counted once"
+    );
+    assert!(
+        windows.len() >= 4,
+        "several windows closed: {}",
+        windows.len()
+    );
     let mut starts: Vec<i64> = windows.iter().map(|w| w.start()).collect();
     starts.dedup();
     assert_eq!(starts.len(), windows.len(), "each window fired once");

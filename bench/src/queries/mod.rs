@@ -8,6 +8,7 @@ mod projections;
 mod rows;
 mod side;
 mod stateless;
+mod updating;
 mod windowed;
 
 pub use joins::{Q3Row, Q8Row, Q9Row, Q20Row, auctions, persons, q3, q4, q8, q9, q20};
@@ -16,6 +17,7 @@ pub use projections::{Q14Row, Q21Row, Q22Row, bid_time_type, q14, q21, q22, url_
 pub use rows::{Day, Decimal3, HourMinute, Timestamp};
 pub use side::{Q12Row, Q13Row, SIDE_INPUT_ROWS, SideInputError, SideTable, q12, q13};
 pub use stateless::{Q0Row, Q1Row, q0, q1, q2};
+pub use updating::{BidStats, Q15Row, Q16Row, Q17Row, Q18Row, Q19Row, q15, q16, q17, q18, q19};
 pub use windowed::{Count, Q7Partial, Q7Row, Q11Row, WATERMARK_DELAY, q5, q7, q11};
 
 use std::str::FromStr;
@@ -43,6 +45,11 @@ pub enum Query {
     Q12,
     Q13,
     Q14,
+    Q15,
+    Q16,
+    Q17,
+    Q18,
+    Q19,
     Q21,
     Q22,
     Q20,
@@ -50,7 +57,7 @@ pub enum Query {
 
 impl Query {
     /// All runnable queries, in order.
-    pub const ALL: [Query; 18] = [
+    pub const ALL: [Query; 23] = [
         Query::Gen,
         Query::Q0,
         Query::Q1,
@@ -66,6 +73,11 @@ impl Query {
         Query::Q12,
         Query::Q13,
         Query::Q14,
+        Query::Q15,
+        Query::Q16,
+        Query::Q17,
+        Query::Q18,
+        Query::Q19,
         Query::Q20,
         Query::Q21,
         Query::Q22,
@@ -90,6 +102,11 @@ impl Query {
             Query::Q7 => "q7",
             Query::Q11 => "q11",
             Query::Q14 => "q14",
+            Query::Q15 => "q15",
+            Query::Q16 => "q16",
+            Query::Q17 => "q17",
+            Query::Q18 => "q18",
+            Query::Q19 => "q19",
             Query::Q21 => "q21",
             Query::Q22 => "q22",
         }
@@ -117,6 +134,17 @@ impl Query {
             Query::Q7 => "auction,price,bidder,date_time,extra",
             Query::Q11 => "bidder,bid_count,starttime,endtime",
             Query::Q14 => "auction,bidder,price,bid_time_type,date_time,extra,c_counts",
+            Query::Q15 => {
+                "day,total_bids,rank1_bids,rank2_bids,rank3_bids,total_bidders,rank1_bidders,rank2_bidders,rank3_bidders,total_auctions,rank1_auctions,rank2_auctions,rank3_auctions"
+            }
+            Query::Q16 => {
+                "channel,day,minute,total_bids,rank1_bids,rank2_bids,rank3_bids,total_bidders,rank1_bidders,rank2_bidders,rank3_bidders,total_auctions,rank1_auctions,rank2_auctions,rank3_auctions"
+            }
+            Query::Q17 => {
+                "auction,day,total_bids,rank1_bids,rank2_bids,rank3_bids,min_price,max_price,avg_price,sum_price"
+            }
+            Query::Q18 => "auction,bidder,price,channel,url,date_time,extra",
+            Query::Q19 => "auction,bidder,price,channel,url,date_time,extra,rank_number",
             Query::Q21 => "auction,bidder,price,channel,channel_id",
             Query::Q22 => "auction,bidder,price,channel,dir1,dir2,dir3",
         }
@@ -223,6 +251,11 @@ pub fn build_with(
         Query::Q7 => sink.attach(query, q7(events)),
         Query::Q11 => sink.attach(query, q11(events)),
         Query::Q14 => sink.attach(query, q14(events)),
+        Query::Q15 => sink.attach_changelog(query, q15(events)),
+        Query::Q16 => sink.attach_changelog(query, q16(events)),
+        Query::Q17 => sink.attach_changelog(query, q17(events)),
+        Query::Q18 => sink.attach_changelog(query, q18(events)),
+        Query::Q19 => sink.attach_changelog(query, q19(events)),
         Query::Q21 => sink.attach(query, q21(events)),
         Query::Q22 => sink.attach(query, q22(events)),
     }

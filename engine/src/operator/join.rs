@@ -180,8 +180,11 @@ pub struct IntervalJoin<K, A, B, TA, TB> {
     upper: i64,
     ts_left: TA,
     ts_right: TB,
-    state: KeyMap<K, (Vec<(Timestamp, A)>, Vec<(Timestamp, B)>)>,
+    state: KeyMap<K, Timed<A, B>>,
 }
+
+/// Both sides of one key of an interval join, with their times.
+type Timed<A, B> = (Vec<(Timestamp, A)>, Vec<(Timestamp, B)>);
 
 impl<K, A, B, TA, TB> IntervalJoin<K, A, B, TA, TB> {
     /// An interval join with bounds in ms (`lower <= upper`; either may be negative).

@@ -8,20 +8,24 @@
 mod aggregate;
 mod basic;
 mod connect;
+mod dedup;
 mod join;
 mod process;
 mod reduce;
+mod topn;
 mod union;
 mod window;
 
 pub use aggregate::{AggregateFunction, AggregateOp};
 pub use basic::{Discard, FilterOp, FlatMapOp, MapOp, Tee};
 pub use connect::{CoLeft, CoRight, KeyedCoProcessFunction, keyed_co_process};
+pub use dedup::{Deduplicate, Keep};
 pub use join::{IntervalJoin, RegularJoin, WindowJoin};
 pub use process::{
     KeyedProcessFunction, KeyedProcessOp, ProcessContext, ProcessFunction, ProcessOp,
 };
 pub use reduce::ReduceOp;
+pub use topn::TopN;
 pub use union::{UnionInput, union_inputs};
 pub use window::{
     Buffer, Incremental, WindowContents, WindowFunction, WindowOp, WindowResult, WindowSpec,

@@ -313,7 +313,7 @@ where
 }
 
 /// Applies the timer requests user code made for `key`.
-fn apply_timers<K: Ord + Clone>(
+fn apply_timers<K: Ord + Hash + Clone>(
     timers: &mut TimerService<K, ()>,
     key: &K,
     requests: &mut Vec<TimerRequest>,

@@ -144,7 +144,7 @@ struct Ctx<'a, K> {
     merged: &'a [Window],
 }
 
-impl<K: Ord + Clone> TriggerContext for Ctx<'_, K> {
+impl<K: Ord + Hash + Clone> TriggerContext for Ctx<'_, K> {
     fn current_watermark(&self) -> i64 {
         self.watermark
     }
@@ -189,7 +189,7 @@ impl<K: Ord + Clone> TriggerContext for Ctx<'_, K> {
     }
 }
 
-impl<K: Ord + Clone> OnMergeContext for Ctx<'_, K> {
+impl<K: Ord + Hash + Clone> OnMergeContext for Ctx<'_, K> {
     fn merge_state(&mut self, s: &TriggerState) {
         let mut acc: Option<i64> = self.get_state(s);
         for m in self.merged {
@@ -508,7 +508,7 @@ fn wall_clock_ms() -> Timestamp {
 /// Adds a session window to the key's set, merging contents and trigger state of the windows
 /// it joins. Returns (window, state window), or None if the merged window is already late.
 #[allow(clippy::too_many_arguments)]
-fn merge_session<K: Ord + Clone, T, Tr: Trigger<T>, C: WindowContents<T>>(
+fn merge_session<K: Ord + Hash + Clone, T, Tr: Trigger<T>, C: WindowContents<T>>(
     new: TimeWindow,
     sessions: &mut MergingWindowSet,
     state: &mut KeyWindows<C::Acc>,

@@ -1,15 +1,19 @@
 //! The per-shard timer service: event-time and processing-time timers per
 //! (key, namespace, timestamp), fired in timestamp order.
 //!
-//! Each clock keeps one `BTreeSet` ordered by `(timestamp, key, namespace)`:
-//! registering twice is one timer (dedup for free), deletes are exact (no
-//! tombstones), every operation is O(log n), and ties fire in key then
-//! namespace order, so a replay after restore fires in exactly the same order
-//! no matter in which order the timers were re-inserted.
+//! Each clock keeps a hash set of pending timers (registering twice is one timer, found in
+//! O(1): window triggers re-register the same timer for every record, so this is the hot
+//! path) and a min-heap in `(timestamp, key, namespace)` order for firing. Deletes remove from
+//! the set only; the heap drops such stale entries when they reach the top. Ties fire in key
+//! then namespace order, so a replay after restore fires in exactly the same order no matter
+//! in which order the timers were re-inserted.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::hash::Hash;
 
 use super::types::{TimeDomain, Window};
+use crate::key::KeyBuildHasher;
 
 /// One timer: call back `key`'s `namespace` (usually its window) at `timestamp`.
 /// Field order is the firing order.
@@ -23,33 +27,86 @@ pub struct Timer<K, N = Window> {
     pub namespace: N,
 }
 
+/// The timers of one clock.
+#[derive(Debug, Clone)]
+struct Clock<K, N> {
+    pending: HashSet<Timer<K, N>, KeyBuildHasher>,
+    queue: BinaryHeap<Reverse<Timer<K, N>>>,
+}
+
+impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> Clock<K, N> {
+    fn new() -> Self {
+        Clock {
+            pending: HashSet::default(),
+            queue: BinaryHeap::new(),
+        }
+    }
+
+    fn insert(&mut self, timer: Timer<K, N>) -> bool {
+        if self.pending.contains(&timer) {
+            return false;
+        }
+        self.pending.insert(timer.clone());
+        self.queue.push(Reverse(timer));
+        true
+    }
+
+    fn remove(&mut self, timer: &Timer<K, N>) -> bool {
+        self.pending.remove(timer)
+    }
+
+    fn pop_due(&mut self, up_to: i64) -> Option<Timer<K, N>> {
+        loop {
+            if self.queue.peek()?.0.timestamp > up_to {
+                return None;
+            }
+            let Reverse(timer) = self.queue.pop()?;
+            // A deleted (or already fired and re-queued) timer is stale: skip it.
+            if self.pending.remove(&timer) {
+                return Some(timer);
+            }
+        }
+    }
+
+    fn first(&mut self) -> Option<i64> {
+        // Drop deleted timers from the top so the answer is exact.
+        loop {
+            let top = self.queue.peek()?;
+            if self.pending.contains(&top.0) {
+                return Some(top.0.timestamp);
+            }
+            self.queue.pop();
+        }
+    }
+}
+
 /// Event-time and processing-time timers of one shard.
 #[derive(Debug, Clone)]
 pub struct TimerService<K, N = Window> {
-    event: BTreeSet<Timer<K, N>>,
-    processing: BTreeSet<Timer<K, N>>,
+    event: Clock<K, N>,
+    processing: Clock<K, N>,
     watermark: i64,
     processing_time: i64,
 }
 
-impl<K: Ord + Clone, N: Ord + Clone> Default for TimerService<K, N> {
+impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> Default for TimerService<K, N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<K: Ord + Clone, N: Ord + Clone> TimerService<K, N> {
+impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> TimerService<K, N> {
     /// No timers; both clocks at `i64::MIN`.
     pub fn new() -> Self {
         Self {
-            event: BTreeSet::new(),
-            processing: BTreeSet::new(),
+            event: Clock::new(),
+            processing: Clock::new(),
             watermark: i64::MIN,
             processing_time: i64::MIN,
         }
     }
 
-    fn set(&mut self, domain: TimeDomain) -> &mut BTreeSet<Timer<K, N>> {
+    fn clock(&mut self, domain: TimeDomain) -> &mut Clock<K, N> {
         match domain {
             TimeDomain::EventTime => &mut self.event,
             TimeDomain::ProcessingTime => &mut self.processing,
@@ -92,18 +149,18 @@ impl<K: Ord + Clone, N: Ord + Clone> TimerService<K, N> {
     }
 
     fn remove(&mut self, domain: TimeDomain, key: &K, namespace: &N, timestamp: i64) -> bool {
-        // BTreeSet lookups need an owned probe; keys are small (ids, short bytes).
+        // Set lookups need an owned probe; keys are small (ids, short bytes).
         let probe = Timer {
             timestamp,
             key: key.clone(),
             namespace: namespace.clone(),
         };
-        self.set(domain).remove(&probe)
+        self.clock(domain).remove(&probe)
     }
 
     /// Adds a timer of either clock (checkpoint restore); returns false if present.
     pub fn insert(&mut self, domain: TimeDomain, timer: Timer<K, N>) -> bool {
-        self.set(domain).insert(timer)
+        self.clock(domain).insert(timer)
     }
 
     /// Raises the watermark to `watermark` (never lowers it) and fires every
@@ -121,7 +178,8 @@ impl<K: Ord + Clone, N: Ord + Clone> TimerService<K, N> {
     /// registered at or below the watermark then fires in the same loop).
     pub fn pop_event_time(&mut self, watermark: i64) -> Option<Timer<K, N>> {
         self.watermark = self.watermark.max(watermark);
-        pop_due(&mut self.event, self.watermark)
+        let up_to = self.watermark;
+        self.event.pop_due(up_to)
     }
 
     /// Like `advance_watermark`, for the processing-time clock.
@@ -134,7 +192,8 @@ impl<K: Ord + Clone, N: Ord + Clone> TimerService<K, N> {
     /// Like `pop_event_time`, for the processing-time clock.
     pub fn pop_processing_time(&mut self, now: i64) -> Option<Timer<K, N>> {
         self.processing_time = self.processing_time.max(now);
-        pop_due(&mut self.processing, self.processing_time)
+        let up_to = self.processing_time;
+        self.processing.pop_due(up_to)
     }
 
     /// The watermark reached so far (`i64::MIN` before the first advance).
@@ -148,47 +207,53 @@ impl<K: Ord + Clone, N: Ord + Clone> TimerService<K, N> {
     }
 
     /// Earliest pending event-time timer, e.g. to skip work until the watermark gets there.
-    pub fn next_event_time(&self) -> Option<i64> {
-        self.event.first().map(|t| t.timestamp)
+    pub fn next_event_time(&mut self) -> Option<i64> {
+        self.event.first()
     }
 
-    /// Earliest pending processing-time timer, to arm the shard's wall-clock wakeup.
-    pub fn next_processing_time(&self) -> Option<i64> {
-        self.processing.first().map(|t| t.timestamp)
+    /// Earliest pending processing-time timer.
+    pub fn next_processing_time(&mut self) -> Option<i64> {
+        self.processing.first()
     }
 
     /// Pending timers of both clocks.
     pub fn len(&self) -> usize {
-        self.event.len() + self.processing.len()
+        self.event.pending.len() + self.processing.pending.len()
     }
 
     /// Whether no timer is pending.
     pub fn is_empty(&self) -> bool {
-        self.event.is_empty() && self.processing.is_empty()
+        self.len() == 0
     }
 
     /// Pending event-time timers.
     pub fn event_time_len(&self) -> usize {
-        self.event.len()
+        self.event.pending.len()
     }
 
     /// Pending processing-time timers.
     pub fn processing_time_len(&self) -> usize {
-        self.processing.len()
+        self.processing.pending.len()
     }
 
-    /// Every pending timer with its clock, in firing order per clock (for checkpoints).
+    /// Every pending timer with its clock, in no particular order (for checkpoints; restore
+    /// with `insert`, which restores the firing order).
     pub fn timers(&self) -> impl Iterator<Item = (TimeDomain, &Timer<K, N>)> + '_ {
-        self.event.iter().map(|t| (TimeDomain::EventTime, t)).chain(
-            self.processing
-                .iter()
-                .map(|t| (TimeDomain::ProcessingTime, t)),
-        )
+        self.event
+            .pending
+            .iter()
+            .map(|t| (TimeDomain::EventTime, t))
+            .chain(
+                self.processing
+                    .pending
+                    .iter()
+                    .map(|t| (TimeDomain::ProcessingTime, t)),
+            )
     }
 
     /// Whether this exact event-time timer is pending.
     pub fn contains_event_time(&self, key: &K, namespace: &N, timestamp: i64) -> bool {
-        self.event.contains(&Timer {
+        self.event.pending.contains(&Timer {
             timestamp,
             key: key.clone(),
             namespace: namespace.clone(),
@@ -196,17 +261,10 @@ impl<K: Ord + Clone, N: Ord + Clone> TimerService<K, N> {
     }
 }
 
-fn pop_due<K: Ord, N: Ord>(set: &mut BTreeSet<Timer<K, N>>, up_to: i64) -> Option<Timer<K, N>> {
-    if set.first()?.timestamp <= up_to {
-        set.pop_first()
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use proptest::prelude::*;
 
     fn fire_all(s: &mut TimerService<u8, u8>, wm: i64) -> Vec<(i64, u8, u8)> {

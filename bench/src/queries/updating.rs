@@ -1,0 +1,505 @@
+//! The updating queries: q15–q17 (unbounded aggregations per day), q18 (deduplication) and
+//! q19 (top-N). Their results change as bids arrive, so each emits a changelog whose final
+//! table is what a batch SQL engine computes over the same bids.
+//!
+//! Per-record work stays free of allocation and formatting: groups are keyed by integers (the
+//! day number) and the channel's `&'static str`; days and minutes are written as text only when
+//! a row is encoded (by the row types `Day` and `HourMinute`).
+
+use std::collections::hash_map::Entry;
+
+use weir::key::KeyMap;
+use weir::nexmark::csv::write_i64;
+use weir::nexmark::{Bid, Event, Str};
+use weir::operator::{Deduplicate, Keep, TopN};
+use weir::state::{StateCodec, StateError};
+use weir::{Change, CsvRecord, KeyedProcessFunction, ProcessContext, Stream};
+
+use super::bids;
+use super::rows::{Day, HourMinute, Timestamp as Ts};
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Upper bounds (exclusive) of the first two price bands; the third is everything above.
+const RANK1_BELOW: i64 = 10_000;
+const RANK2_BELOW: i64 = 1_000_000;
+
+/// How many bids per auction q19 ranks.
+const TOP_BIDS: usize = 10;
+
+/// The UTC day of a timestamp, as days since 1970-01-01.
+#[inline]
+fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(MS_PER_DAY)
+}
+
+/// The price band of a bid: 0 (< 10,000), 1 (< 1,000,000) or 2.
+#[inline]
+fn band(price: i64) -> usize {
+    usize::from(price >= RANK1_BELOW) + usize::from(price >= RANK2_BELOW)
+}
+
+/// Writes integers as comma-separated fields: the rows below have more columns than the
+/// tuples `CsvRecord` is implemented for.
+fn write_ints(out: &mut Vec<u8>, values: &[i64]) {
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_i64(out, *v);
+    }
+}
+
+/// The twelve counts of q15 and q16: bids, distinct bidders and distinct auctions, each in
+/// total and per price band.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BidStats {
+    pub total_bids: i64,
+    pub rank1_bids: i64,
+    pub rank2_bids: i64,
+    pub rank3_bids: i64,
+    pub total_bidders: i64,
+    pub rank1_bidders: i64,
+    pub rank2_bidders: i64,
+    pub rank3_bidders: i64,
+    pub total_auctions: i64,
+    pub rank1_auctions: i64,
+    pub rank2_auctions: i64,
+    pub rank3_auctions: i64,
+}
+
+impl CsvRecord for BidStats {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        write_ints(
+            out,
+            &[
+                self.total_bids,
+                self.rank1_bids,
+                self.rank2_bids,
+                self.rank3_bids,
+                self.total_bidders,
+                self.rank1_bidders,
+                self.rank2_bidders,
+                self.rank3_bidders,
+                self.total_auctions,
+                self.rank1_auctions,
+                self.rank2_auctions,
+                self.rank3_auctions,
+            ],
+        );
+    }
+}
+
+/// Exact distinct counts of one column, in total and per price band. One map entry per
+/// distinct value, holding the bands it was seen in as bits: one hash lookup per record
+/// answers both "new overall?" and "new in this band?".
+#[derive(Clone, Default)]
+struct DistinctByBand {
+    seen: KeyMap<i64, u8>,
+}
+
+impl DistinctByBand {
+    /// Records `value` in `band`; returns (new overall, new in the band).
+    #[inline]
+    fn add(&mut self, value: i64, band: usize) -> (bool, bool) {
+        let bit = 1u8 << band;
+        match self.seen.entry(value) {
+            Entry::Occupied(mut bands) => {
+                let new_in_band = *bands.get() & bit == 0;
+                *bands.get_mut() |= bit;
+                (false, new_in_band)
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(bit);
+                (true, true)
+            }
+        }
+    }
+}
+
+/// Running state of one q15/q16 group.
+#[derive(Clone, Default)]
+struct StatsState {
+    stats: BidStats,
+    bidders: DistinctByBand,
+    auctions: DistinctByBand,
+}
+
+impl StatsState {
+    #[inline]
+    fn add(&mut self, b: &Bid) {
+        let band = band(b.price);
+        let s = &mut self.stats;
+        s.total_bids += 1;
+        let (new_bidder, new_band_bidder) = self.bidders.add(b.bidder, band);
+        let (new_auction, new_band_auction) = self.auctions.add(b.auction, band);
+        s.total_bidders += i64::from(new_bidder);
+        s.total_auctions += i64::from(new_auction);
+        let (bids, bidders, auctions) = match band {
+            0 => (
+                &mut s.rank1_bids,
+                &mut s.rank1_bidders,
+                &mut s.rank1_auctions,
+            ),
+            1 => (
+                &mut s.rank2_bids,
+                &mut s.rank2_bidders,
+                &mut s.rank2_auctions,
+            ),
+            _ => (
+                &mut s.rank3_bids,
+                &mut s.rank3_bidders,
+                &mut s.rank3_auctions,
+            ),
+        };
+        *bids += 1;
+        *bidders += i64::from(new_band_bidder);
+        *auctions += i64::from(new_band_auction);
+    }
+}
+
+/// The state of one group of an unbounded group-by over bids, and the row it stands for.
+trait GroupState<K>: Default + Clone + Send + 'static {
+    /// The group's result row.
+    type Row: Clone + Send + 'static;
+    /// Folds one bid of the group in.
+    fn add(&mut self, b: &Bid);
+    /// The group's current row.
+    fn row(&self, key: &K) -> Self::Row;
+}
+
+/// An unbounded group-by (no window): after each bid, the change of its group's row — an
+/// `Insert` for a new group, `UpdateBefore`/`UpdateAfter` otherwise — as Flink emits it
+/// without mini-batching.
+#[derive(Clone)]
+struct GroupBy<K, S> {
+    groups: KeyMap<K, S>,
+}
+
+impl<K, S> Default for GroupBy<K, S> {
+    fn default() -> Self {
+        GroupBy {
+            groups: KeyMap::default(),
+        }
+    }
+}
+
+impl<K, S> KeyedProcessFunction<K, Bid, Change<S::Row>> for GroupBy<K, S>
+where
+    K: std::hash::Hash + Eq + Clone + Send + 'static,
+    S: GroupState<K>,
+{
+    #[inline]
+    fn process(&mut self, key: &K, b: Bid, ctx: &mut ProcessContext<'_, Change<S::Row>>) {
+        match self.groups.get_mut(key) {
+            Some(group) => {
+                ctx.emit(Change::UpdateBefore(group.row(key)));
+                group.add(&b);
+                ctx.emit(Change::UpdateAfter(group.row(key)));
+            }
+            None => {
+                let mut group = S::default();
+                group.add(&b);
+                ctx.emit(Change::Insert(group.row(key)));
+                self.groups.insert(key.clone(), group);
+            }
+        }
+    }
+}
+
+/// q15 row: the bidding statistics of one day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q15Row {
+    pub day: Day,
+    pub stats: BidStats,
+}
+
+impl CsvRecord for Q15Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        (self.day, self.stats).write_csv(out)
+    }
+}
+
+impl GroupState<i64> for StatsState {
+    type Row = Q15Row;
+
+    #[inline]
+    fn add(&mut self, b: &Bid) {
+        StatsState::add(self, b);
+    }
+
+    fn row(&self, day: &i64) -> Q15Row {
+        Q15Row {
+            day: Day(day.saturating_mul(MS_PER_DAY)),
+            stats: self.stats,
+        }
+    }
+}
+
+/// q15: bidding statistics per day → day, then the twelve counts of `BidStats`.
+pub fn q15(events: &Stream<Event>) -> Stream<Change<Q15Row>> {
+    bids(events)
+        .key_by(|b: &Bid| day_of(b.date_time))
+        .process(GroupBy::<i64, StatsState>::default())
+        .name("q15-per-day")
+}
+
+/// A channel name as a group key: hashed and compared by its text, never copied (events hold
+/// it as a `&'static str` already).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct ChannelKey(Str);
+
+/// Encoded as a `String` is. Only a restore from a snapshot decodes keys; it gives each
+/// restored channel name a `'static` copy, as the generator's own names are.
+impl StateCodec for ChannelKey {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let len = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(self.0.as_bytes());
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        let name = String::decode_from(input)?;
+        Ok(ChannelKey(Box::leak(name.into_boxed_str())))
+    }
+}
+
+/// q16 row: the statistics of one channel on one day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q16Row {
+    pub channel: Str,
+    pub day: Day,
+    /// The group's latest `HH:mm`.
+    pub minute: HourMinute,
+    pub stats: BidStats,
+}
+
+impl CsvRecord for Q16Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        (self.channel, self.day, self.minute, self.stats).write_csv(out)
+    }
+}
+
+/// Running state of one q16 group: q15's, plus the latest bid time.
+#[derive(Clone, Default)]
+struct ChannelState {
+    stats: StatsState,
+    /// Within one day, the largest `HH:mm` is that of the latest bid.
+    latest: i64,
+}
+
+impl GroupState<(ChannelKey, i64)> for ChannelState {
+    type Row = Q16Row;
+
+    #[inline]
+    fn add(&mut self, b: &Bid) {
+        // A new group starts at its first bid's time (the default 0 is not a bid's time).
+        self.latest = if self.stats.stats.total_bids == 0 {
+            b.date_time
+        } else {
+            self.latest.max(b.date_time)
+        };
+        self.stats.add(b);
+    }
+
+    fn row(&self, &(ChannelKey(channel), day): &(ChannelKey, i64)) -> Q16Row {
+        Q16Row {
+            channel,
+            day: Day(day.saturating_mul(MS_PER_DAY)),
+            minute: HourMinute(self.latest),
+            stats: self.stats.stats,
+        }
+    }
+}
+
+/// q16: bidding statistics per channel and day → channel, day, minute, the twelve counts.
+pub fn q16(events: &Stream<Event>) -> Stream<Change<Q16Row>> {
+    bids(events)
+        .key_by(|b: &Bid| (ChannelKey(b.channel), day_of(b.date_time)))
+        .process(GroupBy::<(ChannelKey, i64), ChannelState>::default())
+        .name("q16-per-channel-day")
+}
+
+/// q17 row: the price statistics of one auction on one day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q17Row {
+    pub auction: i64,
+    pub day: Day,
+    pub total_bids: i64,
+    pub rank1_bids: i64,
+    pub rank2_bids: i64,
+    pub rank3_bids: i64,
+    pub min_price: i64,
+    pub max_price: i64,
+    /// Truncated, as Flink's `AVG` of BIGINT.
+    pub avg_price: i64,
+    pub sum_price: i64,
+}
+
+impl CsvRecord for Q17Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        write_i64(out, self.auction);
+        out.push(b',');
+        self.day.write_csv(out);
+        out.push(b',');
+        write_ints(
+            out,
+            &[
+                self.total_bids,
+                self.rank1_bids,
+                self.rank2_bids,
+                self.rank3_bids,
+                self.min_price,
+                self.max_price,
+                self.avg_price,
+                self.sum_price,
+            ],
+        );
+    }
+}
+
+/// Running state of one q17 group.
+#[derive(Clone, Copy, Default)]
+struct AuctionDayState {
+    bids: [i64; 3],
+    min: i64,
+    max: i64,
+    sum: i64,
+}
+
+impl GroupState<(i64, i64)> for AuctionDayState {
+    type Row = Q17Row;
+
+    #[inline]
+    fn add(&mut self, b: &Bid) {
+        let first = self.bids == [0; 3];
+        if let Some(n) = self.bids.get_mut(band(b.price)) {
+            *n += 1;
+        }
+        (self.min, self.max) = if first {
+            (b.price, b.price)
+        } else {
+            (self.min.min(b.price), self.max.max(b.price))
+        };
+        self.sum = self.sum.saturating_add(b.price);
+    }
+
+    fn row(&self, &(auction, day): &(i64, i64)) -> Q17Row {
+        let [rank1_bids, rank2_bids, rank3_bids] = self.bids;
+        let total_bids = rank1_bids + rank2_bids + rank3_bids;
+        Q17Row {
+            auction,
+            day: Day(day.saturating_mul(MS_PER_DAY)),
+            total_bids,
+            rank1_bids,
+            rank2_bids,
+            rank3_bids,
+            min_price: self.min,
+            max_price: self.max,
+            // A group has at least one bid; Rust's division truncates as Java's does.
+            avg_price: self.sum.checked_div(total_bids).unwrap_or(0),
+            sum_price: self.sum,
+        }
+    }
+}
+
+/// q17: price statistics per auction and day.
+pub fn q17(events: &Stream<Event>) -> Stream<Change<Q17Row>> {
+    bids(events)
+        .key_by(|b: &Bid| (b.auction, day_of(b.date_time)))
+        .process(GroupBy::<(i64, i64), AuctionDayState>::default())
+        .name("q17-per-auction-day")
+}
+
+/// q18 row: all the columns of a bid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q18Row {
+    pub auction: i64,
+    pub bidder: i64,
+    pub price: i64,
+    pub channel: Str,
+    pub url: Str,
+    pub date_time: Ts,
+    pub extra: Str,
+}
+
+impl From<Bid> for Q18Row {
+    fn from(b: Bid) -> Self {
+        Q18Row {
+            auction: b.auction,
+            bidder: b.bidder,
+            price: b.price,
+            channel: b.channel,
+            url: b.url,
+            date_time: Ts(b.date_time),
+            extra: b.extra,
+        }
+    }
+}
+
+impl CsvRecord for Q18Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        (
+            self.auction,
+            self.bidder,
+            self.price,
+            self.channel,
+            self.url,
+            self.date_time,
+            self.extra,
+        )
+            .write_csv(out)
+    }
+}
+
+/// q18: the latest bid of every (bidder, auction); among bids at the same time, the last to
+/// arrive.
+pub fn q18(events: &Stream<Event>) -> Stream<Change<Q18Row>> {
+    bids(events)
+        .key_by(|b: &Bid| (b.bidder, b.auction))
+        .process(Deduplicate::new(Keep::Last, |b: &Bid| b.date_time))
+        .map(|c| map_change(c, Q18Row::from))
+        .name("q18-last-bid")
+}
+
+/// q19 row: a bid and its rank among its auction's bids by price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Q19Row {
+    pub bid: Q18Row,
+    /// 1 for the highest price.
+    pub rank_number: i64,
+}
+
+impl CsvRecord for Q19Row {
+    fn write_csv(&self, out: &mut Vec<u8>) {
+        (self.bid, self.rank_number).write_csv(out)
+    }
+}
+
+/// q19: the ten highest bids of every auction, ranked 1–10 (ROW_NUMBER: equal prices get
+/// distinct ranks, the earlier bid first).
+pub fn q19(events: &Stream<Event>) -> Stream<Change<Q19Row>> {
+    bids(events)
+        .key_by(|b: &Bid| b.auction)
+        .process(TopN::new(TOP_BIDS, |a: &Bid, b: &Bid| {
+            b.price.cmp(&a.price)
+        }))
+        .map(|c| {
+            map_change(c, |(b, rank)| Q19Row {
+                bid: Q18Row::from(b),
+                rank_number: i64::try_from(rank).unwrap_or(i64::MAX),
+            })
+        })
+        .name("q19-top-bids")
+}
+
+/// The same change of another form of the row.
+#[inline]
+fn map_change<A, B>(c: Change<A>, f: impl FnOnce(A) -> B) -> Change<B> {
+    match c {
+        Change::Insert(r) => Change::Insert(f(r)),
+        Change::UpdateBefore(r) => Change::UpdateBefore(f(r)),
+        Change::UpdateAfter(r) => Change::UpdateAfter(f(r)),
+        Change::Delete(r) => Change::Delete(f(r)),
+    }
+}
