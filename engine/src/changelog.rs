@@ -30,6 +30,16 @@ impl<T> Change<T> {
         }
     }
 
+    /// The same change of a row transformed by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Change<U> {
+        match self {
+            Change::Insert(r) => Change::Insert(f(r)),
+            Change::UpdateBefore(r) => Change::UpdateBefore(f(r)),
+            Change::UpdateAfter(r) => Change::UpdateAfter(f(r)),
+            Change::Delete(r) => Change::Delete(f(r)),
+        }
+    }
+
     /// Whether applying the change adds its row (`Insert`, `UpdateAfter`) or removes it.
     pub fn adds(&self) -> bool {
         matches!(self, Change::Insert(_) | Change::UpdateAfter(_))

@@ -15,6 +15,13 @@ pub type Timestamp = i64;
 /// The watermark that ends event time: every window fires, every timer runs.
 pub const END_OF_TIME: Timestamp = i64::MAX;
 
+/// Processing time: the wall clock in ms since the Unix epoch (0 if the clock is before it).
+pub fn wall_clock_ms() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Event-time progress, flowing in-band with the records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {

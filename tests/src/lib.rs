@@ -44,16 +44,7 @@ pub fn csv_line<R: CsvRecord>(r: &R) -> String {
 
 impl RowSink for CsvCollector {
     fn attach_changelog<R: Data + CsvRecord>(&mut self, _query: Query, changes: Stream<Change<R>>) {
-        self.changes = Some(
-            changes
-                .map(|c| match c {
-                    Change::Insert(r) => Change::Insert(csv_line(&r)),
-                    Change::UpdateBefore(r) => Change::UpdateBefore(csv_line(&r)),
-                    Change::UpdateAfter(r) => Change::UpdateAfter(csv_line(&r)),
-                    Change::Delete(r) => Change::Delete(csv_line(&r)),
-                })
-                .collect(),
-        );
+        self.changes = Some(changes.map(|c| c.map(|r| csv_line(&r))).collect());
     }
 
     fn attach<R: Data + CsvRecord>(&mut self, _query: Query, rows: Stream<R>) {

@@ -388,12 +388,7 @@ impl CsvRecord for Q9Row {
 
 /// q9: every auction with its winning bid (a changelog: the winner changes as bids arrive).
 pub fn q9(events: &Stream<Event>) -> Stream<Change<Q9Row>> {
-    winning_bids(events).map(|c| match c {
-        Change::Insert((auction, bid)) => Change::Insert(Q9Row { auction, bid }),
-        Change::UpdateBefore((auction, bid)) => Change::UpdateBefore(Q9Row { auction, bid }),
-        Change::UpdateAfter((auction, bid)) => Change::UpdateAfter(Q9Row { auction, bid }),
-        Change::Delete((auction, bid)) => Change::Delete(Q9Row { auction, bid }),
-    })
+    winning_bids(events).map(|c| c.map(|(auction, bid)| Q9Row { auction, bid }))
 }
 
 /// Stage 2 of q4: per category, the average of its auctions' winning prices, maintained

@@ -85,26 +85,7 @@ impl<T: Data> Stream<T> {
         Op: Push<T> + 'static,
         M: FnOnce(Box<dyn Push<U>>, OperatorCtx) -> Op + Clone + Send + 'static,
     {
-        let input = self.node;
-        let mut graph = self.env.graph.borrow_mut();
-        let id = graph.next_id();
-        let node = graph.add(
-            name,
-            Box::new(move |ctx: &JobContext| {
-                per_shard(ctx, |_| {
-                    let make = make.clone();
-                    let part: ShardPart = Box::new(move |b| {
-                        let out = b.take_output::<U>(id)?;
-                        let op = make(out, b.operator_ctx(id));
-                        b.add_input::<T>(input, Box::new(op));
-                        Ok(())
-                    });
-                    part
-                })
-            }),
-        );
-        drop(graph);
-        Stream::new(self.env.clone(), node)
+        self.unary_fallible(name, move |out, ctx| Ok(make(out, ctx)))
     }
 
     /// Like `unary`, for operators whose creation can fail (an error fails the job at start).

@@ -131,22 +131,7 @@ pub fn write_decimal3(out: &mut Vec<u8>, thousandths: i64) {
 /// Appends a CSV field, quoted (quotes doubled) only if it holds `,` `"` CR or LF.
 #[inline]
 pub fn write_field(out: &mut Vec<u8>, field: &str) {
-    let bytes = field.as_bytes();
-    if !bytes
-        .iter()
-        .any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
-    {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    out.push(b'"');
-    for part in field.split_inclusive('"') {
-        out.extend_from_slice(part.as_bytes());
-        if part.ends_with('"') {
-            out.push(b'"');
-        }
-    }
-    out.push(b'"');
+    crate::sink::write_csv_field(out, field)
 }
 
 /// Appends a header line.

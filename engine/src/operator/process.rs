@@ -10,7 +10,7 @@ use crate::batch::Batch;
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
 use crate::state::{HeapStateBackend, KeyedStateStore, StateCodec, StateError};
-use crate::time::{Progress, Timestamp};
+use crate::time::{Progress, Timestamp, wall_clock_ms};
 use crate::window::TimerService;
 
 /// What a process function sees besides its record.
@@ -330,12 +330,6 @@ fn apply_timers<K: Ord + Hash + Clone>(
     }
 }
 
-fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl<K, In, Out, KF, P> Push<In> for KeyedProcessOp<K, In, Out, KF, P>
 where
     K: Hash + Eq + Ord + Clone + StateCodec,
@@ -346,7 +340,8 @@ where
         self.ctx.count_in(batch.len());
         self.last_ingest = batch.ingest;
         // State TTL runs on processing time, read once per batch.
-        self.store.set_time(wall_clock_ms());
+        self.store
+            .set_time(u64::try_from(wall_clock_ms()).unwrap_or(0));
         let (key_fn, f, store, timers, requests, out) = (
             &mut self.key_fn,
             &mut self.f,

@@ -15,7 +15,7 @@ use crate::batch::Batch;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
-use crate::time::{END_OF_TIME, Progress, Timestamp};
+use crate::time::{END_OF_TIME, Progress, Timestamp, wall_clock_ms};
 use crate::window::{
     MergeResult, MergingWindowSet, OnMergeContext, TimeDomain, TimeWindow, TimerService, Trigger,
     TriggerContext, TriggerResult, TriggerState, Window, WindowAssigner, cleanup_time, is_late,
@@ -496,13 +496,6 @@ where
             self.fire(TimeDomain::ProcessingTime, due);
         }
     }
-}
-
-/// Processing time: the wall clock in ms since the epoch.
-fn wall_clock_ms() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Adds a session window to the key's set, merging contents and trigger state of the windows

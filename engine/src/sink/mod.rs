@@ -12,7 +12,7 @@ mod partitioned;
 mod table;
 
 pub use collect::{CollectSink, CountSink, StdoutSink};
-pub use encode::{Csv, CsvRecord, Encoder, JsonLines, JsonRecord};
+pub use encode::{Csv, CsvRecord, Encoder, JsonLines, JsonRecord, write_csv_field};
 pub use file::FileSink;
 pub use partitioned::PartitionedFileSink;
 pub use table::TableSink;

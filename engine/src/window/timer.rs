@@ -264,8 +264,8 @@ impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> TimerService<K, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn fire_all(s: &mut TimerService<u8, u8>, wm: i64) -> Vec<(i64, u8, u8)> {
         let mut out = Vec::new();
