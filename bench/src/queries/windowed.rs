@@ -44,21 +44,52 @@ fn window_end(w: &Window) -> Timestamp {
     }
 }
 
+/// Sums the counts of panes.
+#[derive(Clone, Copy, Default)]
+struct SumCounts;
+
+impl AggregateFunction<WindowResult<i64, i64>> for SumCounts {
+    type Acc = i64;
+    type Out = i64;
+    fn create_accumulator(&self) -> i64 {
+        0
+    }
+    #[inline]
+    fn add(&mut self, acc: &mut i64, pane: WindowResult<i64, i64>) {
+        *acc += pane.value;
+    }
+    fn get_result(&self, acc: &i64) -> i64 {
+        *acc
+    }
+    fn merge(&self, acc: &mut i64, other: i64) {
+        *acc += other;
+    }
+}
+
 /// q5: per sliding window (10 s every 2 s), the auctions with the most bids → auction, num.
+///
+/// Sliding windows are computed from 2-second panes (Flink SQL slices hop windows the same
+/// way): each bid updates one pane count instead of five window counts, and each pane's count
+/// then goes to the five windows that contain it.
 pub fn q5(events: &Stream<Event>) -> Stream<(i64, i64)> {
-    let sliding = WindowAssigner::sliding(TEN_SECONDS, TWO_SECONDS, 0);
-    let Ok(sliding) = sliding else {
+    let (Ok(panes), Ok(sliding), Ok(tumbling)) = (
+        WindowAssigner::tumbling(TWO_SECONDS, 0),
+        WindowAssigner::sliding(TEN_SECONDS, TWO_SECONDS, 0),
+        WindowAssigner::tumbling(TWO_SECONDS, 0),
+    ) else {
         unreachable_config()
     };
     let counts = bids(events)
         .key_by(|b: &Bid| b.auction)
-        .window(sliding, |b: &Bid| b.date_time)
-        .aggregate(Count);
-    // Second stage: all counts of one window meet on one shard, in a tumbling window that
-    // holds exactly that sliding window's results (stamped with its last millisecond).
-    let Ok(tumbling) = WindowAssigner::tumbling(TWO_SECONDS, 0) else {
-        unreachable_config()
-    };
+        .window(panes, |b: &Bid| b.date_time)
+        .aggregate(Count)
+        .name("q5-panes")
+        .key_by(|p: &WindowResult<i64, i64>| p.key)
+        .window(sliding, |p: &WindowResult<i64, i64>| p.max_timestamp())
+        .aggregate(SumCounts)
+        .name("q5-windows");
+    // Last stage: all counts of one window meet on one shard, in a tumbling window that holds
+    // exactly that sliding window's results (stamped with its last millisecond).
     counts
         .key_by(|r: &WindowResult<i64, i64>| window_end(&r.window))
         .window(tumbling, |r: &WindowResult<i64, i64>| r.max_timestamp())

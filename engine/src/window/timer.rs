@@ -3,13 +3,15 @@
 //!
 //! Each clock keeps a hash set of pending timers (registering twice is one timer, found in
 //! O(1): window triggers re-register the same timer for every record, so this is the hot
-//! path) and a min-heap in `(timestamp, key, namespace)` order for firing. Deletes remove from
-//! the set only; the heap drops such stale entries when they reach the top. Ties fire in key
-//! then namespace order, so a replay after restore fires in exactly the same order no matter
-//! in which order the timers were re-inserted.
+//! path) and the timers grouped by timestamp in a `BTreeMap`. Window timers cluster on window
+//! ends, so firing takes a whole group at once, sorts it by (key, namespace) and drains it
+//! sequentially — cache-friendly, unlike a heap of millions of entries. Deletes remove from the
+//! set only; stale entries are skipped when their group fires. Within a timestamp, timers fire
+//! in key then namespace order, so a replay after restore fires in exactly the same order no
+//! matter in which order the timers were re-inserted. A timer registered while a group is
+//! firing, at or below that group's time, fires right after the group.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::Hash;
 
 use super::types::{TimeDomain, Window};
@@ -31,14 +33,17 @@ pub struct Timer<K, N = Window> {
 #[derive(Debug, Clone)]
 struct Clock<K, N> {
     pending: HashSet<Timer<K, N>, KeyBuildHasher>,
-    queue: BinaryHeap<Reverse<Timer<K, N>>>,
+    by_time: BTreeMap<i64, Vec<(K, N)>>,
+    /// The group being fired, in order.
+    firing: VecDeque<Timer<K, N>>,
 }
 
 impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> Clock<K, N> {
     fn new() -> Self {
         Clock {
             pending: HashSet::default(),
-            queue: BinaryHeap::new(),
+            by_time: BTreeMap::new(),
+            firing: VecDeque::new(),
         }
     }
 
@@ -46,8 +51,11 @@ impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> Clock<K, N> {
         if self.pending.contains(&timer) {
             return false;
         }
-        self.pending.insert(timer.clone());
-        self.queue.push(Reverse(timer));
+        self.by_time
+            .entry(timer.timestamp)
+            .or_default()
+            .push((timer.key.clone(), timer.namespace.clone()));
+        self.pending.insert(timer);
         true
     }
 
@@ -57,25 +65,51 @@ impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> Clock<K, N> {
 
     fn pop_due(&mut self, up_to: i64) -> Option<Timer<K, N>> {
         loop {
-            if self.queue.peek()?.0.timestamp > up_to {
+            while let Some(timer) = self.firing.pop_front() {
+                // A deleted timer is stale: skip it.
+                if self.pending.remove(&timer) {
+                    return Some(timer);
+                }
+            }
+            let (&timestamp, _) = self.by_time.first_key_value()?;
+            if timestamp > up_to {
                 return None;
             }
-            let Reverse(timer) = self.queue.pop()?;
-            // A deleted (or already fired and re-queued) timer is stale: skip it.
-            if self.pending.remove(&timer) {
-                return Some(timer);
-            }
+            let (timestamp, mut group) = self.by_time.pop_first()?;
+            group.sort_unstable();
+            self.firing
+                .extend(group.into_iter().map(|(key, namespace)| Timer {
+                    timestamp,
+                    key,
+                    namespace,
+                }));
         }
     }
 
     fn first(&mut self) -> Option<i64> {
-        // Drop deleted timers from the top so the answer is exact.
+        // Drop deleted timers from the front so the answer is exact.
         loop {
-            let top = self.queue.peek()?;
-            if self.pending.contains(&top.0) {
-                return Some(top.0.timestamp);
+            match self.firing.front() {
+                Some(t) if self.pending.contains(t) => return Some(t.timestamp),
+                Some(_) => {
+                    self.firing.pop_front();
+                }
+                None => break,
             }
-            self.queue.pop();
+        }
+        loop {
+            let (&timestamp, group) = self.by_time.first_key_value()?;
+            let live = group.iter().any(|(key, namespace)| {
+                self.pending.contains(&Timer {
+                    timestamp,
+                    key: key.clone(),
+                    namespace: namespace.clone(),
+                })
+            });
+            if live {
+                return Some(timestamp);
+            }
+            self.by_time.pop_first();
         }
     }
 }
