@@ -82,7 +82,7 @@ impl GeneratorArgs {
 
 #[derive(Args)]
 struct NexmarkArgs {
-    /// The query: gen (generator only), q0–q5, q7–q9, q11, q14, q20–q22.
+    /// The query: gen (generator only) or q0–q22.
     #[arg(long, default_value = "q0")]
     query: String,
     /// Number of events to generate.

@@ -1,4 +1,4 @@
-//! The joins (q3, q4, q8, q9, q20) on the engine against plain batch computations over the
+//! The joins (q3, q4, q6, q8, q9, q20) on the engine against plain batch computations over the
 //! same generated events, at 1 and 2 shards and at rates where windows and lifetimes matter.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -113,6 +113,24 @@ fn winners(i: &Input) -> BTreeMap<i64, (Auction, Bid)> {
     best
 }
 
+fn q6(i: &Input) -> Vec<String> {
+    let mut per_seller: BTreeMap<i64, Vec<(i64, i64, i64)>> = BTreeMap::new();
+    for (a, b) in winners(i).values() {
+        per_seller
+            .entry(a.seller)
+            .or_default()
+            .push((a.expires, a.id, b.price));
+    }
+    per_seller
+        .into_iter()
+        .map(|(seller, mut closed)| {
+            closed.sort_unstable();
+            let last: Vec<i64> = closed.iter().rev().take(10).map(|c| c.2).collect();
+            format!("{seller},{}", last.iter().sum::<i64>() / last.len() as i64)
+        })
+        .collect()
+}
+
 fn q4(i: &Input) -> Vec<String> {
     let mut per_category: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     for (a, b) in winners(i).values() {
@@ -159,6 +177,7 @@ fn joins_match_the_batch_reference() {
         for (query, reference) in [
             (Query::Q3, q3 as fn(&Input) -> Vec<String>),
             (Query::Q4, q4),
+            (Query::Q6, q6),
             (Query::Q8, q8),
             (Query::Q9, q9),
             (Query::Q20, q20),

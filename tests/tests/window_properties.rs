@@ -78,7 +78,8 @@ fn reference(kind: Kind, input: &[Rec]) -> BTreeMap<(u8, i64, i64), i64> {
 fn kinds() -> impl Strategy<Value = Kind> {
     prop_oneof![
         (1i64..20).prop_map(Kind::Tumbling),
-        (1i64..20, 1i64..20).prop_filter_map("slide <= size", |(a, b)| (b <= a).then_some(Kind::Sliding(a, b))),
+        (1i64..20, 1i64..20).prop_filter_map("slide <= size", |(a, b)| (b <= a)
+            .then_some(Kind::Sliding(a, b))),
         (1i64..15).prop_map(Kind::Session),
         Just(Kind::Global),
     ]

@@ -444,3 +444,123 @@ pub fn q4(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
         .process(CategoryAverage::default())
         .name("q4-average")
 }
+
+/// An auction's state in q6: open (with its best bid so far), or closed.
+#[derive(Clone)]
+enum Closing {
+    Waiting(Vec<Bid>),
+    Open(Auction, Option<Bid>),
+    Closed,
+}
+
+/// Stage 1 of q6: the winning bid of every auction, emitted once the watermark passes the
+/// auction's end (it can no longer change), as (seller, expires, auction id, price).
+#[derive(Clone, Default)]
+struct ClosedAuctions {
+    slots: KeyMap<i64, Closing>,
+    by_end: BTreeMap<(Timestamp, i64), ()>,
+}
+
+type Closed = (i64, Timestamp, i64, i64);
+
+impl ClosedAuctions {
+    fn offer(a: &Auction, best: &mut Option<Bid>, b: Bid) {
+        if b.date_time < a.date_time || b.date_time > a.expires {
+            return;
+        }
+        if best.as_ref().is_none_or(|old| beats(&b, old)) {
+            *best = Some(b);
+        }
+    }
+}
+
+impl KeyedCoProcessFunction<i64, Auction, Bid, Closed> for ClosedAuctions {
+    fn process_left(&mut self, key: &i64, a: Auction, _ctx: &mut ProcessContext<'_, Closed>) {
+        let waiting = match self.slots.insert(*key, Closing::Open(a, None)) {
+            Some(Closing::Waiting(bids)) => bids,
+            _ => Vec::new(),
+        };
+        if let Some(Closing::Open(a, best)) = self.slots.get_mut(key) {
+            for b in waiting {
+                Self::offer(a, best, b);
+            }
+            self.by_end.insert((a.expires, a.id), ());
+        }
+    }
+
+    fn process_right(&mut self, key: &i64, b: Bid, _ctx: &mut ProcessContext<'_, Closed>) {
+        match self
+            .slots
+            .entry(*key)
+            .or_insert_with(|| Closing::Waiting(Vec::new()))
+        {
+            Closing::Waiting(bids) => bids.push(b),
+            Closing::Open(a, best) => Self::offer(a, best, b),
+            Closing::Closed => {}
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, Closed>) {
+        while let Some(entry) = self.by_end.first_entry() {
+            let (expires, id) = *entry.key();
+            if expires > watermark {
+                break;
+            }
+            entry.remove();
+            if let Some(Closing::Open(a, Some(b))) = self.slots.insert(id, Closing::Closed) {
+                ctx.emit((a.seller, expires, id, b.price));
+            }
+        }
+    }
+}
+
+/// Stage 2 of q6: per seller, the average winning price of its last 10 closed auctions.
+#[derive(Clone, Default)]
+struct LastTenAverage {
+    recent: KeyMap<i64, Vec<(Timestamp, i64, i64)>>,
+}
+
+impl KeyedProcessFunction<i64, Closed, Change<(i64, i64)>> for LastTenAverage {
+    fn process(
+        &mut self,
+        seller: &i64,
+        c: Closed,
+        ctx: &mut ProcessContext<'_, Change<(i64, i64)>>,
+    ) {
+        let recent = self.recent.entry(*seller).or_default();
+        let average = |r: &Vec<(Timestamp, i64, i64)>| {
+            (!r.is_empty()).then(|| r.iter().map(|x| x.2).sum::<i64>() / r.len() as i64)
+        };
+        let before = average(recent);
+        let (_, expires, id, price) = c;
+        // Closings of one seller can come from both shards slightly out of order: keep the ten
+        // latest by (close time, auction id).
+        let at = recent.partition_point(|x| (x.0, x.1) < (expires, id));
+        recent.insert(at, (expires, id, price));
+        if recent.len() > 10 {
+            recent.remove(0);
+        }
+        let after = average(recent);
+        match (before, after) {
+            (None, Some(a)) => ctx.emit(Change::Insert((*seller, a))),
+            (Some(b), Some(a)) if a != b => {
+                ctx.emit(Change::UpdateBefore((*seller, b)));
+                ctx.emit(Change::UpdateAfter((*seller, a)));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// q6: the average selling price of each seller's last 10 closed auctions (a changelog).
+pub fn q6(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
+    let auctions = auctions(events).key_by(|a: &Auction| a.id);
+    let bids = bids(events).key_by(|b: &Bid| b.auction);
+    auctions
+        .connect(&bids)
+        .process(ClosedAuctions::default())
+        .name("q6-closed")
+        .key_by(|c: &Closed| c.0)
+        .process(LastTenAverage::default())
+        .name("q6-average")
+}

@@ -11,7 +11,7 @@ mod stateless;
 mod updating;
 mod windowed;
 
-pub use joins::{Q3Row, Q8Row, Q9Row, Q20Row, auctions, persons, q3, q4, q8, q9, q20};
+pub use joins::{Q3Row, Q8Row, Q9Row, Q20Row, auctions, persons, q3, q4, q6, q8, q9, q20};
 pub use projections::{Q10Row, q10, q10_partition};
 pub use projections::{Q14Row, Q21Row, Q22Row, bid_time_type, q14, q21, q22, url_channel_id};
 pub use rows::{Day, Decimal3, HourMinute, Timestamp};
@@ -37,6 +37,7 @@ pub enum Query {
     Q3,
     Q4,
     Q5,
+    Q6,
     Q7,
     Q8,
     Q9,
@@ -57,7 +58,7 @@ pub enum Query {
 
 impl Query {
     /// All runnable queries, in order.
-    pub const ALL: [Query; 23] = [
+    pub const ALL: [Query; 24] = [
         Query::Gen,
         Query::Q0,
         Query::Q1,
@@ -65,6 +66,7 @@ impl Query {
         Query::Q3,
         Query::Q4,
         Query::Q5,
+        Query::Q6,
         Query::Q7,
         Query::Q8,
         Query::Q9,
@@ -99,6 +101,7 @@ impl Query {
             Query::Q12 => "q12",
             Query::Q13 => "q13",
             Query::Q5 => "q5",
+            Query::Q6 => "q6",
             Query::Q7 => "q7",
             Query::Q11 => "q11",
             Query::Q14 => "q14",
@@ -131,6 +134,7 @@ impl Query {
             Query::Q12 => "bidder,bid_count,starttime,endtime",
             Query::Q13 => "auction,bidder,price,date_time,value",
             Query::Q5 => "auction,num",
+            Query::Q6 => "seller,avg",
             Query::Q7 => "auction,price,bidder,date_time,extra",
             Query::Q11 => "bidder,bid_count,starttime,endtime",
             Query::Q14 => "auction,bidder,price,bid_time_type,date_time,extra,c_counts",
@@ -248,6 +252,7 @@ pub fn build_with(
         Query::Q9 => sink.attach_changelog(query, q9(events)),
         Query::Q20 => sink.attach(query, q20(events)),
         Query::Q5 => sink.attach(query, q5(events)),
+        Query::Q6 => sink.attach_changelog(query, q6(events)),
         Query::Q7 => sink.attach(query, q7(events)),
         Query::Q11 => sink.attach(query, q11(events)),
         Query::Q14 => sink.attach(query, q14(events)),
