@@ -143,3 +143,37 @@ fn processing_time_windows_fire_as_the_clock_passes_them() {
     assert_eq!(starts.len(), windows.len(), "each window fired once");
     assert!(starts.iter().all(|s| s % 100 == 0), "aligned to 100 ms");
 }
+
+#[test]
+fn evictors_trim_what_the_window_function_sees() {
+    use weir::window::{CountEvictor, TimeEvictor, TimestampedValue, Window};
+    let input: Vec<Rec> = vec![(1, "a"), (2, "a"), (3, "a"), (4, "a"), (5, "a"), (12, "a")];
+    let env = Env::builder().cores(1).build().expect("env");
+    let keyed = env
+        .from_source_with_watermarks(
+            VecSource::new(input.clone()),
+            WatermarkStrategy::monotonous(|r: &Rec| r.0),
+        )
+        .key_by(|r: &Rec| r.1);
+    let windowed = keyed.window(
+        WindowAssigner::tumbling(10, 0).expect("valid"),
+        |r: &Rec| r.0,
+    );
+    let seen = |_k: &&'static str,
+                _w: &Window,
+                records: &[TimestampedValue<Rec>],
+                out: &mut Vec<Vec<i64>>| {
+        out.push(records.iter().map(|r| r.timestamp).collect())
+    };
+    // Keep the last two records of each window.
+    let last_two = windowed
+        .evict_and_process(CountEvictor::new(2).expect("valid"), seen)
+        .collect();
+    // Keep records within 2 ms of the newest one (Flink: drop ts <= newest - span).
+    let recent = windowed
+        .evict_and_process(TimeEvictor::new(2).expect("valid"), seen)
+        .collect();
+    env.execute().expect("job runs");
+    assert_eq!(last_two.take(), vec![vec![4, 5], vec![12]]);
+    assert_eq!(recent.take(), vec![vec![4, 5], vec![12]]);
+}

@@ -8,11 +8,14 @@ use super::keyed::KeyedStream;
 use super::stream::{OutputTag, Stream};
 use crate::Data;
 use crate::operator::{
-    AggregateFunction, Buffer, Incremental, WindowFunction, WindowOp, WindowResult, WindowSpec,
+    AggregateFunction, Buffer, EvictingBuffer, Incremental, WindowFunction, WindowOp, WindowResult,
+    WindowSpec,
 };
 use crate::runtime::{JobContext, ShardPart};
-use crate::time::Timestamp;
-use crate::window::{EventTimeTrigger, Trigger, Window, WindowAssigner};
+use crate::time::{Timestamp, wall_clock_ms};
+use crate::window::{
+    EventTimeTrigger, Evictor, EvictorContext, TimestampedValue, Trigger, Window, WindowAssigner,
+};
 
 /// The name of every window operator's side output of late records.
 pub const LATE_DATA: &str = "late";
@@ -98,7 +101,8 @@ where
             Incremental(agg.clone()),
             move |key: &K,
                   window: &Window,
-                  acc: &A::Acc,
+                  acc: &mut A::Acc,
+                  _watermark: Timestamp,
                   out: &mut Vec<WindowResult<K, A::Out>>| {
                 out.push(WindowResult {
                     key: key.clone(),
@@ -128,8 +132,38 @@ where
         self.build(
             "window-process",
             Buffer,
-            move |key: &K, window: &Window, records: &Vec<T>, out: &mut Vec<Out>| {
-                f(key, window, records, out)
+            move |key: &K,
+                  window: &Window,
+                  records: &mut Vec<T>,
+                  _watermark: Timestamp,
+                  out: &mut Vec<Out>| { f(key, window, records, out) },
+        )
+    }
+
+    /// Full-window processing with an evictor: `evictor` removes records before (and after)
+    /// `f(key, window, records, out)` sees them; records come with their timestamps.
+    pub fn evict_and_process<Out, E, F>(&self, evictor: E, f: F) -> Stream<Out>
+    where
+        Out: Data,
+        E: Evictor<T> + Clone + Send + 'static,
+        F: FnMut(&K, &Window, &[TimestampedValue<T>], &mut Vec<Out>) + Clone + Send + 'static,
+    {
+        let mut f = f;
+        self.build(
+            "window-evict-process",
+            EvictingBuffer,
+            move |key: &K,
+                  window: &Window,
+                  records: &mut Vec<TimestampedValue<T>>,
+                  watermark: Timestamp,
+                  out: &mut Vec<Out>| {
+                let ctx = EvictorContext {
+                    watermark,
+                    processing_time: wall_clock_ms(),
+                };
+                evictor.evict_before(records, window, &ctx);
+                f(key, window, records, out);
+                evictor.evict_after(records, window, &ctx);
             },
         )
     }

@@ -28,7 +28,8 @@ pub use reduce::ReduceOp;
 pub use topn::TopN;
 pub use union::{UnionInput, union_inputs};
 pub use window::{
-    Buffer, Incremental, WindowContents, WindowFunction, WindowOp, WindowResult, WindowSpec,
+    Buffer, EvictingBuffer, Incremental, WindowContents, WindowFunction, WindowOp, WindowResult,
+    WindowSpec,
 };
 
 use crate::batch::Batch;

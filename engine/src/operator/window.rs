@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
 use crate::time::{END_OF_TIME, Progress, Timestamp, wall_clock_ms};
+use crate::window::TimestampedValue;
 use crate::window::{
     MergeResult, MergingWindowSet, OnMergeContext, TimeDomain, TimeWindow, TimerService, Trigger,
     TriggerContext, TriggerResult, TriggerState, Window, WindowAssigner, cleanup_time, is_late,
@@ -27,8 +28,8 @@ pub trait WindowContents<T>: Clone + Send + 'static {
     type Acc;
     /// Empty contents.
     fn create(&mut self) -> Self::Acc;
-    /// Adds one record.
-    fn add(&mut self, acc: &mut Self::Acc, value: T);
+    /// Adds one record with its timestamp.
+    fn add(&mut self, acc: &mut Self::Acc, value: T, timestamp: Timestamp);
     /// Folds `other` into `into` (session windows merging).
     fn merge(&mut self, into: &mut Self::Acc, other: Self::Acc);
 }
@@ -43,7 +44,7 @@ impl<T, A: AggregateFunction<T>> WindowContents<T> for Incremental<A> {
         self.0.create_accumulator()
     }
     #[inline]
-    fn add(&mut self, acc: &mut A::Acc, value: T) {
+    fn add(&mut self, acc: &mut A::Acc, value: T, _timestamp: Timestamp) {
         self.0.add(acc, value)
     }
     fn merge(&mut self, into: &mut A::Acc, other: A::Acc) {
@@ -61,10 +62,29 @@ impl<T: Send + 'static> WindowContents<T> for Buffer {
         Vec::new()
     }
     #[inline]
-    fn add(&mut self, acc: &mut Vec<T>, value: T) {
+    fn add(&mut self, acc: &mut Vec<T>, value: T, _timestamp: Timestamp) {
         acc.push(value)
     }
     fn merge(&mut self, into: &mut Vec<T>, mut other: Vec<T>) {
+        into.append(&mut other)
+    }
+}
+
+/// Full-window processing with an evictor: records are kept with their timestamps, and the
+/// evictor removes some before (and after) the window function sees them.
+#[derive(Clone, Copy, Default)]
+pub struct EvictingBuffer;
+
+impl<T: Send + 'static> WindowContents<T> for EvictingBuffer {
+    type Acc = Vec<TimestampedValue<T>>;
+    fn create(&mut self) -> Self::Acc {
+        Vec::new()
+    }
+    #[inline]
+    fn add(&mut self, acc: &mut Self::Acc, value: T, timestamp: Timestamp) {
+        acc.push(TimestampedValue { timestamp, value })
+    }
+    fn merge(&mut self, into: &mut Self::Acc, mut other: Self::Acc) {
         into.append(&mut other)
     }
 }
@@ -211,15 +231,30 @@ impl<K: Ord + Hash + Clone> OnMergeContext for Ctx<'_, K> {
 /// How a fired window becomes output records.
 pub trait WindowFunction<K, Acc, Out>: Clone + Send + 'static {
     /// Emits the results of `window` of `key` with `contents` into `out`.
-    fn fire(&mut self, key: &K, window: &Window, contents: &Acc, out: &mut Vec<Out>);
+    /// `watermark` is the operator's current one (for evictors).
+    fn fire(
+        &mut self,
+        key: &K,
+        window: &Window,
+        contents: &mut Acc,
+        watermark: Timestamp,
+        out: &mut Vec<Out>,
+    );
 }
 
 impl<K, Acc, Out, F> WindowFunction<K, Acc, Out> for F
 where
-    F: FnMut(&K, &Window, &Acc, &mut Vec<Out>) + Clone + Send + 'static,
+    F: FnMut(&K, &Window, &mut Acc, Timestamp, &mut Vec<Out>) + Clone + Send + 'static,
 {
-    fn fire(&mut self, key: &K, window: &Window, contents: &Acc, out: &mut Vec<Out>) {
-        self(key, window, contents, out)
+    fn fire(
+        &mut self,
+        key: &K,
+        window: &Window,
+        contents: &mut Acc,
+        watermark: Timestamp,
+        out: &mut Vec<Out>,
+    ) {
+        self(key, window, contents, watermark, out)
     }
 }
 
@@ -360,7 +395,7 @@ where
                 state.contents.push((state_window, acc));
             }
             if let (Some(contents), Some(v)) = (state.contents_mut(&state_window), value) {
-                self.spec.contents.add(contents, v);
+                self.spec.contents.add(contents, v, ts);
             }
             // A window needs one cleanup timer: registered when its contents are created, and
             // again for sessions, whose end moves as they grow.
@@ -381,6 +416,7 @@ where
                 &state_window,
                 state,
                 &mut self.spec,
+                watermark,
                 &mut self.out.records,
             );
         }
@@ -459,6 +495,7 @@ where
                 &state_window,
                 state,
                 &mut self.spec,
+                watermark,
                 &mut self.out.records,
             );
             let cleanup_domain = if event_time {
@@ -564,6 +601,7 @@ fn merge_session<K: Ord + Hash + Clone, T, Tr: Trigger<T>, C: WindowContents<T>>
 }
 
 /// Applies a trigger's verdict to one window.
+#[allow(clippy::too_many_arguments)]
 fn handle<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF: WindowFunction<K, C::Acc, Out>>(
     result: TriggerResult,
     key: &K,
@@ -571,12 +609,13 @@ fn handle<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF: WindowFunction<K, C::
     state_window: &Window,
     state: &mut KeyWindows<C::Acc>,
     spec: &mut WindowSpec<KF, TF, Tr, C, WF>,
+    watermark: Timestamp,
     out: &mut Vec<Out>,
 ) {
     if result.is_fire()
         && let Some(acc) = state.contents_mut(state_window)
     {
-        spec.function.fire(key, window, acc, out);
+        spec.function.fire(key, window, acc, watermark, out);
     }
     if result.is_purge() {
         state.take_contents(state_window);
