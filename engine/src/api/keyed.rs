@@ -85,8 +85,8 @@ where
         let key_fn = self.key_fn.clone();
         let partitioned = self.partitioned();
         let max_parallelism = partitioned.env.max_parallelism();
-        partitioned.unary_fallible("process", move |out, ctx| {
-            KeyedProcessOp::new(key_fn, f, out, ctx, max_parallelism)
+        partitioned.unary_with_sides("process", move |out, ctx, sides| {
+            KeyedProcessOp::new(key_fn, f, out, ctx, sides, max_parallelism)
         })
     }
 }

@@ -10,7 +10,8 @@ use crate::Data;
 use crate::channel::exchange::{Broadcast, Global, Outbox, Partitioner, RoundRobin, run_inbox};
 use crate::channel::spsc;
 use crate::operator::{
-    Discard, FilterOp, FlatMapOp, MapOp, ProcessFunction, ProcessOp, Push, union_inputs,
+    Discard, FilterOp, FlatMapOp, MapOp, ProcessFunction, ProcessOp, Push, SideOutputs,
+    union_inputs,
 };
 use crate::runtime::{JobContext, OperatorCtx, ShardPart};
 use crate::sink::{CollectSink, CountSink, Sink, SinkParallelism, SinkPush, StdoutSink};
@@ -119,6 +120,38 @@ impl<T: Data> Stream<T> {
         Stream::new(self.env.clone(), node)
     }
 
+    /// Like `unary_fallible`, for operators with side outputs (`Stream::side_output`).
+    pub(crate) fn unary_with_sides<U: Data, Op, M>(&self, name: &str, make: M) -> Stream<U>
+    where
+        Op: Push<T> + 'static,
+        M: FnOnce(Box<dyn Push<U>>, OperatorCtx, SideOutputs) -> crate::error::Result<Op>
+            + Clone
+            + Send
+            + 'static,
+    {
+        let input = self.node;
+        let mut graph = self.env.graph.borrow_mut();
+        let id = graph.next_id();
+        let node = graph.add(
+            name,
+            Box::new(move |ctx: &JobContext| {
+                per_shard(ctx, |_| {
+                    let make = make.clone();
+                    let part: ShardPart = Box::new(move |b| {
+                        let out = b.take_output::<U>(id)?;
+                        let sides = b.take_side_channels(id);
+                        let op = make(out, b.operator_ctx(id), sides)?;
+                        b.add_input::<T>(input, Box::new(op));
+                        Ok(())
+                    });
+                    part
+                })
+            }),
+        );
+        drop(graph);
+        Stream::new(self.env.clone(), node)
+    }
+
     /// Adds an exchange: records move to the shards `partitioner` picks.
     pub(crate) fn exchange<P, MP>(&self, name: &str, make_partitioner: MP) -> Stream<T>
     where
@@ -192,9 +225,12 @@ impl<T: Data> Stream<T> {
         self.unary("flat_map", move |out, ctx| FlatMapOp::new(f, out, ctx))
     }
 
-    /// Runs a process function over every record of this shard.
+    /// Runs a process function over every record of this shard; it may emit to side outputs
+    /// (`ctx.output`), read with `side_output` on the result.
     pub fn process<U: Data, P: ProcessFunction<T, U>>(&self, f: P) -> Stream<U> {
-        self.unary("process", move |out, ctx| ProcessOp::new(f, out, ctx))
+        self.unary_with_sides("process", move |out, ctx, sides| {
+            Ok(ProcessOp::new(f, out, ctx, sides))
+        })
     }
 
     /// Partitions the stream by `key_fn`: records with equal keys go to the same shard.

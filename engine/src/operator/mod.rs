@@ -12,6 +12,7 @@ mod dedup;
 mod join;
 mod process;
 mod reduce;
+mod side;
 mod topn;
 mod union;
 mod window;
@@ -25,6 +26,8 @@ pub use process::{
     KeyedProcessFunction, KeyedProcessOp, ProcessContext, ProcessFunction, ProcessOp,
 };
 pub use reduce::ReduceOp;
+pub(crate) use side::TypedSide;
+pub use side::{SideChannel, SideOutputs};
 pub use topn::TopN;
 pub use union::{UnionInput, union_inputs};
 pub use window::{

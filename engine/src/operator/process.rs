@@ -6,9 +6,12 @@
 use std::hash::Hash;
 
 use super::{Push, guarded};
+use crate::api::OutputTag;
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
+
+use super::SideOutputs;
 use crate::state::{HeapStateBackend, KeyedStateStore, StateCodec, StateError};
 use crate::time::{Progress, Timestamp, wall_clock_ms};
 use crate::window::TimerService;
@@ -20,6 +23,7 @@ pub struct ProcessContext<'a, Out> {
     shards: usize,
     watermark: Option<Timestamp>,
     keyed: Option<KeyedScope<'a>>,
+    sides: Option<&'a mut SideOutputs>,
 }
 
 /// The keyed services of a keyed process function: state scoped to the current key, and
@@ -69,6 +73,7 @@ impl<'a, Out> ProcessContext<'a, Out> {
             shards: ctx.shards,
             watermark,
             keyed: None,
+            sides: None,
         }
     }
 
@@ -91,6 +96,14 @@ impl<'a, Out> ProcessContext<'a, Out> {
     /// The operator's current event-time watermark (`None` before the first one).
     pub fn current_watermark(&self) -> Option<Timestamp> {
         self.watermark
+    }
+
+    /// Emits `value` on the side output `tag` (read it with `Stream::side_output(&tag)` on
+    /// this operator's result). Dropped if nobody reads that side output.
+    pub fn output<S: Clone + 'static>(&mut self, tag: &OutputTag<S>, value: S) {
+        if let Some(sides) = self.sides.as_mut() {
+            sides.emit(tag.name(), value);
+        }
     }
 
     /// Keyed state of the current key (keyed process functions only): pass it to the handles
@@ -170,6 +183,7 @@ where
 /// The operator behind `Stream::process`.
 pub struct ProcessOp<In, Out, P> {
     f: P,
+    sides: SideOutputs,
     watermark: Option<Timestamp>,
     out: Batch<Out>,
     next: Box<dyn Push<Out>>,
@@ -178,9 +192,10 @@ pub struct ProcessOp<In, Out, P> {
 }
 
 impl<In, Out, P: ProcessFunction<In, Out>> ProcessOp<In, Out, P> {
-    pub fn new(f: P, next: Box<dyn Push<Out>>, ctx: OperatorCtx) -> Self {
+    pub fn new(f: P, next: Box<dyn Push<Out>>, ctx: OperatorCtx, sides: SideOutputs) -> Self {
         ProcessOp {
             f,
+            sides,
             watermark: None,
             out: Batch::with_capacity(ctx.batch_size),
             next,
@@ -206,6 +221,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             shards: self.ctx.shards,
             watermark: self.watermark,
             keyed: None,
+            sides: Some(&mut self.sides),
         };
         let f = &mut self.f;
         guarded(&self.ctx, || {
@@ -214,6 +230,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             }
         })?;
         self.out.ingest = batch.ingest;
+        self.sides.flush(batch.ingest)?;
         self.emit()
     }
 
@@ -226,13 +243,16 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
                 shards: self.ctx.shards,
                 watermark: Some(w),
                 keyed: None,
+                sides: Some(&mut self.sides),
             };
             let f = &mut self.f;
             guarded(&self.ctx, || f.on_watermark(w, &mut pctx))?;
+            self.sides.flush(self.out.ingest)?;
             if !self.out.is_empty() {
                 self.next.push(&mut self.out)?;
             }
         }
+        self.sides.progress(progress)?;
         self.next.progress(progress)
     }
 
@@ -243,9 +263,12 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             shards: self.ctx.shards,
             watermark: self.watermark,
             keyed: None,
+            sides: Some(&mut self.sides),
         };
         let f = &mut self.f;
         guarded(&self.ctx, || f.on_end(&mut pctx))?;
+        self.sides.flush(self.out.ingest)?;
+        self.sides.finish()?;
         self.emit()?;
         self.next.finish()
     }
@@ -256,6 +279,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
 pub struct KeyedProcessOp<K, In, Out, KF, P> {
     key_fn: KF,
     f: P,
+    sides: SideOutputs,
     watermark: Option<Timestamp>,
     store: KeyedStateStore<HeapStateBackend>,
     timers: TimerService<K, ()>,
@@ -281,6 +305,7 @@ where
         mut f: P,
         next: Box<dyn Push<Out>>,
         ctx: OperatorCtx,
+        sides: SideOutputs,
         max_parallelism: u32,
     ) -> crate::error::Result<Self> {
         let mut store = KeyedStateStore::new(HeapStateBackend::new());
@@ -293,6 +318,7 @@ where
         Ok(KeyedProcessOp {
             key_fn,
             f,
+            sides,
             watermark: None,
             store,
             timers: TimerService::new(),
@@ -342,13 +368,14 @@ where
         // State TTL runs on processing time, read once per batch.
         self.store
             .set_time(u64::try_from(wall_clock_ms()).unwrap_or(0));
-        let (key_fn, f, store, timers, requests, out) = (
+        let (key_fn, f, store, timers, requests, out, sides) = (
             &mut self.key_fn,
             &mut self.f,
             &mut self.store,
             &mut self.timers,
             &mut self.requests,
             &mut self.out.records,
+            &mut self.sides,
         );
         let (watermark, shard, shards, max_parallelism) = (
             self.watermark,
@@ -371,6 +398,7 @@ where
                         timers: &mut *requests,
                         max_parallelism,
                     }),
+                    sides: Some(&mut *sides),
                 };
                 f.process(&key, r, &mut pctx);
                 if !requests.is_empty() {
@@ -378,6 +406,7 @@ where
                 }
             }
         })?;
+        self.sides.flush(batch.ingest)?;
         if self.out.is_empty() {
             return Ok(());
         }
@@ -388,12 +417,13 @@ where
     fn progress(&mut self, progress: Progress) -> Result<()> {
         if let Progress::Watermark(w) = progress {
             self.watermark = Some(w);
-            let (f, store, timers, requests, out) = (
+            let (f, store, timers, requests, out, sides) = (
                 &mut self.f,
                 &mut self.store,
                 &mut self.timers,
                 &mut self.requests,
                 &mut self.out.records,
+                &mut self.sides,
             );
             let (shard, shards, max_parallelism) =
                 (self.ctx.shard, self.ctx.shards, self.max_parallelism);
@@ -412,6 +442,7 @@ where
                             timers: &mut *requests,
                             max_parallelism,
                         }),
+                        sides: Some(&mut *sides),
                     };
                     f.on_timer(&timer.key, timer.timestamp, &mut pctx);
                     if !requests.is_empty() {
@@ -424,14 +455,17 @@ where
                     shards,
                     watermark: Some(w),
                     keyed: None,
+                    sides: Some(&mut *sides),
                 };
                 f.on_watermark(w, &mut pctx);
             })?;
+            self.sides.flush(self.last_ingest)?;
             if !self.out.is_empty() {
                 self.out.ingest = self.last_ingest;
                 self.next.push(&mut self.out)?;
             }
         }
+        self.sides.progress(progress)?;
         self.next.progress(progress)
     }
 
@@ -439,6 +473,7 @@ where
         let mut pctx = ProcessContext::new(&mut self.out.records, &self.ctx, self.watermark);
         let f = &mut self.f;
         guarded(&self.ctx, || f.on_end(&mut pctx))?;
+        self.sides.finish()?;
         if !self.out.is_empty() {
             self.next.push(&mut self.out)?;
         }

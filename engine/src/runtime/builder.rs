@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use super::task::{LocalTask, Scheduler};
 use super::{OperatorCtx, ShardInfo, ShardMetrics};
 use crate::error::{Result, WeirError};
-use crate::operator::{Discard, Push, Tee};
+use crate::operator::{Discard, Push, SideChannel, SideOutputs, Tee, TypedSide};
 
 /// Job-wide settings every node sees when it is prepared.
 #[derive(Clone)]
@@ -51,7 +51,7 @@ pub(crate) struct ShardBuilder {
     pub cancel: Arc<AtomicBool>,
     outputs: HashMap<usize, Vec<Box<dyn Any>>>,
     /// Consumers of side outputs, by (producing node, tag name).
-    side_outputs: HashMap<(usize, String), Vec<Box<dyn Any>>>,
+    side_outputs: HashMap<(usize, String), Vec<Box<dyn SideChannel>>>,
     tasks: Vec<LocalTask>,
 }
 
@@ -100,10 +100,11 @@ impl ShardBuilder {
         self.side_outputs
             .entry((upstream, tag.to_string()))
             .or_default()
-            .push(Box::new(push));
+            .push(Box::new(TypedSide::new(tag, push)));
     }
 
-    /// The push that feeds every consumer of the side output `tag` of node `node`.
+    /// The push that feeds every consumer of the side output `tag` of node `node`, for
+    /// operators that know the side's type.
     pub fn take_side_output<T: Clone + 'static>(
         &mut self,
         node: usize,
@@ -112,8 +113,26 @@ impl ShardBuilder {
         let consumers = self
             .side_outputs
             .remove(&(node, tag.to_string()))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.into_push())
+            .collect();
         self.combine(node, consumers)
+    }
+
+    /// Every side output of node `node`, type-erased (for process functions).
+    pub fn take_side_channels(&mut self, node: usize) -> SideOutputs {
+        let keys: Vec<(usize, String)> = self
+            .side_outputs
+            .keys()
+            .filter(|(n, _)| *n == node)
+            .cloned()
+            .collect();
+        let mut channels = Vec::new();
+        for k in keys {
+            channels.extend(self.side_outputs.remove(&k).unwrap_or_default());
+        }
+        SideOutputs::new(channels)
     }
 
     /// The push that feeds every consumer of node `node`'s output.
@@ -149,6 +168,18 @@ impl ShardBuilder {
     /// Adds a task (a source or an exchange inbox) to this shard.
     pub fn spawn(&mut self, task: LocalTask) {
         self.tasks.push(task);
+    }
+
+    /// Ends the side outputs no operator claimed (a side output of an operator that has
+    /// none is an empty stream), so their consumers do not wait forever.
+    pub fn finish_unclaimed_sides(&mut self) -> Result<()> {
+        for (_, channels) in self.side_outputs.drain() {
+            for mut c in channels {
+                c.progress(crate::time::Progress::Watermark(crate::time::END_OF_TIME))?;
+                c.finish()?;
+            }
+        }
+        Ok(())
     }
 
     pub fn into_tasks(self) -> (Vec<LocalTask>, Rc<ShardMetrics>) {

@@ -129,6 +129,9 @@ async fn run_shard(mut builder: ShardBuilder, parts: Vec<ShardPart>) -> ShardOut
             return (Err(e), None);
         }
     }
+    if let Err(e) = builder.finish_unclaimed_sides() {
+        return (Err(e), None);
+    }
     let (tasks, metrics) = builder.into_tasks();
     let result = DriveAll::new(tasks).await;
     (result, Some(metrics.snapshot()))
