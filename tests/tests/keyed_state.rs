@@ -126,3 +126,57 @@ fn timers_fire_in_order_deduplicated_and_at_end_of_input() {
     assert_eq!(fired, sorted);
     assert!(!fired.iter().any(|(_, t)| *t == 1_000_000));
 }
+
+/// Registers a processing-time timer 30 ms after the first record of each key.
+#[derive(Clone, Default)]
+struct Later {
+    seen: std::collections::BTreeSet<u8>,
+}
+
+impl KeyedProcessFunction<u8, weir::nexmark::Event, (u8, bool)> for Later {
+    fn process(
+        &mut self,
+        key: &u8,
+        _e: weir::nexmark::Event,
+        ctx: &mut ProcessContext<'_, (u8, bool)>,
+    ) {
+        if self.seen.insert(*key) {
+            ctx.register_processing_time_timer(weir::time::wall_clock_ms() + 30);
+        }
+    }
+
+    fn on_timer(&mut self, key: &u8, _t: Timestamp, ctx: &mut ProcessContext<'_, (u8, bool)>) {
+        let processing = ctx.timer_domain() == Some(weir::window::TimeDomain::ProcessingTime);
+        // Fired before end of input: the watermark is not yet the final one.
+        let before_end = ctx.current_watermark().is_some_and(|w| w < i64::MAX);
+        ctx.emit((*key, processing && before_end));
+    }
+}
+
+#[test]
+fn processing_time_timers_fire_while_the_job_runs() {
+    use weir::nexmark::{Event, NexmarkConfig};
+    use weir::source::nexmark::NexmarkSource;
+    let env = Env::builder().cores(1).build().expect("env");
+    // 100 events/s of event time: the watermark moves with every batch.
+    let config = NexmarkConfig {
+        first_event_rate: 100,
+        ..NexmarkConfig::default()
+    };
+    let source = NexmarkSource::new(config, 400)
+        .and_then(|s| s.with_rate(1000))
+        .expect("valid source");
+    let strategy = WatermarkStrategy::monotonous(|e: &Event| e.date_time());
+    let out = env
+        .from_source_with_watermarks(source, strategy)
+        .key_by(|e: &Event| (e.date_time() / 10 % 3) as u8)
+        .process(Later::default())
+        .collect();
+    env.execute().expect("job runs");
+    let fired = out.take();
+    assert_eq!(fired.len(), 3, "one timer per key: {fired:?}");
+    assert!(
+        fired.iter().all(|(_, ok)| *ok),
+        "fired on processing time before the end: {fired:?}"
+    );
+}

@@ -14,7 +14,7 @@ use crate::runtime::OperatorCtx;
 use super::SideOutputs;
 use crate::state::{HeapStateBackend, KeyedStateStore, StateCodec, StateError};
 use crate::time::{Progress, Timestamp, wall_clock_ms};
-use crate::window::TimerService;
+use crate::window::{TimeDomain, TimerService};
 
 /// What a process function sees besides its record.
 pub struct ProcessContext<'a, Out> {
@@ -24,6 +24,7 @@ pub struct ProcessContext<'a, Out> {
     watermark: Option<Timestamp>,
     keyed: Option<KeyedScope<'a>>,
     sides: Option<&'a mut SideOutputs>,
+    timer_domain: Option<TimeDomain>,
 }
 
 /// The keyed services of a keyed process function: state scoped to the current key, and
@@ -56,8 +57,8 @@ impl<K: StateCodec + Hash> ScopeKey for K {
 /// A timer change asked for by user code, applied for the current key after the call.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum TimerRequest {
-    Register(Timestamp),
-    Delete(Timestamp),
+    Register(TimeDomain, Timestamp),
+    Delete(TimeDomain, Timestamp),
 }
 
 impl<'a, Out> ProcessContext<'a, Out> {
@@ -74,6 +75,7 @@ impl<'a, Out> ProcessContext<'a, Out> {
             watermark,
             keyed: None,
             sides: None,
+            timer_domain: None,
         }
     }
 
@@ -124,14 +126,43 @@ impl<'a, Out> ProcessContext<'a, Out> {
     /// (keyed process functions only; registering the same time twice fires once).
     pub fn register_event_time_timer(&mut self, timestamp: Timestamp) {
         if let Some(scope) = self.keyed.as_mut() {
-            scope.timers.push(TimerRequest::Register(timestamp));
+            scope
+                .timers
+                .push(TimerRequest::Register(TimeDomain::EventTime, timestamp));
         }
     }
 
-    /// Cancels a timer of the current key.
+    /// Calls `on_timer` for the current key once the wall clock passes `timestamp` (ms since
+    /// the epoch). Checked whenever the watermark advances; all fire at end of input.
+    pub fn register_processing_time_timer(&mut self, timestamp: Timestamp) {
+        if let Some(scope) = self.keyed.as_mut() {
+            scope.timers.push(TimerRequest::Register(
+                TimeDomain::ProcessingTime,
+                timestamp,
+            ));
+        }
+    }
+
+    /// Cancels a processing-time timer of the current key.
+    pub fn delete_processing_time_timer(&mut self, timestamp: Timestamp) {
+        if let Some(scope) = self.keyed.as_mut() {
+            scope
+                .timers
+                .push(TimerRequest::Delete(TimeDomain::ProcessingTime, timestamp));
+        }
+    }
+
+    /// Inside `on_timer`: which clock the firing timer belongs to.
+    pub fn timer_domain(&self) -> Option<TimeDomain> {
+        self.timer_domain
+    }
+
+    /// Cancels an event-time timer of the current key.
     pub fn delete_event_time_timer(&mut self, timestamp: Timestamp) {
         if let Some(scope) = self.keyed.as_mut() {
-            scope.timers.push(TimerRequest::Delete(timestamp));
+            scope
+                .timers
+                .push(TimerRequest::Delete(TimeDomain::EventTime, timestamp));
         }
     }
 }
@@ -222,6 +253,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             watermark: self.watermark,
             keyed: None,
             sides: Some(&mut self.sides),
+            timer_domain: None,
         };
         let f = &mut self.f;
         guarded(&self.ctx, || {
@@ -244,6 +276,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
                 watermark: Some(w),
                 keyed: None,
                 sides: Some(&mut self.sides),
+                timer_domain: None,
             };
             let f = &mut self.f;
             guarded(&self.ctx, || f.on_watermark(w, &mut pctx))?;
@@ -264,6 +297,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             watermark: self.watermark,
             keyed: None,
             sides: Some(&mut self.sides),
+            timer_domain: None,
         };
         let f = &mut self.f;
         guarded(&self.ctx, || f.on_end(&mut pctx))?;
@@ -346,11 +380,17 @@ fn apply_timers<K: Ord + Hash + Clone>(
 ) {
     for r in requests.drain(..) {
         match r {
-            TimerRequest::Register(t) => {
+            TimerRequest::Register(TimeDomain::EventTime, t) => {
                 timers.register_event_time(key.clone(), (), t);
             }
-            TimerRequest::Delete(t) => {
+            TimerRequest::Register(TimeDomain::ProcessingTime, t) => {
+                timers.register_processing_time(key.clone(), (), t);
+            }
+            TimerRequest::Delete(TimeDomain::EventTime, t) => {
                 timers.delete_event_time(key, &(), t);
+            }
+            TimerRequest::Delete(TimeDomain::ProcessingTime, t) => {
+                timers.delete_processing_time(key, &(), t);
             }
         }
     }
@@ -399,6 +439,7 @@ where
                         max_parallelism,
                     }),
                     sides: Some(&mut *sides),
+                    timer_domain: None,
                 };
                 f.process(&key, r, &mut pctx);
                 if !requests.is_empty() {
@@ -429,24 +470,38 @@ where
                 (self.ctx.shard, self.ctx.shards, self.max_parallelism);
             guarded(&self.ctx, || {
                 // Timers fire in timestamp order; one may register another that is also due.
-                while let Some(timer) = timers.pop_event_time(w) {
-                    let mut pctx = ProcessContext {
-                        out: &mut *out,
-                        shard,
-                        shards,
-                        watermark: Some(w),
-                        keyed: Some(KeyedScope {
-                            key: &timer.key,
-                            key_set: false,
-                            store: &mut *store,
-                            timers: &mut *requests,
-                            max_parallelism,
-                        }),
-                        sides: Some(&mut *sides),
-                    };
-                    f.on_timer(&timer.key, timer.timestamp, &mut pctx);
-                    if !requests.is_empty() {
-                        apply_timers(timers, &timer.key, requests);
+                // Processing-time timers are checked here too; end of input fires them all.
+                let now = if w == crate::time::END_OF_TIME {
+                    i64::MAX
+                } else {
+                    wall_clock_ms().saturating_sub(1)
+                };
+                for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
+                    loop {
+                        let timer = match domain {
+                            TimeDomain::EventTime => timers.pop_event_time(w),
+                            TimeDomain::ProcessingTime => timers.pop_processing_time(now),
+                        };
+                        let Some(timer) = timer else { break };
+                        let mut pctx = ProcessContext {
+                            out: &mut *out,
+                            shard,
+                            shards,
+                            watermark: Some(w),
+                            keyed: Some(KeyedScope {
+                                key: &timer.key,
+                                key_set: false,
+                                store: &mut *store,
+                                timers: &mut *requests,
+                                max_parallelism,
+                            }),
+                            sides: Some(&mut *sides),
+                            timer_domain: Some(domain),
+                        };
+                        f.on_timer(&timer.key, timer.timestamp, &mut pctx);
+                        if !requests.is_empty() {
+                            apply_timers(timers, &timer.key, requests);
+                        }
                     }
                 }
                 let mut pctx = ProcessContext {
@@ -456,6 +511,7 @@ where
                     watermark: Some(w),
                     keyed: None,
                     sides: Some(&mut *sides),
+                    timer_domain: None,
                 };
                 f.on_watermark(w, &mut pctx);
             })?;
