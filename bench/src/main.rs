@@ -3,6 +3,8 @@
 //! `weir-bench nexmark --query q1` runs a Nexmark query and prints throughput and latency;
 //! `weir-bench nexmark-data` writes the generated events as CSV for other engines.
 
+mod lsm;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -29,6 +31,9 @@ enum Command {
     NexmarkData(DataArgs),
     /// Run every query at several core counts and print a markdown table of medians.
     Suite(SuiteArgs),
+    /// LSM store workloads (fillseq, fillrandom, readrandom, ...) against weir-storage and
+    /// fjall in the same process.
+    Lsm(lsm::LsmArgs),
 }
 
 #[derive(Args)]
@@ -134,6 +139,7 @@ fn main() -> Result<()> {
         Command::Nexmark(args) => nexmark(args),
         Command::NexmarkData(args) => nexmark_data(args),
         Command::Suite(args) => suite(args),
+        Command::Lsm(args) => lsm::run(&args),
     }
 }
 

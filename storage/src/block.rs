@@ -1,0 +1,222 @@
+//! Data blocks: prefix-compressed keys with restart points, crc32c trailer.
+//!
+//! Encoded layout (see FORMAT.md):
+//! `entry* | restart_offset:u32le* | restart_count:u32le | crc32c:u32le`,
+//! entry = `shared:varint unshared:varint kind:u8 value_len:varint
+//! key_suffix value`.
+
+use bytes::Bytes;
+
+use crate::codec::{Reader, get_u32, put_varint, seal, unseal};
+use crate::entry::Entry;
+
+/// Keys between restart points share prefixes with their predecessor.
+const RESTART_INTERVAL: usize = 16;
+
+/// Accumulates sorted entries into one block.
+pub(crate) struct BlockBuilder {
+    buf: Vec<u8>,
+    restarts: Vec<u32>,
+    last_key: Vec<u8>,
+    count: usize,
+}
+
+impl BlockBuilder {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(4096),
+            restarts: Vec::new(),
+            last_key: Vec::new(),
+            count: 0,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encoded size if finished now.
+    pub(crate) fn estimated_size(&self) -> usize {
+        self.buf.len() + 4 * self.restarts.len() + 8
+    }
+
+    pub(crate) fn last_key(&self) -> &[u8] {
+        &self.last_key
+    }
+
+    /// Adds an entry; keys must arrive strictly increasing.
+    pub(crate) fn add(&mut self, key: &[u8], entry: &Entry) {
+        let shared = if self.count.is_multiple_of(RESTART_INTERVAL) {
+            self.restarts.push(self.buf.len() as u32);
+            0
+        } else {
+            self.last_key
+                .iter()
+                .zip(key)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let mut value = Vec::new();
+        entry.encode_value(&mut value);
+        put_varint(&mut self.buf, shared as u64);
+        put_varint(&mut self.buf, (key.len() - shared) as u64);
+        self.buf.push(entry.kind());
+        put_varint(&mut self.buf, value.len() as u64);
+        self.buf.extend_from_slice(&key[shared..]);
+        self.buf.extend_from_slice(&value);
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        self.count += 1;
+    }
+
+    /// Finishes the block into `out` (appended) and resets the builder.
+    pub(crate) fn finish_into(&mut self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.buf);
+        for r in &self.restarts {
+            out.extend_from_slice(&r.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.restarts.len() as u32).to_le_bytes());
+        seal(out, start);
+        self.buf.clear();
+        self.restarts.clear();
+        self.last_key.clear();
+        self.count = 0;
+    }
+}
+
+/// A decoded, checksum-verified block, as held in the block cache.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub(crate) keys: Vec<Bytes>,
+    pub(crate) entries: Vec<Entry>,
+    /// Approximate heap bytes, for the cache's memory bound.
+    pub(crate) charge: usize,
+}
+
+impl Block {
+    /// Decodes and validates a block; `Err(reason)` on any inconsistency.
+    pub(crate) fn decode(raw: Bytes) -> Result<Block, &'static str> {
+        let payload = unseal(&raw).ok_or("block checksum mismatch")?;
+        let n = payload.len().checked_sub(4).ok_or("block too short")?;
+        let nrestarts = get_u32(payload, n).ok_or("block too short")? as usize;
+        let restart_start = n
+            .checked_sub(nrestarts.checked_mul(4).ok_or("bad restart count")?)
+            .ok_or("bad restart count")?;
+        let data = &payload[..restart_start];
+        let mut restarts = Vec::with_capacity(nrestarts);
+        for i in 0..nrestarts {
+            restarts.push(get_u32(payload, restart_start + 4 * i).ok_or("bad restart")? as usize);
+        }
+        let mut r = Reader::new(data);
+        let mut all_keys: Vec<u8> = Vec::new();
+        let mut key_ends = Vec::new();
+        let mut entries = Vec::new();
+        let mut last: Vec<u8> = Vec::new();
+        let mut next_restart = 0;
+        while !r.is_empty() {
+            let at = r.pos();
+            let shared = usize::try_from(r.varint().ok_or("truncated entry")?)
+                .map_err(|_| "bad shared length")?;
+            let unshared = r.len().ok_or("truncated entry")?;
+            let kind = r.u8().ok_or("truncated entry")?;
+            let vlen = r.len().ok_or("truncated entry")?;
+            let suffix = r.take(unshared).ok_or("truncated key")?;
+            let voff = r.pos();
+            r.take(vlen).ok_or("truncated value")?;
+            if restarts.get(next_restart) == Some(&at) {
+                if shared != 0 {
+                    return Err("restart entry shares a prefix");
+                }
+                next_restart += 1;
+            }
+            if shared > last.len() {
+                return Err("shared prefix longer than previous key");
+            }
+            last.truncate(shared);
+            last.extend_from_slice(suffix);
+            if let Some(prev_end) = key_ends.last() {
+                let prev_start = key_ends.len().checked_sub(2).map_or(0, |i| key_ends[i]);
+                if all_keys[prev_start..*prev_end] >= last[..] {
+                    return Err("keys not strictly increasing");
+                }
+            }
+            all_keys.extend_from_slice(&last);
+            key_ends.push(all_keys.len());
+            let value = raw.slice(voff..voff + vlen);
+            entries.push(Entry::decode(kind, value).ok_or("bad entry kind or merge value")?);
+        }
+        if next_restart != restarts.len() || entries.is_empty() {
+            return Err("restart points do not match entries");
+        }
+        let all_keys = Bytes::from(all_keys);
+        let mut keys = Vec::with_capacity(key_ends.len());
+        let mut start = 0;
+        for end in key_ends {
+            keys.push(all_keys.slice(start..end));
+            start = end;
+        }
+        let charge = raw.len() + all_keys.len() + entries.len() * 64;
+        Ok(Block {
+            keys,
+            entries,
+            charge,
+        })
+    }
+
+    /// Index of the first key `>= key`.
+    pub(crate) fn seek(&self, key: &[u8]) -> usize {
+        self.keys.partition_point(|k| k.as_ref() < key)
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&Entry> {
+        let i = self.seek(key);
+        (self.keys.get(i)?.as_ref() == key).then(|| &self.entries[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(n: usize) -> (Vec<u8>, Vec<(Vec<u8>, Entry)>) {
+        let mut b = BlockBuilder::new();
+        let mut items = Vec::new();
+        for i in 0..n {
+            let k = format!("key{i:05}").into_bytes();
+            let e = match i % 3 {
+                0 => Entry::Put(Bytes::from(format!("v{i}"))),
+                1 => Entry::Delete,
+                _ => Entry::Merge(vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")]),
+            };
+            b.add(&k, &e);
+            items.push((k, e));
+        }
+        let mut out = Vec::new();
+        b.finish_into(&mut out);
+        (out, items)
+    }
+
+    #[test]
+    fn roundtrip() {
+        let (raw, items) = build(100);
+        let block = Block::decode(Bytes::from(raw)).unwrap();
+        assert_eq!(block.keys.len(), 100);
+        for (k, e) in &items {
+            assert_eq!(block.get(k), Some(e));
+        }
+        assert_eq!(block.get(b"nope"), None);
+        assert_eq!(block.seek(b"key00050x"), 51);
+    }
+
+    #[test]
+    fn every_flip_detected() {
+        let (raw, _) = build(20);
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[i] ^= 0x40;
+            assert!(Block::decode(Bytes::from(bad)).is_err(), "flip at {i}");
+        }
+        assert!(Block::decode(Bytes::from_static(b"ab")).is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! Merging iteration over sources ordered newest first (memtables, each L0
+//! table, each level as one sorted run). Used by scans (resolving to live
+//! values) and by compaction (resolving to what the output must keep).
+
+use std::cell::RefCell;
+use std::ops::Bound;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::entry::{Entry, resolve};
+use crate::error::Result;
+use crate::memtable::Memtable;
+use crate::merge::MergeOperator;
+use crate::sst::iter::TableIter;
+use crate::sst::table::Table;
+
+/// One sorted source.
+pub(crate) enum Source {
+    /// Re-seeks the memtable on each step so no borrow spans an await.
+    Mem {
+        mem: Rc<RefCell<Memtable>>,
+        cur: Option<(Bytes, Entry)>,
+    },
+    Table(Rc<Table>, TableIter),
+    /// A sorted run of disjoint tables (one level).
+    Level {
+        tables: Vec<Rc<Table>>,
+        next: usize,
+        it: Option<TableIter>,
+        fill_cache: bool,
+    },
+}
+
+impl Source {
+    pub(crate) fn mem(mem: Rc<RefCell<Memtable>>, start: Bound<&[u8]>) -> Source {
+        let cur = mem.borrow().next_from(start);
+        Source::Mem { mem, cur }
+    }
+
+    pub(crate) async fn table(
+        t: Rc<Table>,
+        start: Bound<&[u8]>,
+        fill_cache: bool,
+    ) -> Result<Source> {
+        let it = TableIter::seek(t.clone(), start, fill_cache).await?;
+        Ok(Source::Table(t, it))
+    }
+
+    pub(crate) async fn level(
+        tables: Vec<Rc<Table>>,
+        start: Bound<&[u8]>,
+        fill_cache: bool,
+    ) -> Result<Source> {
+        // Skip tables entirely before the start key.
+        let first = match start {
+            Bound::Included(k) | Bound::Excluded(k) => {
+                tables.partition_point(|t| t.meta.largest.as_ref() < k)
+            }
+            Bound::Unbounded => 0,
+        };
+        let mut s = Source::Level {
+            tables,
+            next: first,
+            it: None,
+            fill_cache,
+        };
+        s.open_next_table(start).await?;
+        Ok(s)
+    }
+
+    async fn open_next_table(&mut self, start: Bound<&[u8]>) -> Result<()> {
+        if let Source::Level {
+            tables,
+            next,
+            it,
+            fill_cache,
+        } = self
+        {
+            loop {
+                let Some(t) = tables.get(*next) else {
+                    *it = None;
+                    return Ok(());
+                };
+                *next += 1;
+                let ti = TableIter::seek(t.clone(), start, *fill_cache).await?;
+                if ti.current().is_some() {
+                    *it = Some(ti);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn current(&self) -> Option<(&Bytes, &Entry)> {
+        match self {
+            Source::Mem { cur, .. } => cur.as_ref().map(|(k, e)| (k, e)),
+            Source::Table(_, it) => it.current(),
+            Source::Level { it, .. } => it.as_ref()?.current(),
+        }
+    }
+
+    pub(crate) async fn advance(&mut self) -> Result<()> {
+        match self {
+            Source::Mem { mem, cur } => {
+                if let Some((k, _)) = cur.take() {
+                    *cur = mem.borrow().next_from(Bound::Excluded(&k));
+                }
+            }
+            Source::Table(_, it) => it.advance().await?,
+            Source::Level { it, .. } => {
+                if let Some(ti) = it {
+                    ti.advance().await?;
+                    if ti.current().is_none() {
+                        self.open_next_table(Bound::Unbounded).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Does a range tombstone in this source cover `key`?
+    pub(crate) fn covers(&self, key: &[u8]) -> bool {
+        match self {
+            Source::Mem { mem, .. } => mem.borrow().covers(key),
+            Source::Table(t, _) => t.covers(key),
+            Source::Level { tables, .. } => {
+                tables.iter().any(|t| t.meta.contains(key) && t.covers(key))
+            }
+        }
+    }
+}
+
+/// Merges sources, newest first, resolving each key once.
+pub(crate) struct MergeIter {
+    sources: Vec<Source>,
+    end: Bound<Bytes>,
+    bottom: bool,
+    op: Option<Rc<dyn MergeOperator>>,
+}
+
+impl MergeIter {
+    pub(crate) fn new(
+        sources: Vec<Source>,
+        end: Bound<Bytes>,
+        bottom: bool,
+        op: Option<Rc<dyn MergeOperator>>,
+    ) -> Self {
+        Self {
+            sources,
+            end,
+            bottom,
+            op,
+        }
+    }
+
+    fn past_end(&self, key: &[u8]) -> bool {
+        match &self.end {
+            Bound::Included(e) => key > e.as_ref(),
+            Bound::Excluded(e) => key >= e.as_ref(),
+            Bound::Unbounded => false,
+        }
+    }
+
+    /// Next resolved `(key, entry)`; with `bottom` only `Put`s come out.
+    pub(crate) async fn next(&mut self) -> Result<Option<(Bytes, Entry)>> {
+        loop {
+            let Some(key) = self
+                .sources
+                .iter()
+                .filter_map(|s| s.current().map(|(k, _)| k))
+                .min()
+                .cloned()
+            else {
+                return Ok(None);
+            };
+            if self.past_end(&key) {
+                return Ok(None);
+            }
+            let mut layers = Vec::with_capacity(self.sources.len());
+            for s in &mut self.sources {
+                let covered = s.covers(&key);
+                match s.current() {
+                    Some((k, e)) if *k == key => {
+                        let e = e.clone();
+                        s.advance().await?;
+                        layers.push((Some(e), covered));
+                    }
+                    _ => layers.push((None, covered)),
+                }
+            }
+            if let Some(e) = resolve(&key, layers, self.bottom, self.op.as_deref())? {
+                return Ok(Some((key, e)));
+            }
+        }
+    }
+}

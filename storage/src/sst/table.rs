@@ -1,0 +1,254 @@
+//! Open SSTable: index, bloom filter and range tombstones are held in
+//! memory; data blocks are read on demand through the block cache.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::footer::{FOOTER_LEN, Footer};
+use super::meta::FileMeta;
+use crate::block::Block;
+use crate::bloom::Bloom;
+use crate::cache::BlockCache;
+use crate::codec::{Reader, unseal};
+use crate::entry::Entry;
+use crate::error::{Error, Result};
+use crate::file::RandomFile;
+
+#[derive(Debug, Clone)]
+pub(crate) struct IndexEntry {
+    pub(crate) last_key: Bytes,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+pub(crate) struct Table {
+    pub(crate) meta: FileMeta,
+    file: RandomFile,
+    pub(crate) index: Vec<IndexEntry>,
+    bloom: Bloom,
+    pub(crate) range_dels: Vec<(Bytes, Bytes)>,
+    cache: Rc<BlockCache>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("meta", &self.meta).finish()
+    }
+}
+
+impl Table {
+    /// Opens and validates footer and meta blocks. `meta` comes from the
+    /// manifest; its size is checked against the file.
+    pub(crate) async fn open(
+        path: &Path,
+        meta: FileMeta,
+        direct: bool,
+        cache: Rc<BlockCache>,
+    ) -> Result<Table> {
+        let file = RandomFile::open(path, direct).await?;
+        let size = file.size().await?;
+        let corrupt = |off: u64, why: &str| Error::corrupt(path, off, why.to_string());
+        if size < FOOTER_LEN as u64 {
+            return Err(corrupt(0, "file shorter than footer"));
+        }
+        if size != meta.size {
+            return Err(corrupt(size, "file size differs from manifest"));
+        }
+        let foot_off = size - FOOTER_LEN as u64;
+        let raw = file.read_at(foot_off, FOOTER_LEN).await?;
+        let footer = Footer::decode(&raw).map_err(|e| corrupt(foot_off, e))?;
+        let read_meta = |(off, len): (u64, u64)| {
+            let file = &file;
+            async move {
+                if off.checked_add(len).is_none_or(|end| end > foot_off) || len < 4 {
+                    return Err(corrupt(off, "meta block out of bounds"));
+                }
+                let raw = file.read_at(off, len as usize).await?;
+                if raw.len() as u64 != len {
+                    return Err(corrupt(off, "short read"));
+                }
+                unseal(&raw)
+                    .map(Bytes::copy_from_slice)
+                    .ok_or_else(|| corrupt(off, "meta block checksum mismatch"))
+            }
+        };
+
+        let raw = read_meta(footer.index).await?;
+        let mut r = Reader::new(&raw);
+        let bad_index = || corrupt(footer.index.0, "malformed index block");
+        let n = r.len().ok_or_else(bad_index)?;
+        let mut index = Vec::with_capacity(n);
+        for _ in 0..n {
+            let last_key = Bytes::copy_from_slice(r.bytes().ok_or_else(bad_index)?);
+            let offset = r.varint().ok_or_else(bad_index)?;
+            let len = r.varint().ok_or_else(bad_index)?;
+            if offset.checked_add(len).is_none_or(|e| e > footer.index.0) {
+                return Err(bad_index());
+            }
+            if index
+                .last()
+                .is_some_and(|p: &IndexEntry| p.last_key >= last_key)
+            {
+                return Err(bad_index());
+            }
+            index.push(IndexEntry {
+                last_key,
+                offset,
+                len,
+            });
+        }
+        if !r.is_empty() {
+            return Err(bad_index());
+        }
+
+        let raw = read_meta(footer.bloom).await?;
+        let bloom =
+            Bloom::decode(&raw).ok_or_else(|| corrupt(footer.bloom.0, "malformed bloom block"))?;
+
+        let raw = read_meta(footer.range_dels).await?;
+        let bad_rd = || corrupt(footer.range_dels.0, "malformed range-tombstone block");
+        let mut r = Reader::new(&raw);
+        let n = r.len().ok_or_else(bad_rd)?;
+        let mut range_dels: Vec<(Bytes, Bytes)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = Bytes::copy_from_slice(r.bytes().ok_or_else(bad_rd)?);
+            let e = Bytes::copy_from_slice(r.bytes().ok_or_else(bad_rd)?);
+            if s >= e || range_dels.last().is_some_and(|p| p.1 > s) {
+                return Err(bad_rd());
+            }
+            range_dels.push((s, e));
+        }
+        if !r.is_empty() {
+            return Err(bad_rd());
+        }
+        Ok(Table {
+            meta,
+            file,
+            index,
+            bloom,
+            range_dels,
+            cache,
+        })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.meta.id
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Bytes held in memory for index, bloom and tombstones.
+    pub(crate) fn mem_size(&self) -> usize {
+        self.bloom.size()
+            + self
+                .index
+                .iter()
+                .map(|e| e.last_key.len() + 32)
+                .sum::<usize>()
+            + self
+                .range_dels
+                .iter()
+                .map(|(a, b)| a.len() + b.len())
+                .sum::<usize>()
+    }
+
+    /// Does one of this table's range tombstones cover `key`?
+    pub(crate) fn covers(&self, key: &[u8]) -> bool {
+        let i = self.range_dels.partition_point(|(s, _)| s.as_ref() <= key);
+        i > 0 && key < self.range_dels[i - 1].1.as_ref()
+    }
+
+    /// Loads data block `i`, through the cache when `fill_cache`.
+    pub(crate) async fn block(&self, i: usize, fill_cache: bool) -> Result<Rc<Block>> {
+        let Some(ie) = self.index.get(i) else {
+            return Err(Error::corrupt(self.path(), 0, "block index out of range"));
+        };
+        let key = (self.id(), ie.offset);
+        if let Some(b) = self.cache.get(key) {
+            return Ok(b);
+        }
+        let raw = self.file.read_at(ie.offset, ie.len as usize).await?;
+        if raw.len() as u64 != ie.len {
+            return Err(Error::corrupt(
+                self.path(),
+                ie.offset,
+                "short read of data block",
+            ));
+        }
+        let block =
+            Block::decode(raw).map_err(|why| Error::corrupt(self.path(), ie.offset, why))?;
+        if block.keys.last().is_some_and(|k| *k != ie.last_key) {
+            return Err(Error::corrupt(
+                self.path(),
+                ie.offset,
+                "block last key differs from index",
+            ));
+        }
+        let block = Rc::new(block);
+        if fill_cache {
+            self.cache.insert(key, block.clone());
+        }
+        Ok(block)
+    }
+
+    /// Reads blocks `first..` in one I/O of at most `max_bytes` (at least
+    /// one block), bypassing the cache: sequential readahead for compaction.
+    pub(crate) async fn read_blocks(&self, first: usize, max_bytes: u64) -> Result<Vec<Rc<Block>>> {
+        let Some(head) = self.index.get(first) else {
+            return Err(Error::corrupt(self.path(), 0, "block index out of range"));
+        };
+        let start = head.offset;
+        let mut last = first;
+        while let Some(next) = self.index.get(last + 1) {
+            if next.offset < start || next.offset + next.len - start > max_bytes {
+                break;
+            }
+            last += 1;
+        }
+        let end = self.index[last].offset + self.index[last].len;
+        let raw = self.file.read_at(start, (end - start) as usize).await?;
+        if raw.len() as u64 != end - start {
+            return Err(Error::corrupt(
+                self.path(),
+                start,
+                "short read of data blocks",
+            ));
+        }
+        let mut out = Vec::with_capacity(last + 1 - first);
+        for ie in &self.index[first..=last] {
+            let off = (ie.offset - start) as usize;
+            let block = Block::decode(raw.slice(off..off + ie.len as usize))
+                .map_err(|why| Error::corrupt(self.path(), ie.offset, why))?;
+            if block.keys.last().is_some_and(|k| *k != ie.last_key) {
+                return Err(Error::corrupt(
+                    self.path(),
+                    ie.offset,
+                    "block last key differs from index",
+                ));
+            }
+            out.push(Rc::new(block));
+        }
+        Ok(out)
+    }
+
+    /// Index of the first block that may hold keys `>= key`.
+    pub(crate) fn seek_block(&self, key: &[u8]) -> usize {
+        self.index.partition_point(|e| e.last_key.as_ref() < key)
+    }
+
+    /// Point lookup; `hash` is the key's bloom hash.
+    pub(crate) async fn get(&self, key: &[u8], hash: u64) -> Result<Option<Entry>> {
+        if !self.bloom.may_contain(hash) {
+            return Ok(None);
+        }
+        let i = self.seek_block(key);
+        if i >= self.index.len() {
+            return Ok(None);
+        }
+        Ok(self.block(i, true).await?.get(key).cloned())
+    }
+}

@@ -1,0 +1,907 @@
+//! The per-shard store: write path, read path and background scheduling.
+//! Everything runs on the shard's own glommio executor; flushes and
+//! compactions are tasks in a (lower-share) task queue, serialized by a
+//! one-permit semaphore. No threads, no locks beyond that.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::ops::{Bound, Range, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::sync::Semaphore;
+
+use crate::cache::BlockCache;
+use crate::entry::{Entry, resolve};
+use crate::error::{Error, Result};
+use crate::file::{probe_direct_io, read_all, sync_dir};
+use crate::iter::{MergeIter, Source};
+use crate::manifest::{MANIFEST, Manifest, ManifestState, VersionEdit, replay, write_snapshot};
+use crate::memtable::Memtable;
+use crate::options::StoreOptions;
+use crate::sst::meta::sst_name;
+use crate::sst::table::Table;
+use crate::version::{LevelConfig, Version};
+use crate::wal::{Wal, WalOp, wal_name};
+
+/// Write/compaction counters, for write- and space-amplification numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Key + value bytes accepted by put/merge/delete.
+    pub user_bytes: u64,
+    /// SSTable bytes written by memtable flushes.
+    pub flush_bytes: u64,
+    /// SSTable bytes written by compactions.
+    pub compaction_bytes: u64,
+    /// WAL bytes appended (approximate: key + value + record header).
+    pub wal_bytes: u64,
+    /// Number of compactions run (trivial moves included).
+    pub compactions: u64,
+    /// Number of memtable flushes.
+    pub flushes: u64,
+}
+
+/// Current memory held, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Active plus frozen memtables.
+    pub memtables: usize,
+    /// Decoded blocks in the block cache.
+    pub block_cache: usize,
+    /// Bloom filters, indexes and range tombstones of open tables.
+    pub table_meta: usize,
+}
+
+pub(crate) struct State {
+    pub(crate) mem: Rc<RefCell<Memtable>>,
+    /// Frozen memtables waiting for flush, newest first.
+    pub(crate) imms: Vec<Rc<RefCell<Memtable>>>,
+    pub(crate) version: Rc<Version>,
+    /// Mirror of the manifest contents (for snapshots and checkpoints).
+    pub(crate) manifest_state: ManifestState,
+    pub(crate) next_file_id: u64,
+    pointers: Vec<Option<Bytes>>,
+    bg_scheduled: bool,
+    bg_error: Option<String>,
+    /// Set by close/abandon: queued background tasks exit without work.
+    closed: bool,
+    pub(crate) prev_checkpoint: HashSet<u64>,
+    pub(crate) stats: Stats,
+}
+
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: StoreOptions,
+    pub(crate) direct: bool,
+    pub(crate) cache: Rc<BlockCache>,
+    pub(crate) level_cfg: LevelConfig,
+    pub(crate) state: RefCell<State>,
+    /// Serializes memtable flushes. Separate from compactions so a stalled
+    /// writer waits for a flush, not for a long compaction.
+    pub(crate) flush_lock: Semaphore,
+    /// Serializes compactions (and keeps files alive during checkpoints).
+    pub(crate) compact_lock: Semaphore,
+    /// Serializes manifest appends / rewrites.
+    manifest_lock: Semaphore,
+    /// Serializes WAL appends with memtable inserts (keeps them in order).
+    wal_lock: Semaphore,
+    /// Taken out while in use (under `wal_lock`) so no borrow spans an await.
+    wal: RefCell<Option<Wal>>,
+    /// Taken out while in use (under `manifest_lock`).
+    manifest: RefCell<Option<Manifest>>,
+}
+
+/// One shard's LSM store. Cheap to clone (shared handle); `!Send`.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Forward iterator returned by [`Store::scan`] and [`Store::prefix_scan`].
+pub struct Scan {
+    iter: MergeIter,
+}
+
+impl Scan {
+    /// Next live `(key, value)` in key order, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<(Bytes, Bytes)>> {
+        match self.iter.next().await? {
+            Some((k, Entry::Put(v))) => Ok(Some((k, v))),
+            Some(_) => Err(Error::InvalidArgument(
+                "scan resolved to a non-value".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+fn to_bytes_bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Bytes> {
+    match b {
+        Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k.as_ref())),
+        Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k.as_ref())),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn as_slice_bound(b: &Bound<Bytes>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_ref()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Smallest key greater than every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Bound<Bytes> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < 0xff {
+            p.push(last + 1);
+            return Bound::Excluded(Bytes::from(p));
+        }
+    }
+    Bound::Unbounded
+}
+
+/// Acquires a one-permit semaphore used as an async mutex.
+pub(crate) async fn lock(sem: &Semaphore) -> Result<glommio::sync::Permit<'_>> {
+    sem.acquire_permit(1)
+        .await
+        .map_err(|e| Error::InvalidArgument(format!("store lock closed: {e}")))
+}
+
+fn parse_id(name: &str, ext: &str) -> Option<u64> {
+    name.strip_suffix(ext)?.parse().ok()
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`: replays the manifest, opens
+    /// every live table, replays and flushes leftover WAL files, removes
+    /// orphans. A checkpoint directory opens the same way.
+    pub async fn open(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let direct = probe_direct_io(&dir, opts.io_mode).await;
+        let cache = Rc::new(BlockCache::new(opts.block_cache_bytes));
+        let level_cfg = LevelConfig {
+            num_levels: opts.num_levels,
+            l0_trigger: opts.l0_compaction_trigger,
+            level1_bytes: opts.level1_bytes,
+            ratio: opts.level_size_ratio,
+        };
+
+        let manifest_path = dir.join(MANIFEST);
+        let mut mstate = if manifest_path.exists() {
+            replay(&read_all(&manifest_path).await?, &manifest_path)?.0
+        } else {
+            ManifestState {
+                next_file_id: 1,
+                ..Default::default()
+            }
+        };
+        for (_, (level, _)) in mstate.files.iter() {
+            if *level as usize >= opts.num_levels {
+                return Err(Error::InvalidArgument(format!(
+                    "manifest has level {level} but num_levels is {}",
+                    opts.num_levels
+                )));
+            }
+        }
+
+        // Scan the directory: orphans and WAL files.
+        let mut wal_ids = Vec::new();
+        let mut max_id = 0;
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        for ent in entries {
+            let ent = ent.map_err(|e| Error::io(&dir, e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if let Some(id) = parse_id(&name, ".sst") {
+                max_id = max_id.max(id);
+                if !mstate.files.contains_key(&id) {
+                    tracing::info!(file = %name, "removing orphan SSTable");
+                    std::fs::remove_file(ent.path()).map_err(|e| Error::io(ent.path(), e))?;
+                }
+            } else if let Some(id) = parse_id(&name, ".wal") {
+                max_id = max_id.max(id);
+                if id >= mstate.log_number {
+                    wal_ids.push(id);
+                } else {
+                    std::fs::remove_file(ent.path()).map_err(|e| Error::io(ent.path(), e))?;
+                }
+            }
+        }
+        wal_ids.sort_unstable();
+        mstate.next_file_id = mstate.next_file_id.max(max_id + 1);
+
+        let mut opened = HashMap::new();
+        for (id, (_, meta)) in &mstate.files {
+            let t = Table::open(
+                &dir.join(sst_name(*id)),
+                meta.clone(),
+                direct,
+                cache.clone(),
+            )
+            .await?;
+            opened.insert(*id, Rc::new(t));
+        }
+        let version = Version::new(opts.num_levels).apply(&mstate.snapshot_edit(), &opened);
+
+        // Start from a compact manifest (also drops any torn tail).
+        let len = write_snapshot(&dir, &mstate).await?;
+        let manifest = Manifest::open(&dir, len).await?;
+
+        let next_file_id = mstate.next_file_id;
+        let inner = Rc::new(Inner {
+            dir: dir.clone(),
+            level_cfg,
+            direct,
+            cache,
+            state: RefCell::new(State {
+                mem: Rc::new(RefCell::new(Memtable::new(None))),
+                imms: Vec::new(),
+                version: Rc::new(version),
+                manifest_state: mstate,
+                next_file_id,
+                pointers: vec![None; opts.num_levels],
+                bg_scheduled: false,
+                bg_error: None,
+                closed: false,
+                prev_checkpoint: HashSet::new(),
+                stats: Stats::default(),
+            }),
+            opts,
+            flush_lock: Semaphore::new(1),
+            compact_lock: Semaphore::new(1),
+            manifest_lock: Semaphore::new(1),
+            wal_lock: Semaphore::new(1),
+            wal: RefCell::new(None),
+            manifest: RefCell::new(Some(manifest)),
+        });
+        let store = Store { inner };
+
+        // Replay WALs into a memtable and flush it, so old WALs can go.
+        if !wal_ids.is_empty() {
+            let mem = Rc::new(RefCell::new(Memtable::new(wal_ids.last().copied())));
+            for id in &wal_ids {
+                let ops = crate::wal::replay(&dir.join(wal_name(*id))).await?;
+                tracing::info!(wal = id, records = ops.len(), "replaying WAL");
+                for op in ops {
+                    store.apply_to(&mem, op)?;
+                }
+            }
+            store.inner.state.borrow_mut().imms.push(mem);
+            let _permit = lock(&store.inner.flush_lock).await?;
+            store.flush_imms_locked().await?;
+            for id in &wal_ids {
+                let p = dir.join(wal_name(*id));
+                if p.exists() {
+                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
+            }
+        }
+        if let Some(policy) = store.inner.opts.wal {
+            let id = store.alloc_id();
+            let wal = Wal::create(&dir, id, policy).await?;
+            store.inner.state.borrow().mem.borrow_mut().wal_id = Some(id);
+            *store.inner.wal.borrow_mut() = Some(wal);
+        }
+        tracing::debug!(dir = %dir.display(), direct, "store opened");
+        Ok(store)
+    }
+
+    pub(crate) fn alloc_id(&self) -> u64 {
+        let mut s = self.inner.state.borrow_mut();
+        let id = s.next_file_id;
+        s.next_file_id += 1;
+        id
+    }
+
+    /// Inserts or overwrites `key`.
+    pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let op = WalOp::Put(
+            Bytes::copy_from_slice(key.as_ref()),
+            Bytes::copy_from_slice(value.as_ref()),
+        );
+        self.write(op).await
+    }
+
+    /// Deletes `key` (writes a tombstone).
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.write(WalOp::Delete(Bytes::copy_from_slice(key.as_ref())))
+            .await
+    }
+
+    /// Deletes every key in `start..end` with one range tombstone.
+    pub async fn delete_range<K: AsRef<[u8]>>(&self, range: Range<K>) -> Result<()> {
+        let (s, e) = (range.start.as_ref(), range.end.as_ref());
+        if s >= e {
+            return Ok(());
+        }
+        self.write(WalOp::DeleteRange(
+            Bytes::copy_from_slice(s),
+            Bytes::copy_from_slice(e),
+        ))
+        .await
+    }
+
+    /// Records a merge operand for `key`; combined by the configured
+    /// [`crate::MergeOperator`] on read and during compaction.
+    pub async fn merge(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        if self.inner.opts.merge_operator.is_none() {
+            return Err(Error::NoMergeOperator);
+        }
+        let op = WalOp::Merge(
+            Bytes::copy_from_slice(key.as_ref()),
+            Bytes::copy_from_slice(operand.as_ref()),
+        );
+        self.write(op).await
+    }
+
+    /// fdatasyncs the WAL (the `Manual` policy's durability point).
+    pub async fn sync(&self) -> Result<()> {
+        if self.inner.opts.wal.is_none() {
+            return Ok(());
+        }
+        let _p = self.inner.wal_lock.acquire_permit(1).await;
+        let wal = self.inner.wal.borrow_mut().take();
+        if let Some(mut wal) = wal {
+            let r = wal.sync().await;
+            *self.inner.wal.borrow_mut() = Some(wal);
+            r?;
+        }
+        Ok(())
+    }
+
+    fn apply_to(&self, mem: &Rc<RefCell<Memtable>>, op: WalOp) -> Result<()> {
+        let mut m = mem.borrow_mut();
+        match op {
+            WalOp::Put(k, v) => m.insert(k, Entry::Put(v)),
+            WalOp::Delete(k) => m.insert(k, Entry::Delete),
+            WalOp::DeleteRange(s, e) => m.delete_range(s, e),
+            WalOp::Merge(k, v) => {
+                let op = self
+                    .inner
+                    .opts
+                    .merge_operator
+                    .as_deref()
+                    .ok_or(Error::NoMergeOperator)?;
+                m.merge(k, v, op)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(&self, op: WalOp) -> Result<()> {
+        if let Some(e) = &self.inner.state.borrow().bg_error {
+            return Err(Error::InvalidArgument(format!(
+                "store failed in background: {e}"
+            )));
+        }
+        let n = match &op {
+            WalOp::Put(k, v) | WalOp::Merge(k, v) | WalOp::DeleteRange(k, v) => k.len() + v.len(),
+            WalOp::Delete(k) => k.len(),
+        } as u64;
+        if self.inner.opts.wal.is_some() {
+            let _p = self.inner.wal_lock.acquire_permit(1).await;
+            let wal = self.inner.wal.borrow_mut().take();
+            let Some(mut wal) = wal else {
+                return Err(Error::InvalidArgument("WAL unavailable".into()));
+            };
+            let r = wal.append(&op).await;
+            *self.inner.wal.borrow_mut() = Some(wal);
+            r?;
+            let mem = self.inner.state.borrow().mem.clone();
+            self.apply_to(&mem, op)?;
+            self.inner.state.borrow_mut().stats.wal_bytes += n + 10;
+        } else {
+            let mem = self.inner.state.borrow().mem.clone();
+            self.apply_to(&mem, op)?;
+        }
+        self.inner.state.borrow_mut().stats.user_bytes += n;
+        self.maybe_freeze(false).await?;
+        // Writes without a WAL never suspend: let the scheduler preempt us
+        // (the foreground queue's latency setting decides how often) so
+        // the background queue's flushes and compactions make progress.
+        glommio::yield_if_needed().await;
+        Ok(())
+    }
+
+    /// Freezes the active memtable once it is full (or `force` and non-empty)
+    /// and gets it flushed: in the background, or inline when too many
+    /// frozen memtables are already waiting (write stall).
+    async fn maybe_freeze(&self, force: bool) -> Result<()> {
+        let full = |s: &Store| {
+            let st = s.inner.state.borrow();
+            let m = st.mem.borrow();
+            if force {
+                !m.is_empty()
+            } else {
+                m.size() >= s.inner.opts.memtable_bytes
+            }
+        };
+        if !full(self) {
+            return Ok(());
+        }
+        if let Some(policy) = self.inner.opts.wal {
+            let _p = self.inner.wal_lock.acquire_permit(1).await;
+            if !full(self) {
+                return Ok(());
+            }
+            let id = self.alloc_id();
+            let new = Wal::create(&self.inner.dir, id, policy).await?;
+            let old = self.inner.wal.borrow_mut().replace(new);
+            if let Some(old) = old {
+                old.close().await?;
+            }
+            self.swap_memtable(Some(id));
+        } else {
+            self.swap_memtable(None);
+        }
+        let stall = self.inner.state.borrow().imms.len() > self.inner.opts.max_immutable_memtables;
+        if stall {
+            // Write stall: flush inline (a compaction may run meanwhile).
+            let t = std::time::Instant::now();
+            self.flush_pending().await?;
+            tracing::debug!(
+                ms = t.elapsed().as_millis() as u64,
+                "write stall: inline flush"
+            );
+            // Hard stop on L0 growth: compact inline too.
+            let l0_stop = self.inner.opts.l0_compaction_trigger * 3;
+            while self.inner.state.borrow().version.levels[0].len() >= l0_stop {
+                let t = std::time::Instant::now();
+                let ran = self.compact_once().await?;
+                tracing::debug!(
+                    ms = t.elapsed().as_millis() as u64,
+                    "write stall: L0 at stop trigger"
+                );
+                if !ran {
+                    break;
+                }
+            }
+        }
+        self.schedule_background();
+        Ok(())
+    }
+
+    fn swap_memtable(&self, wal_id: Option<u64>) {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            let old = std::mem::replace(&mut st.mem, Rc::new(RefCell::new(Memtable::new(wal_id))));
+            st.imms.insert(0, old);
+        }
+        self.update_debt();
+    }
+
+    /// Publishes compaction debt (0..1) to the dynamic background shares:
+    /// the worst of frozen-memtable backlog, L0 backlog towards the stop
+    /// trigger, and the most oversized level.
+    pub(crate) fn update_debt(&self) {
+        let Some(shares) = &self.inner.opts.background_shares else {
+            return;
+        };
+        let st = self.inner.state.borrow();
+        let o = &self.inner.opts;
+        let imm = st.imms.len() as f64 / (o.max_immutable_memtables + 1) as f64;
+        let trigger = o.l0_compaction_trigger as f64;
+        let l0 = (st.version.levels[0].len() as f64 - trigger + 1.0) / (2.0 * trigger);
+        let cfg = &self.inner.level_cfg;
+        let level = (1..cfg.num_levels - 1)
+            .map(|l| st.version.level_bytes(l) as f64 / cfg.target_bytes(l) as f64 - 1.0)
+            .fold(0.0, f64::max);
+        shares.set_debt(imm.max(l0).max(level));
+    }
+
+    fn schedule_background(&self) {
+        {
+            let mut st = self.inner.state.borrow_mut();
+            if st.bg_scheduled {
+                return;
+            }
+            st.bg_scheduled = true;
+        }
+        let store = self.clone();
+        let fut = async move {
+            let r = store.run_background().await;
+            let mut st = store.inner.state.borrow_mut();
+            st.bg_scheduled = false;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "background flush/compaction failed");
+                st.bg_error = Some(e.to_string());
+            }
+        };
+        match self.inner.opts.background_queue {
+            Some(tq) => match glommio::spawn_local_into(fut, tq) {
+                Ok(t) => {
+                    t.detach();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot spawn into background queue");
+                    self.inner.state.borrow_mut().bg_scheduled = false;
+                }
+            },
+            None => {
+                glommio::spawn_local(fut).detach();
+            }
+        }
+    }
+
+    /// Background loop: flush frozen memtables, one compaction at a time
+    /// (so new flushes get in between), until there is nothing to do.
+    async fn run_background(&self) -> Result<()> {
+        loop {
+            self.flush_pending().await?;
+            let compacted = self.compact_once().await?;
+            let st = self.inner.state.borrow();
+            if st.closed || (!compacted && st.imms.is_empty()) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Flushes all frozen memtables (waits for a running flush).
+    async fn flush_pending(&self) -> Result<()> {
+        let _permit = lock(&self.inner.flush_lock).await?;
+        if self.inner.state.borrow().closed {
+            return Ok(());
+        }
+        self.flush_imms_locked().await
+    }
+
+    /// Runs one picked compaction; false if nothing was due.
+    async fn compact_once(&self) -> Result<bool> {
+        let _permit = lock(&self.inner.compact_lock).await?;
+        if self.inner.state.borrow().closed {
+            return Ok(false);
+        }
+        let pick = {
+            let st = self.inner.state.borrow();
+            st.version.pick(&self.inner.level_cfg, &st.pointers)
+        };
+        let Some(pick) = pick else { return Ok(false) };
+        let level = pick.level;
+        let last = pick.upper.last().map(|t| t.meta.largest.clone());
+        self.run_compaction(pick).await?;
+        self.inner.state.borrow_mut().pointers[level] = last;
+        self.update_debt();
+        Ok(true)
+    }
+
+    /// Flushes the memtable to an SSTable and runs any due compactions.
+    pub async fn flush(&self) -> Result<()> {
+        self.maybe_freeze(true).await?;
+        self.flush_pending().await?;
+        self.compact().await
+    }
+
+    /// Runs compactions until the level shape is within its targets.
+    pub async fn compact(&self) -> Result<()> {
+        while self.compact_once().await? {
+            glommio::yield_if_needed().await;
+        }
+        Ok(())
+    }
+
+    /// Flushes frozen memtables oldest first; caller holds the flush lock.
+    pub(crate) async fn flush_imms_locked(&self) -> Result<()> {
+        loop {
+            let imm = self.inner.state.borrow().imms.last().cloned();
+            let Some(imm) = imm else { return Ok(()) };
+            self.flush_one(&imm).await?;
+        }
+    }
+
+    async fn flush_one(&self, imm: &Rc<RefCell<Memtable>>) -> Result<()> {
+        let started = std::time::Instant::now();
+        let (entries, rds, wal_id) = {
+            let m = imm.borrow();
+            let e: Vec<(Bytes, Entry)> = m.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
+            (e, m.range_dels(), m.wal_id)
+        };
+        let mut edit = VersionEdit::default();
+        let mut opened = HashMap::new();
+        if !entries.is_empty() || !rds.is_empty() {
+            let id = self.alloc_id();
+            let path = self.inner.dir.join(sst_name(id));
+            let mut b = crate::sst::builder::TableBuilder::create(
+                &path,
+                id,
+                self.inner.direct,
+                self.inner.opts.bloom_bits_per_key,
+            )
+            .await?;
+            for (k, e) in &entries {
+                b.add(k, e).await?;
+            }
+            let meta = b.finish(&rds).await?;
+            sync_dir(&self.inner.dir).await?;
+            let table = Table::open(
+                &path,
+                meta.clone(),
+                self.inner.direct,
+                self.inner.cache.clone(),
+            )
+            .await?;
+            {
+                let mut st = self.inner.state.borrow_mut();
+                st.stats.flush_bytes += meta.size;
+                st.stats.flushes += 1;
+            }
+            opened.insert(id, Rc::new(table));
+            edit.added.push((0, meta));
+        }
+        {
+            let st = self.inner.state.borrow();
+            edit.next_file_id = Some(st.next_file_id);
+            // Oldest memtable still unflushed after this one decides which WALs stay.
+            let remaining = st
+                .imms
+                .iter()
+                .rev()
+                .filter(|m| !Rc::ptr_eq(m, imm))
+                .chain(std::iter::once(&st.mem))
+                .find_map(|m| m.borrow().wal_id);
+            edit.log_number = remaining.or(wal_id.map(|w| w + 1));
+        }
+        self.log_and_install(&edit, &opened, |st| st.imms.retain(|m| !Rc::ptr_eq(m, imm)))
+            .await?;
+        self.update_debt();
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "memtable flushed"
+        );
+        if let Some(w) = wal_id {
+            let p = self.inner.dir.join(wal_name(w));
+            if let Err(e) = std::fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove flushed WAL");
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `edit` to the manifest, then installs the new version (and
+    /// runs `also` on the state) in one synchronous step.
+    pub(crate) async fn log_and_install(
+        &self,
+        edit: &VersionEdit,
+        opened: &HashMap<u64, Rc<Table>>,
+        also: impl FnOnce(&mut State),
+    ) -> Result<()> {
+        let _permit = lock(&self.inner.manifest_lock).await?;
+        let manifest = self.inner.manifest.borrow_mut().take();
+        let Some(mut manifest) = manifest else {
+            return Err(Error::InvalidArgument("manifest unavailable".into()));
+        };
+        let r = manifest.append(edit).await;
+        let too_big = manifest.len() > self.inner.opts.manifest_rewrite_bytes;
+        *self.inner.manifest.borrow_mut() = Some(manifest);
+        r?;
+        {
+            let mut st = self.inner.state.borrow_mut();
+            st.manifest_state.apply(edit).map_err(|why| {
+                Error::InvalidArgument(format!("internal: bad version edit: {why}"))
+            })?;
+            st.version = Rc::new(st.version.apply(edit, opened));
+            also(&mut st);
+        }
+        if too_big {
+            let snapshot = self.inner.state.borrow().manifest_state.clone();
+            let old = self.inner.manifest.borrow_mut().take();
+            if let Some(old) = old {
+                old.close().await?;
+            }
+            let len = write_snapshot(&self.inner.dir, &snapshot).await?;
+            *self.inner.manifest.borrow_mut() = Some(Manifest::open(&self.inner.dir, len).await?);
+            tracing::debug!(bytes = len, "manifest rewritten");
+        }
+        Ok(())
+    }
+
+    /// Point lookup: memtables, then L0 newest first, then each level.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        let (mems, version) = {
+            let st = self.inner.state.borrow();
+            let mut mems = vec![st.mem.clone()];
+            mems.extend(st.imms.iter().cloned());
+            (mems, st.version.clone())
+        };
+        let terminal =
+            |e: &Option<Entry>, c: bool| c || matches!(e, Some(Entry::Put(_) | Entry::Delete));
+        let mut layers = Vec::new();
+        let mut done = false;
+        for m in &mems {
+            let m = m.borrow();
+            let (e, c) = (m.get(key).cloned(), m.covers(key));
+            done = terminal(&e, c);
+            layers.push((e, c));
+            if done {
+                break;
+            }
+        }
+        if !done {
+            let hash = crate::bloom::hash64(key);
+            'outer: for (level, tables) in version.levels.iter().enumerate() {
+                if level == 0 {
+                    for t in tables {
+                        let e = if t.meta.contains(key) {
+                            t.get(key, hash).await?
+                        } else {
+                            None
+                        };
+                        let c = t.covers(key);
+                        let stop = terminal(&e, c);
+                        layers.push((e, c));
+                        if stop {
+                            break 'outer;
+                        }
+                    }
+                } else {
+                    let first = tables.partition_point(|t| t.meta.largest.as_ref() < key);
+                    let (mut e, mut c) = (None, false);
+                    for t in tables[first..]
+                        .iter()
+                        .take_while(|t| t.meta.smallest.as_ref() <= key)
+                    {
+                        if e.is_none() {
+                            e = t.get(key, hash).await?;
+                        }
+                        c |= t.covers(key);
+                    }
+                    let stop = terminal(&e, c);
+                    layers.push((e, c));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        match resolve(key, layers, true, self.inner.opts.merge_operator.as_deref())? {
+            Some(Entry::Put(v)) => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Forward scan over `range`, merging all sources (newest wins,
+    /// tombstones hidden). Sees a consistent set of tables; the active
+    /// memtable is read live.
+    pub async fn scan<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Scan> {
+        let start = to_bytes_bound(range.start_bound());
+        let end = to_bytes_bound(range.end_bound());
+        self.scan_bounds(start, end).await
+    }
+
+    /// Scan of every key starting with `prefix`.
+    pub async fn prefix_scan(&self, prefix: impl AsRef<[u8]>) -> Result<Scan> {
+        let p = Bytes::copy_from_slice(prefix.as_ref());
+        let end = prefix_end(&p);
+        self.scan_bounds(Bound::Included(p), end).await
+    }
+
+    async fn scan_bounds(&self, start: Bound<Bytes>, end: Bound<Bytes>) -> Result<Scan> {
+        let (mems, version) = {
+            let st = self.inner.state.borrow();
+            let mut mems = vec![st.mem.clone()];
+            mems.extend(st.imms.iter().cloned());
+            (mems, st.version.clone())
+        };
+        let s = as_slice_bound(&start);
+        let mut sources = Vec::new();
+        for m in mems {
+            sources.push(Source::mem(m, s));
+        }
+        for t in &version.levels[0] {
+            sources.push(Source::table(t.clone(), s, true).await?);
+        }
+        for tables in version.levels.iter().skip(1).filter(|l| !l.is_empty()) {
+            sources.push(Source::level(tables.clone(), s, true).await?);
+        }
+        Ok(Scan {
+            iter: MergeIter::new(sources, end, true, self.inner.opts.merge_operator.clone()),
+        })
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> Stats {
+        self.inner.state.borrow().stats
+    }
+
+    /// Bytes of live SSTables per level.
+    pub fn level_sizes(&self) -> Vec<u64> {
+        let st = self.inner.state.borrow();
+        (0..st.version.levels.len())
+            .map(|l| st.version.level_bytes(l))
+            .collect()
+    }
+
+    /// Number of live SSTables per level.
+    pub fn level_file_counts(&self) -> Vec<usize> {
+        self.inner
+            .state
+            .borrow()
+            .version
+            .levels
+            .iter()
+            .map(Vec::len)
+            .collect()
+    }
+
+    /// Memory currently held.
+    pub fn memory_usage(&self) -> MemoryUsage {
+        let st = self.inner.state.borrow();
+        MemoryUsage {
+            memtables: st.mem.borrow().size()
+                + st.imms.iter().map(|m| m.borrow().size()).sum::<usize>(),
+            block_cache: self.inner.cache.used(),
+            table_meta: st.version.tables().map(|(_, t)| t.mem_size()).sum(),
+        }
+    }
+
+    /// Block cache (hits, misses) since open.
+    pub fn cache_hits_misses(&self) -> (u64, u64) {
+        self.inner.cache.hits_misses()
+    }
+
+    /// Whether SSTables use O_DIRECT (false: buffered fallback).
+    pub fn direct_io(&self) -> bool {
+        self.inner.direct
+    }
+
+    /// Flushes the memtable, waits for background work and closes files.
+    pub async fn close(self) -> Result<()> {
+        self.flush().await?;
+        let _f = lock(&self.inner.flush_lock).await?;
+        let _c = lock(&self.inner.compact_lock).await?;
+        let _w = self.inner.wal_lock.acquire_permit(1).await;
+        let wal = self.inner.wal.borrow_mut().take();
+        if let Some(w) = wal {
+            w.close().await?;
+        }
+        let m = self.inner.manifest.borrow_mut().take();
+        if let Some(m) = m {
+            m.close().await?;
+        }
+        self.inner.state.borrow_mut().closed = true;
+        Ok(())
+    }
+
+    /// Simulates a crash for tests: waits for a running flush/compaction,
+    /// then drops queued background work; nothing more is written and
+    /// unflushed, un-WAL'd writes are lost.
+    #[doc(hidden)]
+    pub async fn abandon(self) -> Result<()> {
+        let _f = lock(&self.inner.flush_lock).await?;
+        let _c = lock(&self.inner.compact_lock).await?;
+        self.inner.state.borrow_mut().closed = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_cases() {
+        assert_eq!(
+            prefix_end(b"ab"),
+            Bound::Excluded(Bytes::from_static(b"ac"))
+        );
+        assert_eq!(
+            prefix_end(b"a\xff"),
+            Bound::Excluded(Bytes::from_static(b"b"))
+        );
+        assert_eq!(prefix_end(b"\xff\xff"), Bound::Unbounded);
+        assert_eq!(prefix_end(b""), Bound::Unbounded);
+    }
+}
