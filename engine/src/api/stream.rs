@@ -13,7 +13,7 @@ use crate::operator::{
     Discard, FilterOp, FlatMapOp, MapOp, ProcessFunction, ProcessOp, Push, SideOutputs,
     union_inputs,
 };
-use crate::runtime::{JobContext, OperatorCtx, ShardPart};
+use crate::runtime::{JobContext, OperatorCtx, ShardBuilder, ShardPart};
 use crate::sink::{CollectSink, CountSink, Sink, SinkParallelism, SinkPush, StdoutSink};
 
 /// Names a side output of type `T` (Flink's `OutputTag`).
@@ -98,26 +98,7 @@ impl<T: Data> Stream<T> {
             + Send
             + 'static,
     {
-        let input = self.node;
-        let mut graph = self.env.graph.borrow_mut();
-        let id = graph.next_id();
-        let node = graph.add(
-            name,
-            Box::new(move |ctx: &JobContext| {
-                per_shard(ctx, |_| {
-                    let make = make.clone();
-                    let part: ShardPart = Box::new(move |b| {
-                        let out = b.take_output::<U>(id)?;
-                        let op = make(out, b.operator_ctx(id))?;
-                        b.add_input::<T>(input, Box::new(op));
-                        Ok(())
-                    });
-                    part
-                })
-            }),
-        );
-        drop(graph);
-        Stream::new(self.env.clone(), node)
+        self.add_unary(name, move |out, b, id| make(out, b.operator_ctx(id)))
     }
 
     /// Like `unary_fallible`, for operators with side outputs (`Stream::side_output`).
@@ -125,6 +106,22 @@ impl<T: Data> Stream<T> {
     where
         Op: Push<T> + 'static,
         M: FnOnce(Box<dyn Push<U>>, OperatorCtx, SideOutputs) -> crate::error::Result<Op>
+            + Clone
+            + Send
+            + 'static,
+    {
+        self.add_unary(name, move |out, b, id| {
+            let sides = b.take_side_channels(id);
+            make(out, b.operator_ctx(id), sides)
+        })
+    }
+
+    /// Adds a node with this stream as its one input; `make(output, builder, node id)` builds
+    /// the operator on each shard.
+    fn add_unary<U: Data, Op, M>(&self, name: &str, make: M) -> Stream<U>
+    where
+        Op: Push<T> + 'static,
+        M: FnOnce(Box<dyn Push<U>>, &mut ShardBuilder, usize) -> crate::error::Result<Op>
             + Clone
             + Send
             + 'static,
@@ -139,8 +136,7 @@ impl<T: Data> Stream<T> {
                     let make = make.clone();
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<U>(id)?;
-                        let sides = b.take_side_channels(id);
-                        let op = make(out, b.operator_ctx(id), sides)?;
+                        let op = make(out, b, id)?;
                         b.add_input::<T>(input, Box::new(op));
                         Ok(())
                     });

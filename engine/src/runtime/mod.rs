@@ -6,7 +6,7 @@ pub(crate) mod launch;
 mod metrics;
 pub(crate) mod task;
 
-pub(crate) use builder::{JobContext, ShardPart};
+pub(crate) use builder::{JobContext, ShardBuilder, ShardPart};
 pub(crate) use launch::run_job;
 pub(crate) use metrics::ShardMetrics;
 pub use metrics::{JobResult, OperatorStats};
