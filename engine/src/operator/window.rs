@@ -164,6 +164,26 @@ struct Ctx<'a, K> {
     merged: &'a [Window],
 }
 
+impl<'a, K> Ctx<'a, K> {
+    /// The trigger's view of `window` of `key` (no merged windows).
+    fn new(
+        key: &'a K,
+        window: Window,
+        watermark: Timestamp,
+        timers: &'a mut TimerService<K, Window>,
+        state: &'a mut Vec<(Window, &'static str, i64)>,
+    ) -> Self {
+        Ctx {
+            key,
+            window,
+            watermark,
+            timers,
+            state,
+            merged: &[],
+        }
+    }
+}
+
 impl<K: Ord + Hash + Clone> TriggerContext for Ctx<'_, K> {
     fn current_watermark(&self) -> i64 {
         self.watermark
@@ -374,14 +394,13 @@ where
             }
             placed = true;
             // The trigger sees the record before it is moved into the last window's contents.
-            let mut tctx = Ctx {
-                key: &key,
+            let mut tctx = Ctx::new(
+                &key,
                 window,
                 watermark,
-                timers: &mut self.timers,
-                state: &mut state.trigger_state,
-                merged: &[],
-            };
+                &mut self.timers,
+                &mut state.trigger_state,
+            );
             let result = self.spec.trigger.on_element(record, ts, &window, &mut tctx);
             // Clone for every window but the last, which takes the record itself.
             let value = if i == last {
@@ -468,14 +487,13 @@ where
                 },
                 _ => window,
             };
-            let mut tctx = Ctx {
-                key: &key,
+            let mut tctx = Ctx::new(
+                &key,
                 window,
                 watermark,
-                timers: &mut self.timers,
-                state: &mut state.trigger_state,
-                merged: &[],
-            };
+                &mut self.timers,
+                &mut state.trigger_state,
+            );
             let result = match domain {
                 TimeDomain::EventTime => {
                     self.spec
@@ -504,14 +522,13 @@ where
                 TimeDomain::ProcessingTime
             };
             if domain == cleanup_domain && timer.timestamp == cleanup_time(&window, lateness) {
-                let mut tctx = Ctx {
-                    key: &key,
+                let mut tctx = Ctx::new(
+                    &key,
                     window,
                     watermark,
-                    timers: &mut self.timers,
-                    state: &mut state.trigger_state,
-                    merged: &[],
-                };
+                    &mut self.timers,
+                    &mut state.trigger_state,
+                );
                 self.spec.trigger.clear(&window, &mut tctx);
                 state.take_contents(&state_window);
                 state.trigger_state.retain(|(w, _, _)| *w != window);
@@ -569,14 +586,7 @@ fn merge_session<K: Ord + Hash + Clone, T, Tr: Trigger<T>, C: WindowContents<T>>
         };
         trigger.on_merge(&window, &mut tctx);
         for m in &merged {
-            let mut tctx = Ctx {
-                key,
-                window: *m,
-                watermark,
-                timers: &mut *timers,
-                state: &mut state.trigger_state,
-                merged: &[],
-            };
+            let mut tctx = Ctx::new(key, *m, watermark, &mut *timers, &mut state.trigger_state);
             trigger.clear(m, &mut tctx);
             timers.delete_event_time(key, m, cleanup_time(m, lateness));
         }
