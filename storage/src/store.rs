@@ -3,6 +3,9 @@
 //! compactions are tasks in a (lower-share) task queue, serialized by a
 //! one-permit semaphore. No threads, no locks beyond that.
 
+/// How long a write pauses while L0 is past its slowdown threshold.
+const WRITE_SLOWDOWN: std::time::Duration = std::time::Duration::from_micros(100);
+
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ops::{Bound, Range, RangeBounds};
@@ -413,6 +416,21 @@ impl Store {
         // (the foreground queue's latency setting decides how often) so
         // the background queue's flushes and compactions make progress.
         glommio::yield_if_needed().await;
+        // Slowdown before the hard stops: once L0 holds twice its compaction trigger, or the
+        // active memtable is nearly full while frozen ones still wait for their flush, each
+        // write pauses briefly so the background flush and
+        // compaction get the core. Many short delays instead of one inline flush or compaction
+        // of hundreds of milliseconds or more.
+        let (l0, flush_due) = {
+            let st = self.inner.state.borrow();
+            // The next freeze would stall if the frozen memtables are still unflushed by then.
+            let filling = st.mem.borrow().size() >= self.inner.opts.memtable_bytes / 4 * 3;
+            let frozen = st.imms.len() >= self.inner.opts.max_immutable_memtables.max(1);
+            (st.version.levels[0].len(), filling && frozen)
+        };
+        if l0 >= 2 * self.inner.opts.l0_compaction_trigger || flush_due {
+            glommio::timer::sleep(WRITE_SLOWDOWN).await;
+        }
         Ok(())
     }
 
