@@ -21,7 +21,7 @@ pub struct CheckpointFile {
     pub level: u32,
     /// Size in bytes.
     pub size: u64,
-    /// Already part of the previous checkpoint taken by this store handle.
+    /// Already part of the previous checkpoint of this store (remembered across reopen).
     pub in_previous: bool,
 }
 
@@ -78,13 +78,48 @@ impl Store {
         }
         write_snapshot(&dir, &mstate).await?;
         sync_dir(&dir).await?;
-        self.inner.state.borrow_mut().prev_checkpoint =
-            mstate.files.keys().copied().collect::<HashSet<_>>();
+        let ids = mstate.files.keys().copied().collect::<HashSet<_>>();
+        remember_checkpointed(&self.inner.dir, &ids).await?;
+        self.inner.state.borrow_mut().prev_checkpoint = ids;
         tracing::info!(dir = %dir.display(), files = files.len(), "checkpoint written");
         Ok(CheckpointInfo {
             dir,
             files,
             manifest: crate::manifest::MANIFEST.to_string(),
         })
+    }
+}
+
+/// The file in a store's directory listing the SSTables of its last checkpoint, so that the
+/// next checkpoint after a reopen still knows what it shares with the previous one.
+pub(crate) const CHECKPOINTED: &str = "CHECKPOINTED";
+
+/// Records `ids` as the last checkpoint's files (written to a temporary file, then renamed).
+async fn remember_checkpointed(store_dir: &Path, ids: &HashSet<u64>) -> Result<()> {
+    let mut sorted: Vec<u64> = ids.iter().copied().collect();
+    sorted.sort_unstable();
+    let text: String = sorted.iter().map(|id| format!("{id}\n")).collect();
+    let tmp = store_dir.join(format!("{CHECKPOINTED}.tmp"));
+    let path = store_dir.join(CHECKPOINTED);
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    sync_dir(store_dir).await
+}
+
+/// The SSTables of the last checkpoint taken from `store_dir`; empty if none was recorded or
+/// the record is unreadable (then the next checkpoint just counts every file as new).
+pub(crate) fn checkpointed(store_dir: &Path) -> HashSet<u64> {
+    let path = store_dir.join(CHECKPOINTED);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return HashSet::new();
+    };
+    let parsed: std::result::Result<HashSet<u64>, _> =
+        text.lines().map(|l| l.trim().parse::<u64>()).collect();
+    match parsed {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable checkpoint record");
+            HashSet::new()
+        }
     }
 }

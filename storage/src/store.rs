@@ -259,7 +259,7 @@ impl Store {
                 bg_scheduled: false,
                 bg_error: None,
                 closed: false,
-                prev_checkpoint: HashSet::new(),
+                prev_checkpoint: crate::checkpoint::checkpointed(&dir),
                 stats: Stats::default(),
             }),
             opts,

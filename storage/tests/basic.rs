@@ -198,3 +198,23 @@ fn background_flush_runs_in_given_task_queue() {
         assert!(mem.memtables < 5 * (16 << 10), "{mem:?}");
     });
 }
+
+#[test]
+fn incremental_checkpoints_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let s = Store::open(path.join("db"), small_opts()).await.unwrap();
+        for i in 0..500u32 {
+            s.put(format!("k{i:05}"), [7u8; 50]).await.unwrap();
+        }
+        let c1 = s.checkpoint(path.join("cp1")).await.unwrap();
+        assert!(!c1.files.is_empty());
+        s.close().await.unwrap();
+        // After a reopen, a checkpoint with nothing new shares every file with the last one.
+        let s = Store::open(path.join("db"), small_opts()).await.unwrap();
+        let c2 = s.checkpoint(path.join("cp2")).await.unwrap();
+        assert!(c2.files.iter().all(|f| f.in_previous), "{c2:?}");
+        assert_eq!(c2.new_files().count(), 0);
+    });
+}
