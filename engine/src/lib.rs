@@ -11,6 +11,7 @@ pub mod api;
 pub mod batch;
 pub mod changelog;
 pub mod channel;
+pub mod checkpoint;
 pub mod error;
 pub mod key;
 pub mod nexmark;

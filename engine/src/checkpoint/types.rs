@@ -1,0 +1,74 @@
+//! What a checkpoint consists of, independent of how it is stored.
+//!
+//! A checkpoint is one `ShardState` per shard plus one `CheckpointMeta`. Operator state is a
+//! list of entries, each scoped either to a key group (moved to whichever shard owns that key
+//! group on restore, so a job can be rescaled) or to the shard that wrote it (source positions,
+//! non-keyed operator state: handed to shard `old_index % new_shards` on restore).
+
+/// Checkpoints are numbered from 1 upwards within one checkpoint directory.
+pub type CheckpointId = u64;
+
+/// Who owns a state entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Keyed state of one key group.
+    KeyGroup(u32),
+    /// State of the writing shard's operator instance as a whole.
+    Shard,
+}
+
+/// One piece of an operator instance's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateEntry {
+    pub scope: Scope,
+    pub bytes: Vec<u8>,
+}
+
+/// The state one operator instance (graph node `node` on one shard) wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OperatorState {
+    pub node: u32,
+    pub entries: Vec<StateEntry>,
+}
+
+/// Everything one shard wrote for one checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ShardState {
+    pub shard: u32,
+    pub operators: Vec<OperatorState>,
+}
+
+/// A pre-committed piece of transactional sink output: a file in the checkpoint directory's
+/// `pending/` folder, appended to the sink's output file when its checkpoint commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputPart {
+    /// The sink's graph node.
+    pub sink: u32,
+    /// The shard that wrote it.
+    pub shard: u32,
+    /// The checkpoint whose barrier closed it (`u64::MAX`: closed at end of input).
+    pub checkpoint: CheckpointId,
+    /// File name inside `pending/`.
+    pub file: String,
+    /// Its length in bytes when it was pre-committed (fsynced).
+    pub len: u64,
+}
+
+/// The record that makes a checkpoint complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointMeta {
+    pub id: CheckpointId,
+    /// Fingerprint of the job graph: a checkpoint restores only into the same graph.
+    pub job: u64,
+    /// Shards of the job that wrote it.
+    pub shards: u32,
+    pub max_parallelism: u32,
+    /// Savepoints are self-contained and never deleted by retention.
+    pub savepoint: bool,
+    /// The job ran to completion: nothing is left to do after committing `outputs`.
+    pub finished: bool,
+    /// Wall-clock milliseconds when it completed.
+    pub timestamp_ms: i64,
+    /// Transactional output this checkpoint commits, in commit order.
+    pub outputs: Vec<OutputPart>,
+}
