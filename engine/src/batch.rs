@@ -48,13 +48,15 @@ impl<T> Batch<T> {
 /// What flows through a cross-shard channel, in order.
 ///
 /// End-of-input and watermarks are in-band, so they arrive after every batch sent before them;
-/// checkpoint barriers will join them here.
+/// so are checkpoint barriers.
 #[derive(Debug)]
 pub enum Message<T> {
     /// A batch of records.
     Data(Batch<T>),
     /// Event-time progress of the sending shard's path.
     Progress(crate::time::Progress),
+    /// Checkpoint barrier: everything before it belongs to the checkpoint.
+    Barrier(crate::checkpoint::Barrier),
     /// The sending shard will send nothing more on this channel.
     End,
 }

@@ -111,6 +111,11 @@ impl<K: Ord> Materialized<K> {
             .flat_map(|(row, n)| std::iter::repeat_n(row, *n))
     }
 
+    /// Every distinct row with how often it occurs, in order.
+    pub fn counts(&self) -> impl Iterator<Item = (&K, usize)> {
+        self.rows.iter().map(|(row, n)| (row, *n))
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.rows.values().sum()

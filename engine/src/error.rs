@@ -47,6 +47,9 @@ pub enum WeirError {
         #[source]
         source: std::io::Error,
     },
+    /// Taking, storing or restoring a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// A source could not be created or read.
     #[error("source `{source_name}`: {message}")]
     Source {

@@ -69,7 +69,7 @@ where
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<Out>(id)?;
                         let (l, r) =
-                            keyed_co_process(key_left, key_right, f, out, b.operator_ctx(id));
+                            keyed_co_process(key_left, key_right, f, out, b.operator_ctx(id), b.scheduler.clone())?;
                         b.add_input::<A>(left_node, Box::new(l));
                         b.add_input::<B>(right_node, Box::new(r));
                         Ok(())

@@ -11,7 +11,9 @@ use crate::Data;
 use crate::error::{Result, WeirError};
 use crate::runtime::launch::LaunchConfig;
 use crate::runtime::{JobContext, JobResult, ShardPart, run_job};
-use crate::source::{Source, VecSource, run_source};
+use crate::checkpoint::SourceRestore;
+use crate::source::{Source, SourcePosition, VecSource, run_source};
+use crate::state::StateCodec;
 use crate::time::{WatermarkGenerator, WatermarkStrategy};
 
 /// Most key groups a job may have (Flink's limit).
@@ -193,7 +195,20 @@ impl Env {
                     let idle_timeout = strategy.idle_timeout;
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<T>(id)?;
-                        let reader = source.create_reader(&b.info)?;
+                        if b.checkpoints.enabled() && !source.supports_checkpoints() {
+                            return Err(WeirError::Config(format!(
+                                "source `{}` cannot be checkpointed: it cannot report and resume \
+                                 from positions",
+                                b.names.get(id).map(String::as_str).unwrap_or("?")
+                            )));
+                        }
+                        let (reader, watermark) = match b.checkpoints.take_source_restore(id) {
+                            Some(restore) => {
+                                let (restore, watermark) = decode_source_restore(&restore)?;
+                                (source.restore_reader(&b.info, &restore)?, watermark)
+                            }
+                            None => (source.create_reader(&b.info)?, None),
+                        };
                         let task = run_source(
                             reader,
                             generator,
@@ -202,6 +217,7 @@ impl Env {
                             b.scheduler.clone(),
                             b.operator_ctx(id),
                             b.cancel.clone(),
+                            watermark,
                         );
                         b.spawn(Box::pin(task));
                         Ok(())
@@ -264,7 +280,7 @@ impl Env {
             io_memory: self.config.io_memory,
         };
         tracing::info!(shards = ctx.shards, nodes = names.len(), "starting job");
-        let result = run_job(&ctx, names, parts, &launch)?;
+        let result = run_job(&ctx, names, parts, Vec::new(), &launch)?;
         tracing::info!(
             seconds = result.duration.as_secs_f64(),
             pinned = result.pinned,
@@ -272,4 +288,32 @@ impl Env {
         );
         Ok(result)
     }
+}
+
+/// Splits what the source tasks of the checkpointed run wrote into the readers' positions and
+/// the watermark to resume with: the smallest any old shard had emitted (none if one had none),
+/// since a new shard may read what any old shard had not.
+fn decode_source_restore(
+    restore: &SourceRestore,
+) -> Result<(SourceRestore, Option<crate::time::Timestamp>)> {
+    let mut positions = Vec::with_capacity(restore.positions.len());
+    let mut watermark: Option<Option<crate::time::Timestamp>> = None;
+    for (shard, bytes) in &restore.positions {
+        let p = SourcePosition::decode(bytes).map_err(|e| {
+            WeirError::Checkpoint(format!("source position of old shard {shard}: {e}"))
+        })?;
+        watermark = Some(match (watermark, p.watermark) {
+            (None, w) => w,
+            (Some(Some(a)), Some(b)) => Some(a.min(b)),
+            _ => None,
+        });
+        positions.push((*shard, p.position));
+    }
+    Ok((
+        SourceRestore {
+            old_shards: restore.old_shards,
+            positions,
+        },
+        watermark.flatten(),
+    ))
 }

@@ -18,6 +18,16 @@ pub(crate) struct JobGraph {
     /// Problems found while the graph was built, reported by `execute`.
     pub errors: Vec<String>,
     pub sinks: usize,
+    /// File sinks whose output is committed by checkpoints (two-phase commit).
+    pub outputs: Vec<OutputFile>,
+}
+
+/// A file sink's output file, committed by the checkpoint coordinator.
+#[derive(Clone, Debug)]
+pub(crate) struct OutputFile {
+    pub sink: usize,
+    pub path: std::path::PathBuf,
+    pub header: Vec<u8>,
 }
 
 impl JobGraph {

@@ -61,7 +61,10 @@ where
     {
         let key_fn = self.key_fn.clone();
         self.partitioned()
-            .unary("reduce", move |out, ctx| ReduceOp::new(key_fn, f, out, ctx))
+            .unary_fallible("reduce", move |out, ctx| {
+                ctx.refuse_checkpoints()?;
+                Ok(ReduceOp::new(key_fn, f, out, ctx))
+            })
     }
 
     /// Rolling aggregation: emits `(key, result)` after every record.
@@ -71,8 +74,9 @@ where
         A::Out: Data,
     {
         let key_fn = self.key_fn.clone();
-        self.partitioned().unary("aggregate", move |out, ctx| {
-            AggregateOp::new(key_fn, agg, out, ctx)
+        self.partitioned().unary_fallible("aggregate", move |out, ctx| {
+            ctx.refuse_checkpoints()?;
+            Ok(AggregateOp::new(key_fn, agg, out, ctx))
         })
     }
 

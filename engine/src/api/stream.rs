@@ -4,13 +4,13 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use super::env::Env;
-use super::graph::per_shard;
+use super::graph::{OutputFile, per_shard};
 use super::keyed::KeyedStream;
 use crate::Data;
 use crate::channel::exchange::{Broadcast, Global, Outbox, Partitioner, RoundRobin, run_inbox};
 use crate::channel::spsc;
 use crate::operator::{
-    Discard, FilterOp, FlatMapOp, MapOp, ProcessFunction, ProcessOp, Push, SideOutputs,
+    FilterOp, FlatMapOp, MapOp, ProcessFunction, ProcessOp, Push, SideOutputs,
     union_inputs,
 };
 use crate::runtime::{JobContext, OperatorCtx, ShardBuilder, ShardPart};
@@ -225,7 +225,7 @@ impl<T: Data> Stream<T> {
     /// (`ctx.output`), read with `side_output` on the result.
     pub fn process<U: Data, P: ProcessFunction<T, U>>(&self, f: P) -> Stream<U> {
         self.unary_with_sides("process", move |out, ctx, sides| {
-            Ok(ProcessOp::new(f, out, ctx, sides))
+            ProcessOp::new(f, out, ctx, sides)
         })
     }
 
@@ -279,7 +279,7 @@ impl<T: Data> Stream<T> {
                     let inputs = inputs.clone();
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<T>(id)?;
-                        for (input, push) in inputs.iter().zip(union_inputs(out, inputs.len())) {
+                        for (input, push) in inputs.iter().zip(union_inputs(out, inputs.len(), b.scheduler.clone())) {
                             b.add_input::<T>(*input, Box::new(push));
                         }
                         Ok(())
@@ -302,6 +302,13 @@ impl<T: Data> Stream<T> {
         let mut graph = self.env.graph.borrow_mut();
         graph.sinks += 1;
         let id = graph.next_id();
+        if let Some((path, header)) = sink.output_file() {
+            graph.outputs.push(OutputFile {
+                sink: id,
+                path,
+                header,
+            });
+        }
         graph.add(
             "sink",
             Box::new(move |ctx: &JobContext| {
@@ -309,11 +316,13 @@ impl<T: Data> Stream<T> {
                     let sink = sink.clone();
                     let part: ShardPart = Box::new(move |b| {
                         if sink.parallelism() == SinkParallelism::Single && shard != 0 {
-                            b.add_input::<T>(input, Box::new(Discard));
+                            let discard = b.discard();
+                            b.add_input::<T>(input, Box::new(discard));
                             return Ok(());
                         }
                         let writer = sink.create_writer(&b.info)?;
-                        let push = SinkPush::new(writer, b.operator_ctx(id));
+                        let two_phase = sink.output_file().is_some();
+                        let push = SinkPush::new(writer, b.operator_ctx(id), two_phase)?;
                         b.add_input::<T>(input, Box::new(push));
                         Ok(())
                     });

@@ -200,7 +200,9 @@ where
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<Out>(id)?;
                         let late = b.take_side_output::<T>(id, LATE_DATA)?;
-                        let op = WindowOp::new(spec, out, late, b.operator_ctx(id));
+                        let ctx = b.operator_ctx(id);
+                        ctx.refuse_checkpoints()?;
+                        let op = WindowOp::new(spec, out, late, ctx);
                         b.add_input::<T>(input_node, Box::new(op));
                         Ok(())
                     });

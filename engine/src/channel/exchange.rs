@@ -18,6 +18,8 @@ use std::task::{Context, Poll};
 
 use super::{ChannelReceiver, ChannelSender, RecvError, SendError};
 use crate::batch::{Batch, Message};
+use crate::checkpoint::barrier::{Aligner, Alignment};
+use crate::checkpoint::Barrier;
 use crate::error::{Result, WeirError};
 use crate::key::KeyGroups;
 use crate::operator::{Push, guarded};
@@ -225,6 +227,8 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Outb
             shard: ctx.shard,
             metrics: ctx.metrics.clone(),
         };
+        // The barrier leaves this shard's chain here (the receiving inboxes carry it on).
+        ctx.checkpoints.register_terminal();
         Outbox {
             state: Rc::new(RefCell::new(state)),
             partitioner,
@@ -290,12 +294,18 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Push
         self.broadcast(|| Message::Progress(progress))
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.broadcast(|| Message::Barrier(barrier))?;
+        self.ctx.checkpoints.terminal_reached(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         if self.finished {
             return Ok(());
         }
         self.finished = true;
-        self.broadcast(|| Message::End)
+        self.broadcast(|| Message::End)?;
+        self.ctx.checkpoints.terminal_finished()
     }
 }
 
@@ -314,6 +324,7 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
     let task = scheduler.new_task();
     let mut state = InboxState {
         ended: vec![false; inputs.len()],
+        aligner: Aligner::new(inputs.len()),
         open: inputs.len(),
         watermarks: WatermarkMerger::new(inputs.len()),
         next,
@@ -330,7 +341,7 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
         let mut progressed = false;
         for (from, input) in inputs.iter_mut().enumerate() {
             for _ in 0..BURST {
-                if state.ended[from] {
+                if state.ended[from] || state.aligner.is_blocked(from) {
                     break;
                 }
                 match input.try_recv() {
@@ -353,10 +364,10 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
             continue;
         }
         // Nothing anywhere: park until some producer sends (it wakes us; see `spsc`).
-        let ended = &state.ended;
+        let (ended, aligner) = (&state.ended, &state.aligner);
         let (from, msg) = std::future::poll_fn(|cx| {
             for (from, input) in inputs.iter_mut().enumerate() {
-                if ended[from] {
+                if ended[from] || aligner.is_blocked(from) {
                     continue;
                 }
                 if let Poll::Ready(msg) = input.poll_recv(cx) {
@@ -381,6 +392,8 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
 /// What an inbox tracks about its producers.
 struct InboxState<T> {
     ended: Vec<bool>,
+    /// Producers that delivered the barrier in flight are not read until it is aligned.
+    aligner: Aligner,
     open: usize,
     watermarks: WatermarkMerger,
     next: Box<dyn Push<T>>,
@@ -391,12 +404,25 @@ impl<T> InboxState<T> {
         match msg {
             Message::Data(mut batch) => self.next.push(&mut batch),
             Message::Progress(p) => self.progress(from, p),
+            Message::Barrier(b) => {
+                let aligned = self.aligner.on_barrier(from, b);
+                self.aligned(aligned)
+            }
             Message::End => {
                 self.ended[from] = true;
                 self.open -= 1;
-                // A finished producer holds no watermark back.
-                self.progress(from, Progress::Watermark(END_OF_TIME))
+                // A finished producer holds no watermark back, nor a barrier.
+                self.progress(from, Progress::Watermark(END_OF_TIME))?;
+                let aligned = self.aligner.on_end(from);
+                self.aligned(aligned)
             }
+        }
+    }
+
+    fn aligned(&mut self, alignment: Alignment) -> Result<()> {
+        match alignment {
+            Alignment::Aligned(b) => self.next.barrier(b),
+            Alignment::Waiting | Alignment::Idle => Ok(()),
         }
     }
 

@@ -4,6 +4,7 @@ use std::hash::Hash;
 
 use super::{Push, guarded};
 use crate::batch::Batch;
+use crate::checkpoint::Barrier;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
@@ -87,6 +88,11 @@ where
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
         self.next.progress(progress)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        // Never reached: jobs with checkpoints refuse this operator (`refuse_checkpoints`).
+        self.next.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

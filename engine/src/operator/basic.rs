@@ -1,7 +1,11 @@
 //! Stateless one-input operators: map, filter, flat_map, and the plumbing of fan-out.
 
 use super::{Push, guarded};
+use std::rc::Rc;
+
 use crate::batch::Batch;
+use crate::checkpoint::Barrier;
+use crate::checkpoint::shard::ShardCheckpoints;
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
 use crate::time::Progress;
@@ -40,6 +44,10 @@ impl<T, U, F: FnMut(T) -> U> Push<T> for MapOp<T, U, F> {
         self.next.progress(progress)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.next.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.next.finish()
     }
@@ -71,6 +79,10 @@ impl<T, F: FnMut(&T) -> bool> Push<T> for FilterOp<T, F> {
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
         self.next.progress(progress)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.next.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -119,6 +131,10 @@ impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> Push<T> for FlatMapOp<T,
         self.next.progress(progress)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.next.barrier(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.next.finish()
     }
@@ -161,6 +177,13 @@ impl<T: Clone> Push<T> for Tee<T> {
         Ok(())
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        for out in &mut self.outputs {
+            out.barrier(barrier)?;
+        }
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<()> {
         for out in &mut self.outputs {
             out.finish()?;
@@ -169,8 +192,22 @@ impl<T: Clone> Push<T> for Tee<T> {
     }
 }
 
-/// The consumer of a stream nobody reads: drops what it gets.
-pub struct Discard;
+/// The consumer of a stream nobody reads: drops what it gets. A terminal of its shard's
+/// chain for checkpoint barriers.
+pub struct Discard {
+    checkpoints: Rc<ShardCheckpoints>,
+    finished: bool,
+}
+
+impl Discard {
+    pub(crate) fn new(checkpoints: Rc<ShardCheckpoints>) -> Self {
+        checkpoints.register_terminal();
+        Discard {
+            checkpoints,
+            finished: false,
+        }
+    }
+}
 
 impl<T> Push<T> for Discard {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
@@ -182,7 +219,15 @@ impl<T> Push<T> for Discard {
         Ok(())
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.checkpoints.terminal_reached(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
+        if !self.finished {
+            self.finished = true;
+            self.checkpoints.terminal_finished()?;
+        }
         Ok(())
     }
 }

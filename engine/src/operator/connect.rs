@@ -12,6 +12,10 @@ use std::time::Instant;
 
 use super::{Push, guarded};
 use crate::batch::Batch;
+use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGate};
+use crate::checkpoint::{Barrier, StateRestore, StateSnapshot};
+use crate::runtime::task::{Pending, Scheduler};
+use crate::state::StateError;
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
 use crate::time::{Progress, Timestamp, WatermarkMerger};
@@ -29,6 +33,13 @@ pub trait KeyedCoProcessFunction<K, A, B, Out>: Clone + Send + 'static {
     fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Both inputs ended.
     fn on_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
+    /// Writes state kept in the function's fields into a checkpoint. The default writes
+    /// nothing: fields are then not restored after a failure.
+    fn snapshot_state(&self, _out: &mut StateSnapshot<'_>) {}
+    /// Restores what `snapshot_state` wrote (this shard's key groups only).
+    fn restore_state(&mut self, _state: &StateRestore) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 struct CoState<K, A, B, Out, KA, KB, F> {
@@ -40,6 +51,9 @@ struct CoState<K, A, B, Out, KA, KB, F> {
     watermarks: WatermarkMerger,
     watermark: Option<Timestamp>,
     open_inputs: usize,
+    aligner: Aligner,
+    gate: Rc<AlignmentGate>,
+    scheduler: Rc<Scheduler>,
     ctx: OperatorCtx,
     /// Ingest time of the last batch from either input: watermark-fired output carries it.
     last_ingest: Instant,
@@ -83,7 +97,37 @@ where
         self.next.progress(p)
     }
 
-    fn finish_input(&mut self) -> Result<()> {
+    fn barrier(&mut self, input: usize, barrier: Barrier) -> Result<()> {
+        let alignment = self.aligner.on_barrier(input, barrier);
+        if alignment == Alignment::Waiting {
+            self.scheduler
+                .block_current(self.gate.clone() as Rc<dyn Pending>);
+        }
+        self.aligned(alignment)
+    }
+
+    fn aligned(&mut self, alignment: Alignment) -> Result<()> {
+        match alignment {
+            Alignment::Aligned(b) => {
+                self.gate.open();
+                let f = &self.f;
+                self.ctx.save_state(b, |out| {
+                    f.snapshot_state(out);
+                    Ok(())
+                })?;
+                self.next.barrier(b)
+            }
+            Alignment::Waiting => {
+                self.gate.close();
+                Ok(())
+            }
+            Alignment::Idle => Ok(()),
+        }
+    }
+
+    fn finish_input(&mut self, input: usize) -> Result<()> {
+        let alignment = self.aligner.on_end(input);
+        self.aligned(alignment)?;
         self.open_inputs = self.open_inputs.saturating_sub(1);
         if self.open_inputs > 0 {
             return Ok(());
@@ -112,16 +156,26 @@ pub struct CoRight<K, A, B, Out, KA, KB, F> {
 
 /// Creates both inputs of a keyed co-process operator feeding `next`.
 #[allow(clippy::type_complexity)]
-pub fn keyed_co_process<K, A, B, Out, KA, KB, F>(
+pub(crate) fn keyed_co_process<K, A, B, Out, KA, KB, F>(
     key_left: KA,
     key_right: KB,
-    f: F,
+    mut f: F,
     next: Box<dyn Push<Out>>,
     ctx: OperatorCtx,
-) -> (
+    scheduler: Rc<Scheduler>,
+) -> Result<(
     CoLeft<K, A, B, Out, KA, KB, F>,
     CoRight<K, A, B, Out, KA, KB, F>,
-) {
+)>
+where
+    F: KeyedCoProcessFunction<K, A, B, Out>,
+{
+    let restore = ctx.take_restore();
+    f.restore_state(&restore.part(0))
+        .map_err(|e| crate::error::WeirError::Checkpoint(format!(
+            "restoring `{}` on shard {}: {e}",
+            ctx.name, ctx.shard
+        )))?;
     let shared = Rc::new(RefCell::new(CoState {
         key_left,
         key_right,
@@ -131,11 +185,14 @@ pub fn keyed_co_process<K, A, B, Out, KA, KB, F>(
         watermarks: WatermarkMerger::new(2),
         watermark: None,
         open_inputs: 2,
+        aligner: Aligner::new(2),
+        gate: Rc::new(AlignmentGate::default()),
+        scheduler,
         ctx,
         last_ingest: Instant::now(),
         _types: std::marker::PhantomData,
     }));
-    (
+    Ok((
         CoLeft {
             shared: shared.clone(),
             finished: false,
@@ -144,7 +201,7 @@ pub fn keyed_co_process<K, A, B, Out, KA, KB, F>(
             shared,
             finished: false,
         },
-    )
+    ))
 }
 
 impl<K, A, B, Out, KA, KB, F> Push<A> for CoLeft<K, A, B, Out, KA, KB, F>
@@ -175,11 +232,15 @@ where
         self.shared.borrow_mut().progress(0, progress)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.shared.borrow_mut().barrier(0, barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.finished, true) {
             return Ok(());
         }
-        self.shared.borrow_mut().finish_input()
+        self.shared.borrow_mut().finish_input(0)
     }
 }
 
@@ -211,10 +272,14 @@ where
         self.shared.borrow_mut().progress(1, progress)
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.shared.borrow_mut().barrier(1, barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.finished, true) {
             return Ok(());
         }
-        self.shared.borrow_mut().finish_input()
+        self.shared.borrow_mut().finish_input(1)
     }
 }

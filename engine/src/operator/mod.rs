@@ -19,7 +19,8 @@ mod window;
 
 pub use aggregate::{AggregateFunction, AggregateOp};
 pub use basic::{Discard, FilterOp, FlatMapOp, MapOp, Tee};
-pub use connect::{CoLeft, CoRight, KeyedCoProcessFunction, keyed_co_process};
+pub use connect::{CoLeft, CoRight, KeyedCoProcessFunction};
+pub(crate) use connect::keyed_co_process;
 pub use dedup::{Deduplicate, Keep};
 pub use join::{IntervalJoin, RegularJoin, WindowJoin};
 pub use process::{
@@ -29,13 +30,15 @@ pub use reduce::ReduceOp;
 pub(crate) use side::TypedSide;
 pub use side::{SideChannel, SideOutputs};
 pub use topn::TopN;
-pub use union::{UnionInput, union_inputs};
+pub use union::UnionInput;
+pub(crate) use union::union_inputs;
 pub use window::{
     Buffer, EvictingBuffer, Incremental, WindowContents, WindowFunction, WindowOp, WindowResult,
     WindowSpec,
 };
 
 use crate::batch::Batch;
+use crate::checkpoint::Barrier;
 use crate::error::{Result, WeirError};
 use crate::runtime::OperatorCtx;
 use crate::time::Progress;
@@ -48,6 +51,11 @@ pub trait Push<T> {
 
     /// Event-time progress on this path: pass it on (operators with timers fire them first).
     fn progress(&mut self, progress: Progress) -> Result<()>;
+
+    /// Checkpoint barrier on this path: operators with several inputs align it, stateful ones
+    /// snapshot, every one passes it on; sinks and exchanges are where it leaves the shard's
+    /// chain (see `checkpoint::shard`).
+    fn barrier(&mut self, barrier: Barrier) -> Result<()>;
 
     /// End of input on this path: flush what is buffered and pass the end on.
     fn finish(&mut self) -> Result<()>;
@@ -62,6 +70,11 @@ impl<T> Push<T> for Box<dyn Push<T>> {
     #[inline]
     fn progress(&mut self, progress: Progress) -> Result<()> {
         (**self).progress(progress)
+    }
+
+    #[inline]
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        (**self).barrier(barrier)
     }
 
     #[inline]

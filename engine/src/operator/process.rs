@@ -8,11 +8,14 @@ use std::hash::Hash;
 use super::{Push, guarded};
 use crate::api::OutputTag;
 use crate::batch::Batch;
-use crate::error::Result;
+use crate::checkpoint::{Barrier, StateRestore, StateSnapshot};
+use crate::error::{Result, WeirError};
 use crate::runtime::OperatorCtx;
 
 use super::SideOutputs;
-use crate::state::{HeapStateBackend, KeyedStateStore, StateCodec, StateError};
+use crate::state::{
+    HeapStateBackend, KeyGroupSnapshot, KeyedStateStore, StateBackend, StateCodec, StateError,
+};
 use crate::time::{Progress, Timestamp, wall_clock_ms};
 use crate::window::{TimeDomain, TimerService};
 
@@ -175,6 +178,14 @@ pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
     fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called once at end of input, to emit what was held back.
     fn on_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
+    /// Writes state kept in the function's fields into a checkpoint. The default writes
+    /// nothing: fields are then not restored after a failure (keep such state in `ctx.state()`,
+    /// or implement this and `restore_state`).
+    fn snapshot_state(&self, _out: &mut StateSnapshot<'_>) {}
+    /// Restores what `snapshot_state` wrote (for keyed entries: this shard's key groups only).
+    fn restore_state(&mut self, _state: &StateRestore) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 impl<In, Out, F> ProcessFunction<In, Out> for F
@@ -200,6 +211,14 @@ pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
     fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called once at end of input, to emit what was held back.
     fn on_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
+    /// Writes state kept in the function's fields into a checkpoint. The default writes
+    /// nothing: fields are then not restored after a failure (keep such state in `ctx.state()`,
+    /// or implement this and `restore_state`).
+    fn snapshot_state(&self, _out: &mut StateSnapshot<'_>) {}
+    /// Restores what `snapshot_state` wrote (for keyed entries: this shard's key groups only).
+    fn restore_state(&mut self, _state: &StateRestore) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 impl<K, In, Out, F> KeyedProcessFunction<K, In, Out> for F
@@ -223,8 +242,17 @@ pub struct ProcessOp<In, Out, P> {
 }
 
 impl<In, Out, P: ProcessFunction<In, Out>> ProcessOp<In, Out, P> {
-    pub fn new(f: P, next: Box<dyn Push<Out>>, ctx: OperatorCtx, sides: SideOutputs) -> Self {
-        ProcessOp {
+    /// Restores the function's state if the job resumes from a checkpoint.
+    pub fn new(
+        mut f: P,
+        next: Box<dyn Push<Out>>,
+        ctx: OperatorCtx,
+        sides: SideOutputs,
+    ) -> Result<Self> {
+        let restore = ctx.take_restore();
+        f.restore_state(&restore.part(0))
+            .map_err(|e| restore_failed(&ctx, e))?;
+        Ok(ProcessOp {
             f,
             sides,
             watermark: None,
@@ -232,7 +260,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> ProcessOp<In, Out, P> {
             next,
             ctx,
             _in: std::marker::PhantomData,
-        }
+        })
     }
 
     fn emit(&mut self) -> Result<()> {
@@ -287,6 +315,16 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
         }
         self.sides.progress(progress)?;
         self.next.progress(progress)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let f = &self.f;
+        self.ctx.save_state(barrier, |out| {
+            f.snapshot_state(out);
+            Ok(())
+        })?;
+        self.sides.barrier(barrier)?;
+        self.next.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -349,13 +387,34 @@ where
                 shard: ctx.shard,
                 message: format!("open: {e}"),
             })?;
+        let restore = ctx.take_restore();
+        let mut timers = TimerService::new();
+        if !restore.is_empty() {
+            f.restore_state(&restore.part(0))
+                .map_err(|e| restore_failed(&ctx, e))?;
+            for (_, bytes) in restore.part(PART_STORE).key_group_bytes() {
+                let snapshot = KeyGroupSnapshot::from_bytes(bytes.to_vec())
+                    .map_err(|e| restore_failed(&ctx, e))?;
+                store
+                    .backend_mut()
+                    .restore(&snapshot)
+                    .map_err(|e| restore_failed(&ctx, e))?;
+            }
+            for timer in restore.part(PART_TIMERS).keyed::<K, (u8, Timestamp)>() {
+                let (key, (domain, timestamp)) = timer.map_err(|e| restore_failed(&ctx, e))?;
+                match domain {
+                    0 => timers.register_event_time(key, (), timestamp),
+                    _ => timers.register_processing_time(key, (), timestamp),
+                };
+            }
+        }
         Ok(KeyedProcessOp {
             key_fn,
             f,
             sides,
             watermark: None,
             store,
-            timers: TimerService::new(),
+            timers,
             requests: Vec::new(),
             out: Batch::with_capacity(ctx.batch_size),
             next,
@@ -371,6 +430,18 @@ where
         &self.store
     }
 }
+
+/// The error of an operator whose checkpointed state cannot be restored.
+pub(crate) fn restore_failed(ctx: &OperatorCtx, e: impl std::fmt::Display) -> WeirError {
+    WeirError::Checkpoint(format!(
+        "restoring the state of `{}` on shard {}: {e}",
+        ctx.name, ctx.shard
+    ))
+}
+
+/// Part tags of a keyed process operator's snapshot (0 is the function's).
+const PART_STORE: u8 = 1;
+const PART_TIMERS: u8 = 2;
 
 /// Applies the timer requests user code made for `key`.
 fn apply_timers<K: Ord + Hash + Clone>(
@@ -523,6 +594,33 @@ where
         }
         self.sides.progress(progress)?;
         self.next.progress(progress)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let (f, store, timers) = (&self.f, &self.store, &self.timers);
+        self.ctx.save_state(barrier, |out| {
+            f.snapshot_state(out);
+            out.set_part(PART_STORE);
+            let backend = store.backend();
+            let groups: Vec<u32> = backend.key_groups().collect();
+            for kg in groups {
+                let snapshot = backend
+                    .snapshot_key_groups(kg..kg + 1)
+                    .map_err(|e| WeirError::Checkpoint(e.to_string()))?;
+                out.key_group_bytes(kg, snapshot.as_bytes());
+            }
+            out.set_part(PART_TIMERS);
+            for (domain, timer) in timers.timers() {
+                let d: u8 = match domain {
+                    TimeDomain::EventTime => 0,
+                    TimeDomain::ProcessingTime => 1,
+                };
+                out.keyed(&timer.key, &(d, timer.timestamp));
+            }
+            Ok(())
+        })?;
+        self.sides.barrier(barrier)?;
+        self.next.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

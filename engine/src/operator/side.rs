@@ -25,6 +25,8 @@ pub trait SideChannel {
     fn flush(&mut self, ingest: Instant) -> Result<()>;
     /// Passes event-time progress on.
     fn progress(&mut self, progress: Progress) -> Result<()>;
+    /// Passes a checkpoint barrier on.
+    fn barrier(&mut self, barrier: crate::checkpoint::Barrier) -> Result<()>;
     /// Passes end of input on.
     fn finish(&mut self) -> Result<()>;
     /// The typed consumer (`Box<dyn Push<S>>`), for operators that know the side's type.
@@ -67,6 +69,10 @@ impl<S: 'static> SideChannel for TypedSide<S> {
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
         self.push.progress(progress)
+    }
+
+    fn barrier(&mut self, barrier: crate::checkpoint::Barrier) -> Result<()> {
+        self.push.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -116,6 +122,10 @@ impl SideOutputs {
         self.channels
             .iter_mut()
             .try_for_each(|c| c.progress(progress))
+    }
+
+    pub(crate) fn barrier(&mut self, barrier: crate::checkpoint::Barrier) -> Result<()> {
+        self.channels.iter_mut().try_for_each(|c| c.barrier(barrier))
     }
 
     pub(crate) fn finish(&mut self) -> Result<()> {

@@ -4,19 +4,43 @@
 //! inbox), so the downstream chain is shared through `Rc<RefCell<_>>`. Borrows never overlap:
 //! pushes are synchronous and tasks interleave only at await points. End-of-input is passed on
 //! once every input has ended; the watermark passed on is the minimum over the inputs.
+//! Checkpoint barriers are aligned: an input that delivered barrier n pauses the task feeding
+//! it (through an `AlignmentGate`) until every other open input delivered n as well.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::Push;
 use crate::batch::Batch;
+use crate::checkpoint::Barrier;
+use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGate};
 use crate::error::Result;
+use crate::runtime::task::{Pending, Scheduler};
 use crate::time::{Progress, WatermarkMerger};
 
 struct Shared<T> {
     next: Box<dyn Push<T>>,
     open_inputs: usize,
     watermarks: WatermarkMerger,
+    aligner: Aligner,
+    gate: Rc<AlignmentGate>,
+    scheduler: Rc<Scheduler>,
+}
+
+impl<T> Shared<T> {
+    fn aligned(&mut self, alignment: Alignment) -> Result<()> {
+        match alignment {
+            Alignment::Aligned(b) => {
+                self.gate.open();
+                self.next.barrier(b)
+            }
+            Alignment::Waiting => {
+                self.gate.close();
+                Ok(())
+            }
+            Alignment::Idle => Ok(()),
+        }
+    }
 }
 
 /// One input of a union.
@@ -27,11 +51,18 @@ pub struct UnionInput<T> {
 }
 
 /// Creates `inputs` union inputs that all feed `next`.
-pub fn union_inputs<T>(next: Box<dyn Push<T>>, inputs: usize) -> Vec<UnionInput<T>> {
+pub(crate) fn union_inputs<T>(
+    next: Box<dyn Push<T>>,
+    inputs: usize,
+    scheduler: Rc<Scheduler>,
+) -> Vec<UnionInput<T>> {
     let shared = Rc::new(RefCell::new(Shared {
         next,
         open_inputs: inputs,
         watermarks: WatermarkMerger::new(inputs),
+        aligner: Aligner::new(inputs),
+        gate: Rc::new(AlignmentGate::default()),
+        scheduler,
     }));
     (0..inputs)
         .map(|index| UnionInput {
@@ -55,6 +86,17 @@ impl<T> Push<T> for UnionInput<T> {
         }
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let mut shared = self.shared.borrow_mut();
+        let alignment = shared.aligner.on_barrier(self.index, barrier);
+        if alignment == Alignment::Waiting {
+            // The task feeding this input waits until the other inputs caught up.
+            let gate = shared.gate.clone() as Rc<dyn Pending>;
+            shared.scheduler.block_current(gate);
+        }
+        shared.aligned(alignment)
+    }
+
     fn finish(&mut self) -> Result<()> {
         if self.finished {
             return Ok(());
@@ -62,6 +104,8 @@ impl<T> Push<T> for UnionInput<T> {
         self.finished = true;
         let mut shared = self.shared.borrow_mut();
         shared.open_inputs -= 1;
+        let alignment = shared.aligner.on_end(self.index);
+        shared.aligned(alignment)?;
         if shared.open_inputs == 0 {
             shared.next.finish()
         } else {

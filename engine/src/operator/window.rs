@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::{AggregateFunction, Push, guarded};
 use crate::batch::Batch;
+use crate::checkpoint::Barrier;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
@@ -678,6 +679,12 @@ where
         }
         self.late_out.progress(progress)?;
         self.next.progress(progress)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        // Never reached: jobs with checkpoints refuse this operator (`refuse_checkpoints`).
+        self.late_out.barrier(barrier)?;
+        self.next.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::task::{LocalTask, Scheduler};
 use super::{OperatorCtx, ShardInfo, ShardMetrics};
+use crate::checkpoint::shard::{ShardCheckpoints, ShardSetup};
 use crate::error::{Result, WeirError};
 use crate::operator::{Discard, Push, SideChannel, SideOutputs, Tee, TypedSide};
 
@@ -49,6 +50,7 @@ pub(crate) struct ShardBuilder {
     pub metrics: Rc<ShardMetrics>,
     pub scheduler: Rc<Scheduler>,
     pub cancel: Arc<AtomicBool>,
+    pub checkpoints: Rc<ShardCheckpoints>,
     outputs: HashMap<usize, Vec<Box<dyn Any>>>,
     /// Consumers of side outputs, by (producing node, tag name).
     side_outputs: HashMap<(usize, String), Vec<Box<dyn SideChannel>>>,
@@ -56,9 +58,22 @@ pub(crate) struct ShardBuilder {
 }
 
 impl ShardBuilder {
-    pub fn new(info: ShardInfo, names: Arc<Vec<String>>, cancel: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        info: ShardInfo,
+        names: Arc<Vec<String>>,
+        cancel: Arc<AtomicBool>,
+        setup: ShardSetup,
+    ) -> Self {
         let metrics = Rc::new(ShardMetrics::new(names.len()));
+        let checkpoints = Rc::new(ShardCheckpoints::new(
+            info.index,
+            info.max_parallelism,
+            setup.wiring,
+            setup.restore,
+            setup.sources,
+        ));
         ShardBuilder {
+            checkpoints,
             info,
             names,
             metrics,
@@ -79,6 +94,7 @@ impl ShardBuilder {
             shards: self.info.shards,
             batch_size: self.info.batch_size,
             metrics: self.metrics.clone(),
+            checkpoints: self.checkpoints.clone(),
         }
     }
 
@@ -159,10 +175,18 @@ impl ShardBuilder {
             }
         }
         Ok(match pushes.len() {
-            0 => Box::new(Discard),
-            1 => pushes.pop().unwrap_or_else(|| Box::new(Discard)),
+            0 => Box::new(self.discard()),
+            1 => match pushes.pop() {
+                Some(p) => p,
+                None => Box::new(self.discard()),
+            },
             _ => Box::new(Tee::new(pushes)),
         })
+    }
+
+    /// A terminal that drops what it gets (an output nobody consumes).
+    pub fn discard(&self) -> Discard {
+        Discard::new(self.checkpoints.clone())
     }
 
     /// Adds a task (a source or an exchange inbox) to this shard.

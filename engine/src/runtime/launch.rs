@@ -10,6 +10,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use super::builder::{JobContext, ShardBuilder, ShardPart};
 use super::metrics::{JobResult, OperatorStats, ShardSnapshot, new_latency_histogram};
 use super::task::DriveAll;
+use crate::checkpoint::shard::ShardSetup;
 use crate::error::{Result, WeirError};
 use crate::operator::panic_message;
 
@@ -25,8 +26,10 @@ pub(crate) fn run_job(
     ctx: &JobContext,
     names: Arc<Vec<String>>,
     parts: Vec<Vec<ShardPart>>,
+    setups: Vec<ShardSetup>,
     launch: &LaunchConfig,
 ) -> Result<JobResult> {
+    let mut setups = setups.into_iter();
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
@@ -50,11 +53,12 @@ pub(crate) fn run_job(
         let info = ctx.shard_info(index);
         let names = names.clone();
         let cancel = ctx.cancel.clone();
+        let setup = setups.next().unwrap_or_default();
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("weir-shard-{index}"))
             .io_memory(launch.io_memory)
             .spawn(move || async move {
-                let builder = ShardBuilder::new(info, names, cancel.clone());
+                let builder = ShardBuilder::new(info, names, cancel.clone(), setup);
                 let outcome = std::panic::AssertUnwindSafe(run_shard(builder, shard_parts))
                     .catch_unwind()
                     .await;

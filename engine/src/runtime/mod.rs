@@ -38,6 +38,7 @@ pub struct OperatorCtx {
     pub(crate) shards: usize,
     pub(crate) batch_size: usize,
     pub(crate) metrics: Rc<ShardMetrics>,
+    pub(crate) checkpoints: Rc<crate::checkpoint::shard::ShardCheckpoints>,
 }
 
 impl OperatorCtx {
@@ -55,6 +56,32 @@ impl OperatorCtx {
         if let Some(c) = self.metrics.records_late.get(self.node) {
             c.set(c.get() + n as u64);
         }
+    }
+
+    /// Snapshots this operator instance's state for `barrier` (a no-op without checkpoints).
+    pub(crate) fn save_state(
+        &self,
+        barrier: crate::checkpoint::Barrier,
+        write: impl FnOnce(&mut crate::checkpoint::StateSnapshot<'_>) -> crate::error::Result<()>,
+    ) -> crate::error::Result<()> {
+        self.checkpoints.save(self.node, barrier, write)
+    }
+
+    /// Fails the job at start if it takes checkpoints: for operators whose state cannot be
+    /// checkpointed yet (better no job than a job that silently loses state on recovery).
+    pub(crate) fn refuse_checkpoints(&self) -> crate::error::Result<()> {
+        if self.checkpoints.enabled() {
+            return Err(crate::error::WeirError::Config(format!(
+                "operator `{}` does not support checkpoints yet",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// The state this operator instance restores from (empty on a fresh start).
+    pub(crate) fn take_restore(&self) -> crate::checkpoint::StateRestore {
+        self.checkpoints.take_restore(self.node)
     }
 
     /// Counts records a source emitted.

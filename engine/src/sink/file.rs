@@ -2,14 +2,13 @@
 //!
 //! The sink runs as a single instance (records are routed to shard 0), so the file has one
 //! header and one writer. Output is buffered and written in large chunks: one `write` per
-//! 256 KiB, not per record.
+//! 256 KiB, not per record. With checkpoints the output goes through two-phase commit (see
+//! `SinkFile`): the file then only ever holds rows of completed checkpoints.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Encoder, Sink, SinkParallelism, SinkWriter};
-use crate::error::{Result, WeirError};
+use super::{Encoder, Sink, SinkFile, SinkParallelism, SinkWriter};
+use crate::error::Result;
 use crate::runtime::ShardInfo;
 
 const FLUSH_AT: usize = 256 * 1024;
@@ -47,39 +46,40 @@ impl<T: 'static, E: Encoder<T>> Sink<T> for FileSink<E> {
     }
 
     fn create_writer(&self, _shard: &ShardInfo) -> Result<FileWriter<E>> {
-        let io = |source| WeirError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut file = File::create(&self.path).map_err(io)?;
-        if let Some(h) = self.encoder.header() {
-            file.write_all(h.as_bytes()).map_err(io)?;
-        }
         Ok(FileWriter {
-            file,
-            path: self.path.clone(),
+            file: SinkFile::new(&self.path, self.header()),
             encoder: self.encoder.clone(),
             buf: Vec::with_capacity(FLUSH_AT + 4096),
         })
+    }
+
+    fn output_file(&self) -> Option<(PathBuf, Vec<u8>)> {
+        Some((self.path.clone(), self.header()))
+    }
+}
+
+impl<E> FileSink<E> {
+    fn header<T>(&self) -> Vec<u8>
+    where
+        E: Encoder<T>,
+    {
+        self.encoder
+            .header()
+            .map(|h| h.as_bytes().to_vec())
+            .unwrap_or_default()
     }
 }
 
 /// The writer of a `FileSink`.
 pub struct FileWriter<E> {
-    file: File,
-    path: PathBuf,
+    file: SinkFile,
     encoder: E,
     buf: Vec<u8>,
 }
 
 impl<E> FileWriter<E> {
     fn flush_buf(&mut self) -> Result<()> {
-        self.file
-            .write_all(&self.buf)
-            .map_err(|source| WeirError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        self.file.write_all(&self.buf)?;
         self.buf.clear();
         Ok(())
     }
@@ -98,9 +98,15 @@ impl<T, E: Encoder<T>> SinkWriter<T> for FileWriter<E> {
 
     fn finish(&mut self) -> Result<()> {
         self.flush_buf()?;
-        self.file.sync_data().map_err(|source| WeirError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.file.finish()
+    }
+
+    fn begin_parts(&mut self, dir: &Path, sink: usize, shard: usize) {
+        self.file.begin_parts(dir, sink, shard);
+    }
+
+    fn pre_commit(&mut self) -> Result<Option<(String, u64)>> {
+        self.flush_buf()?;
+        self.file.pre_commit()
     }
 }

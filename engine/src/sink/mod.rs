@@ -8,17 +8,23 @@
 mod collect;
 mod encode;
 mod file;
+mod output;
 mod partitioned;
 mod table;
 
 pub use collect::{CollectSink, CountSink, StdoutSink};
 pub use encode::{Csv, CsvRecord, Encoder, JsonLines, JsonRecord, write_csv_field};
 pub use file::FileSink;
+pub use output::SinkFile;
 pub use partitioned::PartitionedFileSink;
 pub use table::TableSink;
 
+use std::path::{Path, PathBuf};
+
 use crate::batch::Batch;
-use crate::error::Result;
+use crate::checkpoint::{Barrier, OutputPart, StateRestore, StateSnapshot};
+use crate::error::{Result, WeirError};
+use crate::state::StateError;
 use crate::operator::{Push, guarded};
 use crate::runtime::{OperatorCtx, ShardInfo};
 use crate::time::Progress;
@@ -42,6 +48,11 @@ pub trait Sink<T>: Clone + Send + 'static {
     }
     /// Opens the writer of this shard.
     fn create_writer(&self, shard: &ShardInfo) -> Result<Self::Writer>;
+    /// The one file this sink writes and its header, if it is a file sink whose writers
+    /// support two-phase output: with checkpoints, the coordinator commits into this file.
+    fn output_file(&self) -> Option<(PathBuf, Vec<u8>)> {
+        None
+    }
 }
 
 /// One shard's writer.
@@ -50,6 +61,20 @@ pub trait SinkWriter<T>: 'static {
     fn write(&mut self, records: &mut Vec<T>) -> Result<()>;
     /// End of input: flush and close.
     fn finish(&mut self) -> Result<()>;
+    /// The job takes checkpoints: write into part files in `dir` from now on (see
+    /// `SinkFile`). Only writers of sinks with an `output_file` are asked.
+    fn begin_parts(&mut self, _dir: &Path, _sink: usize, _shard: usize) {}
+    /// At a barrier and at the end: make what was written since the last call durable in a
+    /// part file and return `(file name, length)`; `None` if there is nothing.
+    fn pre_commit(&mut self) -> Result<Option<(String, u64)>> {
+        Ok(None)
+    }
+    /// Writes state the writer holds (a table under construction) into a checkpoint.
+    fn snapshot_state(&self, _out: &mut StateSnapshot<'_>) {}
+    /// Restores what `snapshot_state` wrote.
+    fn restore_state(&mut self, _state: &StateRestore) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// Adapts a writer to the operator chain and measures latency.
@@ -60,11 +85,34 @@ pub(crate) struct SinkPush<W> {
 }
 
 impl<W> SinkPush<W> {
-    pub fn new(writer: W, ctx: OperatorCtx) -> Self {
-        SinkPush {
+    /// Wraps `writer`; with checkpoints, switches a file writer to two-phase output and
+    /// restores its state. The sink is a terminal of its shard's chain.
+    pub fn new<T>(mut writer: W, ctx: OperatorCtx, two_phase: bool) -> Result<Self>
+    where
+        W: SinkWriter<T>,
+    {
+        if let (true, Some(dir)) = (two_phase, ctx.checkpoints.pending_dir()) {
+            writer.begin_parts(dir, ctx.node, ctx.shard);
+        }
+        let restore = ctx.take_restore();
+        writer
+            .restore_state(&restore.part(0))
+            .map_err(|e| WeirError::Checkpoint(format!("restoring sink `{}`: {e}", ctx.name)))?;
+        ctx.checkpoints.register_terminal();
+        Ok(SinkPush {
             writer,
             ctx,
             finished: false,
+        })
+    }
+
+    fn part(&self, checkpoint: u64, (file, len): (String, u64)) -> OutputPart {
+        OutputPart {
+            sink: self.ctx.node as u32,
+            shard: self.ctx.shard as u32,
+            checkpoint,
+            file,
+            len,
         }
     }
 }
@@ -90,12 +138,30 @@ impl<T, W: SinkWriter<T>> Push<T> for SinkPush<W> {
         Ok(())
     }
 
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        let writer = &self.writer;
+        self.ctx.save_state(barrier, |out| {
+            writer.snapshot_state(out);
+            Ok(())
+        })?;
+        if let Some(part) = self.writer.pre_commit()? {
+            let part = self.part(barrier.id, part);
+            self.ctx.checkpoints.add_output(barrier, part);
+        }
+        self.ctx.checkpoints.terminal_reached(barrier)
+    }
+
     fn finish(&mut self) -> Result<()> {
         if self.finished {
             return Ok(());
         }
         self.finished = true;
         let writer = &mut self.writer;
-        guarded(&self.ctx, || writer.finish())?
+        guarded(&self.ctx, || writer.finish())??;
+        if let Some(part) = self.writer.pre_commit()? {
+            let part = self.part(u64::MAX, part);
+            self.ctx.checkpoints.final_output(part)?;
+        }
+        self.ctx.checkpoints.terminal_finished()
     }
 }

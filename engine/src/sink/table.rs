@@ -4,11 +4,11 @@
 //! Rows are kept in their encoded form, so the table costs the bytes of its rows and nothing
 //! per change beyond a map update.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{CsvRecord, Sink, SinkParallelism, SinkWriter};
+use super::{CsvRecord, Sink, SinkFile, SinkParallelism, SinkWriter};
+use crate::checkpoint::{StateRestore, StateSnapshot};
+use crate::state::StateError;
 use crate::changelog::{Change, Materialized};
 use crate::error::{Result, WeirError};
 use crate::runtime::ShardInfo;
@@ -38,26 +38,29 @@ impl<T: CsvRecord + 'static> Sink<Change<T>> for TableSink {
     }
 
     fn create_writer(&self, _shard: &ShardInfo) -> Result<TableWriter> {
-        // Create the file now so a bad path fails the job at start, not at the end.
-        let file = File::create(&self.path).map_err(|source| WeirError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
         Ok(TableWriter {
-            file,
-            path: self.path.clone(),
-            header: self.header.clone(),
+            file: SinkFile::new(&self.path, self.header_line()),
             table: Materialized::new(),
             scratch: Vec::new(),
         })
+    }
+
+    fn output_file(&self) -> Option<(PathBuf, Vec<u8>)> {
+        Some((self.path.clone(), self.header_line()))
+    }
+}
+
+impl TableSink {
+    fn header_line(&self) -> Vec<u8> {
+        let mut h = self.header.as_bytes().to_vec();
+        h.push(b'\n');
+        h
     }
 }
 
 /// The writer of a `TableSink`.
 pub struct TableWriter {
-    file: File,
-    path: PathBuf,
-    header: String,
+    file: SinkFile,
     table: Materialized<Vec<u8>>,
     scratch: Vec<u8>,
 }
@@ -79,18 +82,38 @@ impl<T: CsvRecord> SinkWriter<Change<T>> for TableWriter {
     }
 
     fn finish(&mut self) -> Result<()> {
-        let mut out = Vec::with_capacity(self.header.len() + 1);
-        out.extend_from_slice(self.header.as_bytes());
-        out.push(b'\n');
+        let mut out = Vec::new();
         for row in self.table.rows() {
             out.extend_from_slice(row);
             out.push(b'\n');
         }
-        let io = |source| WeirError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(&out).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        self.file.write_all(&out)?;
+        self.file.finish()
+    }
+
+    fn begin_parts(&mut self, dir: &Path, sink: usize, shard: usize) {
+        self.file.begin_parts(dir, sink, shard);
+    }
+
+    fn pre_commit(&mut self) -> Result<Option<(String, u64)>> {
+        // Rows are written only at the end: until then the table is state, not output.
+        self.file.pre_commit()
+    }
+
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        for (row, count) in self.table.counts() {
+            out.shard(&(row.clone(), count as u64));
+        }
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> std::result::Result<(), StateError> {
+        for entry in state.shard::<(Vec<u8>, u64)>() {
+            let (row, count) = entry?;
+            for _ in 0..count {
+                // Adding rows cannot fail.
+                let _ = self.table.apply(true, row.clone());
+            }
+        }
+        Ok(())
     }
 }

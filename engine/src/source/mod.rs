@@ -9,11 +9,12 @@ pub mod nexmark;
 mod run;
 mod vec;
 
-pub(crate) use run::run_source;
+pub(crate) use run::{SourcePosition, run_source};
 pub use vec::VecSource;
 
 use std::future::Future;
 
+use crate::checkpoint::SourceRestore;
 use crate::error::Result;
 use crate::runtime::ShardInfo;
 
@@ -32,6 +33,20 @@ pub trait Source<T>: Clone + Send + 'static {
     type Reader: SourceReader<T>;
     /// Opens this shard's reader.
     fn create_reader(&self, shard: &ShardInfo) -> Result<Self::Reader>;
+    /// True if readers report positions and can resume from them (required for checkpoints).
+    fn supports_checkpoints(&self) -> bool {
+        false
+    }
+    /// Opens this shard's reader resuming after everything the checkpointed run had read:
+    /// `restore` holds the position of every shard of that run (which may have had another
+    /// shard count), so the reader reads exactly what no old shard had read.
+    fn restore_reader(&self, shard: &ShardInfo, restore: &SourceRestore) -> Result<Self::Reader> {
+        let _ = (shard, restore);
+        Err(crate::error::WeirError::Source {
+            source_name: std::any::type_name::<Self>().into(),
+            message: "this source cannot resume from a checkpoint".into(),
+        })
+    }
 }
 
 /// One shard's reader of a source.
@@ -42,4 +57,6 @@ pub trait SourceReader<T>: 'static {
         out: &mut Vec<T>,
         max: usize,
     ) -> impl Future<Output = Result<SourceStatus>>;
+    /// Appends the encoded position of the next record to read (for checkpoints).
+    fn position(&self, _out: &mut Vec<u8>) {}
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::{SourceReader, SourceStatus};
 use crate::batch::Batch;
+use crate::checkpoint::{Barrier, CheckpointId, ShardTrigger};
+use crate::state::{StateCodec, StateError};
 use crate::error::{Result, WeirError};
 use crate::operator::Push;
 use crate::runtime::OperatorCtx;
@@ -18,6 +20,7 @@ use crate::time::{END_OF_TIME, Progress, Timestamp, WatermarkGenerator};
 
 /// Reads batches until the reader is finished, pushing each one as soon as it is read, and
 /// the watermark after it whenever it advanced.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
     mut reader: R,
     mut watermarks: G,
@@ -26,10 +29,23 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
     scheduler: Rc<Scheduler>,
     ctx: OperatorCtx,
     cancel: Arc<AtomicBool>,
+    restored_watermark: Option<Timestamp>,
 ) -> Result<()> {
     let task = scheduler.new_task();
     let mut batch = Batch::with_capacity(ctx.batch_size);
     let mut emitted: Option<Timestamp> = None;
+    let mut barriers = Barriers {
+        trigger: ctx.checkpoints.trigger(),
+        injected: 0,
+    };
+    if let Some(w) = restored_watermark {
+        // Resume with the watermark the checkpointed run had reached here, so nothing that was
+        // late before the failure is on time after it.
+        scheduler.enter(task);
+        emitted = Some(w);
+        next.progress(Progress::Watermark(w))?;
+        scheduler.drain(task).await?;
+    }
     let mut idle = false;
     let mut last_data = Instant::now();
     loop {
@@ -97,11 +113,94 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
         if status == SourceStatus::Finished {
             break;
         }
+        if barriers.due() {
+            scheduler.enter(task);
+            barriers.inject(&reader, emitted, &mut next, &ctx)?;
+            scheduler.drain(task).await?;
+        }
         yield_now().await;
     }
+    barriers.finished(&ctx)?;
     scheduler.enter(task);
     // End of input is the final watermark: every window fires, every timer runs.
     next.progress(Progress::Watermark(END_OF_TIME))?;
     next.finish()?;
     scheduler.drain(task).await
+}
+
+/// A source task's side of checkpointing: injects the barriers the coordinator asked for, at
+/// a point between two batches, together with the reader's position.
+struct Barriers {
+    trigger: Option<Arc<ShardTrigger>>,
+    injected: CheckpointId,
+}
+
+impl Barriers {
+    /// True if the coordinator asked for a barrier not injected yet (one atomic load).
+    #[inline]
+    fn due(&self) -> bool {
+        self.trigger
+            .as_ref()
+            .is_some_and(|t| t.requested() > self.injected)
+    }
+
+    fn inject<T, R: SourceReader<T>>(
+        &mut self,
+        reader: &R,
+        watermark: Option<Timestamp>,
+        next: &mut Box<dyn Push<T>>,
+        ctx: &OperatorCtx,
+    ) -> Result<()> {
+        let Some(trigger) = self.trigger.clone() else {
+            return Ok(());
+        };
+        let requested = trigger.requested();
+        while self.injected < requested {
+            self.injected += 1;
+            let barrier = Barrier {
+                id: self.injected,
+                savepoint: trigger.is_savepoint(self.injected),
+            };
+            ctx.save_state(barrier, |out| {
+                let mut position = Vec::new();
+                reader.position(&mut position);
+                out.shard(&SourcePosition {
+                    position,
+                    watermark,
+                });
+                Ok(())
+            })?;
+            next.barrier(barrier)?;
+        }
+        Ok(())
+    }
+
+    /// The reader finished: barriers asked for but not injected will never be.
+    fn finished(&mut self, ctx: &OperatorCtx) -> Result<()> {
+        if self.trigger.is_some() {
+            ctx.checkpoints.source_finished(self.injected)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a source task writes into a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SourcePosition {
+    pub position: Vec<u8>,
+    pub watermark: Option<Timestamp>,
+}
+
+impl StateCodec for SourcePosition {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.position.encode(out);
+        self.watermark.encode(out);
+    }
+
+    fn decode_from(input: &mut &[u8]) -> std::result::Result<Self, StateError> {
+        Ok(SourcePosition {
+            position: Vec::<u8>::decode_from(input)?,
+            watermark: Option::<Timestamp>::decode_from(input)?,
+        })
+    }
 }

@@ -1,0 +1,287 @@
+//! One shard's side of checkpointing: receiving triggers, collecting what its operators
+//! snapshot, and acknowledging to the coordinator once every path of the shard passed the
+//! barrier.
+//!
+//! A shard's snapshot for barrier n is complete when every *terminal* of the shard (sinks,
+//! exchange outboxes, discarded outputs) has received barrier n: by then every operator between
+//! the shard's sources/inboxes and those terminals has snapshotted. Terminals whose input ended
+//! stop counting.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use super::barrier::Barrier;
+use super::snapshot::{SourceRestore, StateRestore, StateSnapshot};
+use super::{CheckpointId, OperatorState, OutputPart, ShardState};
+use crate::error::{Result, WeirError};
+
+/// The coordinator's request to one shard's sources: inject every barrier up to `requested`.
+#[derive(Default, Debug)]
+pub struct ShardTrigger {
+    requested: AtomicU64,
+    /// The highest requested id that is a savepoint.
+    savepoint: AtomicU64,
+}
+
+impl ShardTrigger {
+    /// Asks for barrier `id` (ids increase).
+    pub fn request(&self, id: CheckpointId, savepoint: bool) {
+        if savepoint {
+            self.savepoint.fetch_max(id, Ordering::AcqRel);
+        }
+        self.requested.fetch_max(id, Ordering::AcqRel);
+    }
+
+    /// The highest barrier requested so far (0: none). One relaxed-acquire load: sources call
+    /// it once per batch.
+    #[inline]
+    pub fn requested(&self) -> CheckpointId {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    /// True if barrier `id` is a savepoint.
+    pub fn is_savepoint(&self, id: CheckpointId) -> bool {
+        self.savepoint.load(Ordering::Acquire) == id
+    }
+}
+
+/// What shards tell the coordinator.
+#[derive(Debug)]
+pub(crate) enum CoordinatorEvent {
+    /// The shard's snapshot for checkpoint `id` is complete.
+    Ack {
+        id: CheckpointId,
+        state: ShardState,
+        outputs: Vec<OutputPart>,
+        /// Time from the first barrier reaching the shard to the last terminal.
+        align_micros: u64,
+        /// Time spent copying state into the snapshot.
+        snapshot_micros: u64,
+    },
+    /// A transactional sink closed its last part at end of input.
+    FinalOutput(OutputPart),
+    /// A source of `shard` finished after injecting barriers up to `last_injected`: later
+    /// checkpoints cannot complete.
+    SourceFinished {
+        shard: u32,
+        last_injected: CheckpointId,
+    },
+}
+
+/// Job-wide checkpointing wiring handed to every shard.
+#[derive(Clone)]
+pub(crate) struct ShardWiring {
+    pub trigger: Arc<ShardTrigger>,
+    pub events: Sender<CoordinatorEvent>,
+    pub pending_dir: PathBuf,
+}
+
+/// What one shard starts with: its checkpoint wiring (none: checkpoints off) and the state
+/// it restores.
+#[derive(Default)]
+pub(crate) struct ShardSetup {
+    pub wiring: Option<ShardWiring>,
+    pub restore: HashMap<u32, StateRestore>,
+    pub sources: HashMap<u32, SourceRestore>,
+}
+
+struct Building {
+    arrived: usize,
+    state: ShardState,
+    outputs: Vec<OutputPart>,
+    started: Instant,
+    snapshot_micros: u64,
+}
+
+/// A shard's checkpoint bookkeeping, shared by its operators through `OperatorCtx`.
+pub(crate) struct ShardCheckpoints {
+    shard: u32,
+    max_parallelism: u32,
+    wiring: Option<ShardWiring>,
+    terminals: Cell<usize>,
+    building: RefCell<BTreeMap<CheckpointId, Building>>,
+    restore: RefCell<HashMap<u32, StateRestore>>,
+    source_restore: RefCell<HashMap<u32, SourceRestore>>,
+}
+
+impl ShardCheckpoints {
+    pub fn new(
+        shard: usize,
+        max_parallelism: u32,
+        wiring: Option<ShardWiring>,
+        restore: HashMap<u32, StateRestore>,
+        source_restore: HashMap<u32, SourceRestore>,
+    ) -> Self {
+        ShardCheckpoints {
+            shard: shard as u32,
+            max_parallelism,
+            wiring,
+            terminals: Cell::new(0),
+            building: RefCell::new(BTreeMap::new()),
+            restore: RefCell::new(restore),
+            source_restore: RefCell::new(source_restore),
+        }
+    }
+
+    /// True when the job takes checkpoints.
+    pub fn enabled(&self) -> bool {
+        self.wiring.is_some()
+    }
+
+    /// The trigger sources poll.
+    pub fn trigger(&self) -> Option<Arc<ShardTrigger>> {
+        self.wiring.as_ref().map(|w| w.trigger.clone())
+    }
+
+    /// Where transactional sinks put pre-committed parts.
+    pub fn pending_dir(&self) -> Option<&std::path::Path> {
+        self.wiring.as_ref().map(|w| w.pending_dir.as_path())
+    }
+
+    /// The state node `node` had in the checkpoint being restored (empty on a fresh start).
+    pub fn take_restore(&self, node: usize) -> StateRestore {
+        self.restore
+            .borrow_mut()
+            .remove(&(node as u32))
+            .unwrap_or_default()
+    }
+
+    /// The positions of source node `node` in the checkpoint being restored, if any.
+    pub fn take_source_restore(&self, node: usize) -> Option<SourceRestore> {
+        self.source_restore.borrow_mut().remove(&(node as u32))
+    }
+
+    /// A terminal push exists on this shard.
+    pub fn register_terminal(&self) {
+        self.terminals.set(self.terminals.get() + 1);
+    }
+
+    /// A terminal's input ended: it will see no more barriers.
+    pub fn terminal_finished(&self) -> Result<()> {
+        self.terminals.set(self.terminals.get().saturating_sub(1));
+        let ready: Vec<CheckpointId> = self
+            .building
+            .borrow()
+            .iter()
+            .filter(|(_, b)| b.arrived >= self.terminals.get())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            self.acknowledge(id)?;
+        }
+        Ok(())
+    }
+
+    fn building<R>(&self, id: CheckpointId, f: impl FnOnce(&mut Building) -> R) -> R {
+        let mut building = self.building.borrow_mut();
+        let b = building.entry(id).or_insert_with(|| Building {
+            arrived: 0,
+            state: ShardState {
+                shard: self.shard,
+                operators: Vec::new(),
+            },
+            outputs: Vec::new(),
+            started: Instant::now(),
+            snapshot_micros: 0,
+        });
+        f(b)
+    }
+
+    /// Node `node` snapshots for `barrier`: `write` puts its state into the snapshot.
+    pub fn save(
+        &self,
+        node: usize,
+        barrier: Barrier,
+        write: impl FnOnce(&mut StateSnapshot<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut entries = Vec::new();
+        write(&mut StateSnapshot::new(&mut entries, self.max_parallelism))?;
+        let micros = started.elapsed().as_micros() as u64;
+        self.building(barrier.id, |b| {
+            b.snapshot_micros += micros;
+            if !entries.is_empty() {
+                b.state.operators.push(OperatorState {
+                    node: node as u32,
+                    entries,
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// A transactional sink pre-committed `part` at `barrier`.
+    pub fn add_output(&self, barrier: Barrier, part: OutputPart) {
+        self.building(barrier.id, |b| b.outputs.push(part));
+    }
+
+    /// A transactional sink closed its last part at end of input.
+    pub fn final_output(&self, part: OutputPart) -> Result<()> {
+        if let Some(w) = &self.wiring {
+            w.events
+                .send(CoordinatorEvent::FinalOutput(part))
+                .map_err(|_| coordinator_gone(self.shard))?;
+        }
+        Ok(())
+    }
+
+    /// A terminal received `barrier`; the last one completes the shard's snapshot.
+    pub fn terminal_reached(&self, barrier: Barrier) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let arrived = self.building(barrier.id, |b| {
+            b.arrived += 1;
+            b.arrived
+        });
+        if arrived >= self.terminals.get() {
+            self.acknowledge(barrier.id)?;
+        }
+        Ok(())
+    }
+
+    fn acknowledge(&self, id: CheckpointId) -> Result<()> {
+        let Some(b) = self.building.borrow_mut().remove(&id) else {
+            return Ok(());
+        };
+        if let Some(w) = &self.wiring {
+            w.events
+                .send(CoordinatorEvent::Ack {
+                    id,
+                    state: b.state,
+                    outputs: b.outputs,
+                    align_micros: b.started.elapsed().as_micros() as u64,
+                    snapshot_micros: b.snapshot_micros,
+                })
+                .map_err(|_| coordinator_gone(self.shard))?;
+        }
+        Ok(())
+    }
+
+    /// A source of this shard finished after injecting barriers up to `last_injected`.
+    pub fn source_finished(&self, last_injected: CheckpointId) -> Result<()> {
+        if let Some(w) = &self.wiring {
+            w.events
+                .send(CoordinatorEvent::SourceFinished {
+                    shard: self.shard,
+                    last_injected,
+                })
+                .map_err(|_| coordinator_gone(self.shard))?;
+        }
+        Ok(())
+    }
+}
+
+fn coordinator_gone(shard: u32) -> WeirError {
+    WeirError::Checkpoint(format!(
+        "shard {shard}: the checkpoint coordinator stopped"
+    ))
+}
