@@ -619,3 +619,657 @@ impl LoadedCheckpoint {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::key_group_range;
+    use proptest::prelude::*;
+    use std::sync::{Arc, Mutex};
+
+    fn entry(scope: Scope, bytes: &[u8]) -> StateEntry {
+        StateEntry {
+            scope,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    fn shard_state(shard: u32) -> ShardState {
+        ShardState {
+            shard,
+            operators: vec![
+                OperatorState {
+                    node: 1,
+                    entries: vec![
+                        entry(Scope::Shard, format!("src-{shard}").as_bytes()),
+                        entry(Scope::KeyGroup(shard * 10), b"kg"),
+                    ],
+                },
+                OperatorState {
+                    node: 4,
+                    entries: vec![],
+                },
+            ],
+        }
+    }
+
+    fn meta(id: CheckpointId, shards: u32, savepoint: bool) -> CheckpointMeta {
+        CheckpointMeta {
+            id,
+            job: 0xfeed,
+            shards,
+            max_parallelism: 128,
+            savepoint,
+            finished: false,
+            timestamp_ms: 1_700_000_000_000 + id as i64,
+            outputs: vec![OutputPart {
+                sink: 3,
+                shard: 0,
+                checkpoint: id,
+                file: format!("part-3-0-{id}"),
+                len: 42,
+            }],
+        }
+    }
+
+    /// Writes and completes a checkpoint of `shards` shards.
+    fn checkpoint(store: &CheckpointStore, id: CheckpointId, shards: u32, savepoint: bool) {
+        for s in 0..shards {
+            store.write_shard(id, savepoint, &shard_state(s)).unwrap();
+        }
+        store.complete(&meta(id, shards, savepoint)).unwrap();
+    }
+
+    fn dir_names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != PENDING)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A tracing subscriber that keeps the formatted fields of every event.
+    struct Capture(Arc<Mutex<Vec<String>>>);
+
+    struct Fields(String);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!("{}={:?} ", field.name(), value));
+        }
+    }
+
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut f = Fields(format!("{} ", event.metadata().level()));
+            event.record(&mut f);
+            self.0.lock().unwrap().push(f.0);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// Runs `f`, returning its result and the events it logged.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let r = tracing::subscriber::with_default(Capture(events.clone()), f);
+        let events = events.lock().unwrap().clone();
+        (r, events)
+    }
+
+    #[test]
+    fn write_complete_and_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path().join("ckpt"), 3).unwrap();
+        assert!(store.pending_dir().is_dir());
+        assert_eq!(store.latest().unwrap(), None);
+        assert_eq!(store.last_id().unwrap(), 0);
+        checkpoint(&store, 7, 3, false);
+        let c = store.latest().unwrap().unwrap();
+        assert_eq!(c.meta, meta(7, 3, false));
+        assert_eq!(c.shards, (0..3).map(shard_state).collect::<Vec<_>>());
+        assert_eq!(c.path, store.dir().join("chk-0000000000000007"));
+        assert!(c.path.join("shard-0002.state").is_file());
+        assert_eq!(store.last_id().unwrap(), 7);
+        assert_eq!(CheckpointStore::load_dir(&c.path).unwrap(), c);
+        c.check_job(0xfeed).unwrap();
+        let err = c.check_job(1).unwrap_err();
+        assert!(matches!(
+            err,
+            CheckpointError::IncompatibleJob {
+                expected: 1,
+                found: 0xfeed,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("chk-0000000000000007"), "{err}");
+        // No temp files are left behind.
+        assert!(
+            fs::read_dir(&c.path).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp"))
+        );
+    }
+
+    #[test]
+    fn open_rejects_zero_retention() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            CheckpointStore::open(tmp.path(), 0),
+            Err(CheckpointError::InvalidConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn checkpoint_without_metadata_is_not_complete() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path(), 3).unwrap();
+        checkpoint(&store, 1, 2, false);
+        store.write_shard(2, false, &shard_state(0)).unwrap();
+        store.write_shard(2, false, &shard_state(1)).unwrap();
+        let (latest, events) = logged(|| store.latest().unwrap().unwrap());
+        assert_eq!(latest.meta.id, 1);
+        assert!(
+            events.is_empty(),
+            "an in-progress checkpoint is not a problem: {events:?}"
+        );
+        assert_eq!(store.last_id().unwrap(), 2);
+        let err = CheckpointStore::load_dir(&store.checkpoint_path(2, false)).unwrap_err();
+        assert!(matches!(err, CheckpointError::Incomplete { .. }), "{err}");
+    }
+
+    #[test]
+    fn complete_requires_every_shard_and_only_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path(), 3).unwrap();
+        store.write_shard(1, false, &shard_state(0)).unwrap();
+        let err = store.complete(&meta(1, 2, false)).unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::MissingShard { path } if path.ends_with("shard-0001.state")),
+            "{err}"
+        );
+        store.write_shard(1, false, &shard_state(1)).unwrap();
+        store.complete(&meta(1, 2, false)).unwrap();
+        assert!(matches!(
+            store.complete(&meta(1, 2, false)),
+            Err(CheckpointError::AlreadyCommitted { id: 1, .. })
+        ));
+        assert!(matches!(
+            store.write_shard(1, false, &shard_state(0)),
+            Err(CheckpointError::AlreadyCommitted { id: 1, .. })
+        ));
+        assert!(matches!(
+            store.abort(1),
+            Err(CheckpointError::AlreadyCommitted { id: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn abort_discards_an_incomplete_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path(), 3).unwrap();
+        store.write_shard(5, false, &shard_state(0)).unwrap();
+        store.write_shard(6, true, &shard_state(0)).unwrap();
+        store.abort(5).unwrap();
+        store.abort(6).unwrap();
+        store.abort(99).unwrap();
+        assert!(dir_names(tmp.path()).is_empty());
+    }
+
+    /// Damages checkpoint 2 with `damage` and checks that `latest` falls back to 1, logging a
+    /// warning that names `file`.
+    fn falls_back(file: &str, damage: impl FnOnce(&Path)) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path(), 5).unwrap();
+        checkpoint(&store, 1, 2, false);
+        checkpoint(&store, 2, 2, false);
+        let path = store.checkpoint_path(2, false).join(file);
+        damage(&path);
+        let (latest, events) = logged(|| store.latest().unwrap().unwrap());
+        assert_eq!(latest.meta.id, 1);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].starts_with("WARN"), "{events:?}");
+        assert!(events[0].contains(file), "{events:?}");
+        // Loading the damaged one explicitly is an error, not a skip.
+        let err = CheckpointStore::load_dir(&store.checkpoint_path(2, false)).unwrap_err();
+        assert!(err.to_string().contains(file), "{err}");
+    }
+
+    fn flip_byte(path: &Path, at: impl FnOnce(usize) -> usize) {
+        let mut data = fs::read(path).unwrap();
+        let i = at(data.len());
+        data[i] ^= 0x40;
+        fs::write(path, data).unwrap();
+    }
+
+    #[test]
+    fn latest_skips_flipped_byte_in_metadata() {
+        falls_back(METADATA, |p| flip_byte(p, |len| len / 2));
+    }
+
+    #[test]
+    fn latest_skips_flipped_byte_in_shard_file() {
+        falls_back("shard-0001.state", |p| flip_byte(p, |len| len - 9));
+    }
+
+    #[test]
+    fn latest_skips_flipped_checksum() {
+        falls_back("shard-0000.state", |p| flip_byte(p, |len| len - 1));
+    }
+
+    #[test]
+    fn latest_skips_truncated_metadata() {
+        falls_back(METADATA, |p| {
+            let data = fs::read(p).unwrap();
+            fs::write(p, &data[..data.len() - 3]).unwrap();
+        });
+    }
+
+    #[test]
+    fn latest_skips_truncated_shard_file() {
+        falls_back("shard-0000.state", |p| {
+            let data = fs::read(p).unwrap();
+            fs::write(p, &data[..10]).unwrap();
+        });
+    }
+
+    #[test]
+    fn latest_skips_missing_shard_file() {
+        falls_back("shard-0001.state", |p| fs::remove_file(p).unwrap());
+    }
+
+    #[test]
+    fn latest_is_none_when_the_only_checkpoint_is_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path(), 5).unwrap();
+        checkpoint(&store, 1, 1, false);
+        flip_byte(&store.checkpoint_path(1, false).join(METADATA), |_| 0);
+        let (latest, events) = logged(|| store.latest().unwrap());
+        assert_eq!(latest, None);
+        assert!(events[0].contains("bad magic"), "{events:?}");
+    }
+
+    #[test]
+    fn corruption_errors_say_what_and_where() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path(), 5).unwrap();
+        checkpoint(&store, 1, 1, false);
+        let dir = store.checkpoint_path(1, false);
+        let shard = dir.join("shard-0000.state");
+        let good = fs::read(&shard).unwrap();
+
+        flip_byte(&shard, |len| len - 6);
+        let err = CheckpointStore::load_dir(&dir).unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::Corrupt { reason: "checksum mismatch", offset, .. } if *offset == good.len() as u64 - 4),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("shard-0000.state") && msg.contains("checksum mismatch"),
+            "{msg}"
+        );
+
+        let mut v2 = good.clone();
+        v2[8] = 2;
+        fs::write(&shard, &v2).unwrap();
+        let err = CheckpointStore::load_dir(&dir).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::UnsupportedVersion {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("version 2"), "{err}");
+
+        fs::write(&shard, &good[..good.len() - 1]).unwrap();
+        let err = CheckpointStore::load_dir(&dir).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+
+        // A shard file in the wrong place.
+        fs::write(&shard, encode_shard(&shard_state(3)).unwrap()).unwrap();
+        let err = CheckpointStore::load_dir(&dir).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::Corrupt {
+                    offset: SHARD_NUMBER_OFFSET,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // Metadata whose id disagrees with the directory name.
+        fs::write(&shard, &good).unwrap();
+        fs::write(dir.join(METADATA), encode_meta(&meta(9, 1, false)).unwrap()).unwrap();
+        let err = CheckpointStore::load_dir(&dir).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::Corrupt {
+                    offset: META_ID_OFFSET,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        fs::write(dir.join(METADATA), encode_meta(&meta(1, 1, true)).unwrap()).unwrap();
+        let err = CheckpointStore::load_dir(&dir).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::Corrupt {
+                    offset: META_SAVEPOINT_OFFSET,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let data = fs::read(dir.join(METADATA)).unwrap();
+        assert_eq!(data[META_SAVEPOINT_OFFSET as usize], 1);
+    }
+
+    #[test]
+    fn savepoint_loads_from_any_directory_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path().join("a"), 1).unwrap();
+        checkpoint(&store, 9, 2, true);
+        // Savepoints are not what `latest` restores from.
+        assert_eq!(store.latest().unwrap(), None);
+        assert_eq!(store.last_id().unwrap(), 9);
+        let moved = tmp.path().join("my-savepoint");
+        fs::rename(store.checkpoint_path(9, true), &moved).unwrap();
+        let c = CheckpointStore::load_dir(&moved).unwrap();
+        assert!(c.meta.savepoint);
+        assert_eq!(c.shards.len(), 2);
+    }
+
+    #[test]
+    fn retention_keeps_newest_and_savepoints() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path(), 2).unwrap();
+        checkpoint(&store, 1, 2, false);
+        checkpoint(&store, 2, 1, true);
+        // An abandoned attempt, older than what completes next.
+        store.write_shard(3, false, &shard_state(0)).unwrap();
+        checkpoint(&store, 4, 2, false);
+        checkpoint(&store, 5, 2, false);
+        // In progress, newer than what completes: left alone.
+        store.write_shard(7, false, &shard_state(0)).unwrap();
+        checkpoint(&store, 6, 2, false);
+        assert_eq!(
+            dir_names(tmp.path()),
+            [
+                "chk-0000000000000005",
+                "chk-0000000000000006",
+                "chk-0000000000000007",
+                "savepoint-0000000000000002",
+            ]
+        );
+        // Completing a savepoint does not apply retention.
+        checkpoint(&store, 8, 1, true);
+        assert_eq!(dir_names(tmp.path()).len(), 5);
+        checkpoint(&store, 9, 1, false);
+        assert_eq!(
+            dir_names(tmp.path()),
+            [
+                "chk-0000000000000006",
+                "chk-0000000000000009",
+                "savepoint-0000000000000002",
+                "savepoint-0000000000000008",
+            ]
+        );
+        assert_eq!(store.latest().unwrap().unwrap().meta.id, 9);
+        assert_eq!(store.last_id().unwrap(), 9);
+    }
+
+    #[test]
+    fn retention_of_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(tmp.path(), 1).unwrap();
+        for id in 1..=4 {
+            checkpoint(&store, id, 1, false);
+            assert_eq!(dir_names(tmp.path()), [format!("chk-{id:016}")]);
+        }
+    }
+
+    /// A checkpoint of `old_shards` shards, each holding for node 1 the keyed entries of the
+    /// key groups it owns (bytes = key group) and one shard entry (bytes = shard index), and
+    /// for node 2 a keyed entry for each of its key groups.
+    fn rescalable(old_shards: usize, maxp: u32) -> LoadedCheckpoint {
+        let shards = (0..old_shards)
+            .map(|s| {
+                let kgs = key_group_range(s, old_shards, maxp);
+                ShardState {
+                    shard: s as u32,
+                    operators: vec![
+                        OperatorState {
+                            node: 1,
+                            entries: kgs
+                                .clone()
+                                .map(|kg| entry(Scope::KeyGroup(kg), &kg.to_le_bytes()))
+                                .chain([entry(Scope::Shard, &(s as u32).to_le_bytes())])
+                                .collect(),
+                        },
+                        OperatorState {
+                            node: 2,
+                            entries: kgs.map(|kg| entry(Scope::KeyGroup(kg), b"two")).collect(),
+                        },
+                    ],
+                }
+            })
+            .collect();
+        LoadedCheckpoint {
+            meta: CheckpointMeta {
+                shards: old_shards as u32,
+                max_parallelism: maxp,
+                ..meta(1, 0, false)
+            },
+            shards,
+            path: PathBuf::from("test"),
+        }
+    }
+
+    fn check_rescale(old_shards: usize, new_shards: usize, maxp: u32) {
+        let c = rescalable(old_shards, maxp);
+        let mut owner = vec![None; maxp as usize];
+        let mut shard_owner = vec![None; old_shards];
+        for n in 0..new_shards {
+            let kgs = key_group_range(n, new_shards, maxp);
+            let state = c.state_for(n, new_shards, kgs.clone());
+            assert_eq!(state.len(), 2, "every node is present");
+            for (kg, bytes) in &state[&1].keyed {
+                assert!(kgs.contains(kg));
+                assert_eq!(bytes, &kg.to_le_bytes());
+                assert_eq!(owner[*kg as usize].replace(n), None, "key group {kg} twice");
+            }
+            let two: Vec<u32> = state[&2].keyed.iter().map(|(kg, _)| *kg).collect();
+            assert_eq!(two, kgs.clone().collect::<Vec<_>>());
+            assert!(state[&2].shard.is_empty());
+            for bytes in &state[&1].shard {
+                let old = u32::from_le_bytes(bytes[..].try_into().unwrap()) as usize;
+                assert_eq!(old % new_shards, n);
+                assert_eq!(shard_owner[old].replace(n), None);
+            }
+        }
+        assert!(
+            owner.iter().all(Option::is_some),
+            "every key group restored"
+        );
+        assert!(
+            shard_owner.iter().all(Option::is_some),
+            "every shard entry restored"
+        );
+    }
+
+    #[test]
+    fn state_for_same_shard_count() {
+        check_rescale(4, 4, 128);
+        let c = rescalable(4, 128);
+        let s = c.state_for(2, 4, key_group_range(2, 4, 128));
+        assert_eq!(s[&1].shard, vec![2u32.to_le_bytes().to_vec()]);
+        assert_eq!(s[&1].keyed.len(), 32);
+    }
+
+    #[test]
+    fn state_for_scale_up_and_down() {
+        check_rescale(2, 3, 128);
+        check_rescale(3, 8, 128);
+        check_rescale(7, 2, 128);
+        check_rescale(5, 1, 16);
+        check_rescale(1, 5, 16);
+    }
+
+    #[test]
+    fn all_shard_entries_from_every_old_shard() {
+        let c = rescalable(3, 12);
+        assert_eq!(
+            c.all_shard_entries(1),
+            (0..3u32)
+                .map(|s| (s, s.to_le_bytes().to_vec()))
+                .collect::<Vec<_>>()
+        );
+        assert!(c.all_shard_entries(2).is_empty());
+        assert!(c.all_shard_entries(99).is_empty());
+    }
+
+    fn arb_scope() -> impl Strategy<Value = Scope> {
+        prop_oneof![any::<u32>().prop_map(Scope::KeyGroup), Just(Scope::Shard)]
+    }
+
+    fn arb_shard_state() -> impl Strategy<Value = ShardState> {
+        let entry = (arb_scope(), proptest::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(scope, bytes)| StateEntry { scope, bytes });
+        let op = (any::<u32>(), proptest::collection::vec(entry, 0..6))
+            .prop_map(|(node, entries)| OperatorState { node, entries });
+        (any::<u32>(), proptest::collection::vec(op, 0..5))
+            .prop_map(|(shard, operators)| ShardState { shard, operators })
+    }
+
+    fn arb_meta() -> impl Strategy<Value = CheckpointMeta> {
+        let part = (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+            ".{0,20}",
+            any::<u64>(),
+        )
+            .prop_map(|(sink, shard, checkpoint, file, len)| OutputPart {
+                sink,
+                shard,
+                checkpoint,
+                file,
+                len,
+            });
+        (
+            (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()),
+            (any::<bool>(), any::<bool>(), any::<i64>()),
+            proptest::collection::vec(part, 0..5),
+        )
+            .prop_map(
+                |(
+                    (id, job, shards, max_parallelism),
+                    (savepoint, finished, timestamp_ms),
+                    outputs,
+                )| {
+                    CheckpointMeta {
+                        id,
+                        job,
+                        shards,
+                        max_parallelism,
+                        savepoint,
+                        finished,
+                        timestamp_ms,
+                        outputs,
+                    }
+                },
+            )
+    }
+
+    /// Frames `body` as a valid file of kind `magic`, so the body decoder sees random input.
+    fn framed(magic: &[u8; 8], body: &[u8]) -> Vec<u8> {
+        let mut out = magic.to_vec();
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(body);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn shard_state_round_trips(state in arb_shard_state()) {
+            let bytes = encode_shard(&state).unwrap();
+            prop_assert_eq!(decode_shard(&bytes, Path::new("x")).unwrap(), state);
+        }
+
+        #[test]
+        fn meta_round_trips(meta in arb_meta()) {
+            let bytes = encode_meta(&meta).unwrap();
+            prop_assert_eq!(decode_meta(&bytes, Path::new("x")).unwrap(), meta);
+        }
+
+        #[test]
+        fn any_single_flip_or_truncation_is_detected(
+            state in arb_shard_state(),
+            at in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let bytes = encode_shard(&state).unwrap();
+            let i = at.index(bytes.len());
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 1 << bit;
+            prop_assert!(decode_shard(&flipped, Path::new("x")).is_err());
+            prop_assert!(decode_shard(&bytes[..i], Path::new("x")).is_err());
+        }
+
+        #[test]
+        fn decoding_random_bytes_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_shard(&data, Path::new("x"));
+            let _ = decode_meta(&data, Path::new("x"));
+            // Behind valid framing, the body decoders see the random bytes themselves.
+            let _ = decode_shard(&framed(SHARD_MAGIC, &data), Path::new("x"));
+            let _ = decode_meta(&framed(META_MAGIC, &data), Path::new("x"));
+        }
+
+        #[test]
+        fn huge_counts_are_rejected_without_allocating(count in 1_000u32.., tail in proptest::collection::vec(any::<u8>(), 0..50)) {
+            // shard, then an operator count far beyond what the body holds.
+            let mut body = 0u32.to_le_bytes().to_vec();
+            body.extend_from_slice(&count.to_le_bytes());
+            body.extend_from_slice(&tail);
+            let err = decode_shard(&framed(SHARD_MAGIC, &body), Path::new("x")).unwrap_err();
+            let is_count_error = matches!(err, CheckpointError::Corrupt { offset: 24, reason: "count exceeds the bytes that remain", .. });
+            prop_assert!(is_count_error, "{}", err);
+            // An operator whose entry's byte string claims more than there is.
+            let mut body = 0u32.to_le_bytes().to_vec();
+            body.extend_from_slice(&1u32.to_le_bytes()); // one operator
+            body.extend_from_slice(&5u32.to_le_bytes()); // node
+            body.extend_from_slice(&1u32.to_le_bytes()); // one entry
+            body.push(SCOPE_SHARD);
+            body.extend_from_slice(&count.to_le_bytes());
+            let err = decode_shard(&framed(SHARD_MAGIC, &body), Path::new("x")).unwrap_err();
+            let is_len_error = matches!(err, CheckpointError::Corrupt { reason: "byte string length exceeds the bytes that remain", .. });
+            prop_assert!(is_len_error, "{}", err);
+        }
+    }
+}
