@@ -317,3 +317,344 @@ pub fn clean_pending(store_dir: &Path, keep: &HashSet<String>) -> Result<usize, 
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HEADER: &[u8] = b"id,name\n";
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        store: PathBuf,
+        out: PathBuf,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = tmp.path().join("ckpt");
+            fs::create_dir_all(store.join(PENDING)).unwrap();
+            let out = tmp.path().join("out.csv");
+            Fixture {
+                _tmp: tmp,
+                store,
+                out,
+            }
+        }
+
+        fn committer(&self) -> OutputCommitter {
+            OutputCommitter::new(&self.store, 3, &self.out, HEADER.to_vec())
+        }
+
+        /// Pre-commits `rows` as a part of sink `sink`, plus `junk` bytes written after the
+        /// pre-commit (which must not be committed).
+        fn part(
+            &self,
+            sink: u32,
+            checkpoint: u64,
+            shard: u32,
+            rows: &str,
+            junk: &str,
+        ) -> OutputPart {
+            let file = format!("part-{sink}-{shard}-{checkpoint}");
+            fs::write(
+                self.store.join(PENDING).join(&file),
+                format!("{rows}{junk}"),
+            )
+            .unwrap();
+            OutputPart {
+                sink,
+                shard,
+                checkpoint,
+                file,
+                len: rows.len() as u64,
+            }
+        }
+
+        fn output(&self) -> String {
+            String::from_utf8(fs::read(&self.out).unwrap()).unwrap()
+        }
+
+        fn pending(&self) -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(self.store.join(PENDING))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    /// Checkpoint 1 and 2's parts of sink 3 (and one of sink 4, which must be ignored).
+    fn parts(f: &Fixture) -> (Vec<OutputPart>, Vec<OutputPart>) {
+        let one = vec![
+            f.part(3, 1, 0, "1,a\n", ""),
+            f.part(4, 1, 0, "other sink\n", ""),
+            f.part(3, 1, 1, "2,b\n3,c\n", "4,uncommitted\n"),
+        ];
+        let two = vec![f.part(3, 2, 1, "5,e\n", ""), f.part(3, 2, 0, "6,f\n", "")];
+        (one, two)
+    }
+
+    const AFTER_ONE: &str = "id,name\n1,a\n2,b\n3,c\n";
+    const AFTER_TWO: &str = "id,name\n1,a\n2,b\n3,c\n5,e\n6,f\n";
+
+    #[test]
+    fn commits_in_order_with_header_once() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let (one, two) = parts(&f);
+        assert_eq!(c.recover().unwrap(), 0);
+        c.commit(1, &one).unwrap();
+        assert_eq!(f.output(), AFTER_ONE);
+        // Only this sink's committed parts are gone.
+        assert_eq!(f.pending(), ["part-3-0-2", "part-3-1-2", "part-4-0-1"]);
+        c.commit(2, &two).unwrap();
+        assert_eq!(f.output(), AFTER_TWO);
+        assert_eq!(c.recover().unwrap(), 2);
+        assert_eq!(f.output(), AFTER_TWO);
+    }
+
+    #[test]
+    fn commit_is_idempotent() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let (one, two) = parts(&f);
+        c.commit(1, &one).unwrap();
+        c.commit(1, &one).unwrap();
+        assert_eq!(f.output(), AFTER_ONE);
+        c.commit(2, &two).unwrap();
+        c.commit(1, &one).unwrap();
+        c.commit(2, &two).unwrap();
+        assert_eq!(f.output(), AFTER_TWO);
+        // A fresh committer (a restarted job) agrees.
+        f.committer().commit(2, &two).unwrap();
+        assert_eq!(f.output(), AFTER_TWO);
+    }
+
+    #[test]
+    fn repeated_commit_deletes_leftover_parts() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let (one, _) = parts(&f);
+        c.commit(1, &one).unwrap();
+        // A crash after the record was written but before the parts were deleted.
+        f.part(3, 1, 0, "1,a\n", "");
+        c.commit(1, &one).unwrap();
+        assert_eq!(f.output(), AFTER_ONE);
+        assert!(!f.pending().contains(&"part-3-0-1".to_string()));
+    }
+
+    #[test]
+    fn recover_cuts_off_uncommitted_bytes() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let (one, _) = parts(&f);
+        c.commit(1, &one).unwrap();
+        let mut out = OpenOptions::new().append(true).open(&f.out).unwrap();
+        out.write_all(b"garbage from an interrupted commit\n")
+            .unwrap();
+        drop(out);
+        assert_eq!(c.recover().unwrap(), 1);
+        assert_eq!(f.output(), AFTER_ONE);
+    }
+
+    #[test]
+    fn recover_without_any_commit_empties_the_file() {
+        let f = Fixture::new();
+        fs::write(&f.out, "half of a first commit").unwrap();
+        assert_eq!(f.committer().recover().unwrap(), 0);
+        assert_eq!(f.output(), "");
+        fs::remove_file(&f.out).unwrap();
+        assert_eq!(f.committer().recover().unwrap(), 0);
+        assert!(!f.out.exists());
+    }
+
+    /// A crash after the parts were appended (and possibly fsynced) but before the record was
+    /// replaced: the retried commit gives the same file as an uninterrupted one.
+    #[test]
+    fn commit_after_crash_before_record_has_no_duplicates() {
+        for recover_first in [false, true] {
+            let f = Fixture::new();
+            let c = f.committer();
+            let (one, two) = parts(&f);
+            c.commit(1, &one).unwrap();
+            // The interrupted commit of 2: the rows are in the file, the record still says 1.
+            let mut out = OpenOptions::new().append(true).open(&f.out).unwrap();
+            out.write_all(b"5,e\n6,").unwrap();
+            drop(out);
+            if recover_first {
+                assert_eq!(c.recover().unwrap(), 1);
+            }
+            c.commit(2, &two).unwrap();
+            assert_eq!(f.output(), AFTER_TWO);
+        }
+    }
+
+    /// The same, for the very first commit: the header is not written twice.
+    #[test]
+    fn first_commit_after_crash_writes_header_once() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let (one, _) = parts(&f);
+        fs::write(&f.out, "id,name\n1,a\n").unwrap();
+        c.commit(1, &one).unwrap();
+        assert_eq!(f.output(), AFTER_ONE);
+    }
+
+    #[test]
+    fn missing_or_short_part_is_an_error_naming_it() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let (one, mut two) = parts(&f);
+        c.commit(1, &one).unwrap();
+        fs::remove_file(f.store.join(PENDING).join("part-3-0-2")).unwrap();
+        let err = c.commit(2, &two).unwrap_err();
+        assert!(matches!(err, CheckpointError::PartMissing { .. }), "{err}");
+        assert!(err.to_string().contains("part-3-0-2"), "{err}");
+        // Nothing was recorded: the output is still checkpoint 1's after recovery.
+        assert_eq!(c.recover().unwrap(), 1);
+        assert_eq!(f.output(), AFTER_ONE);
+
+        two[1] = f.part(3, 2, 0, "6,f\n", "");
+        two[1].len += 10;
+        let err = c.commit(2, &two).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::PartTooShort {
+                    expected: 14,
+                    found: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("part-3-0-2"), "{err}");
+        assert_eq!(c.recover().unwrap(), 1);
+        assert_eq!(f.output(), AFTER_ONE);
+    }
+
+    #[test]
+    fn truncated_committed_output_is_an_error() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let (one, two) = parts(&f);
+        c.commit(1, &one).unwrap();
+        fs::write(&f.out, "id,name\n").unwrap();
+        let err = c.recover().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::OutputTruncated {
+                    committed: 20,
+                    found: 8,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("out.csv"), "{err}");
+        assert!(matches!(
+            c.commit(2, &two),
+            Err(CheckpointError::OutputTruncated { .. })
+        ));
+        fs::remove_file(&f.out).unwrap();
+        assert!(matches!(
+            c.recover(),
+            Err(CheckpointError::OutputTruncated { found: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn ensure_header_leaves_a_header_only_file() {
+        let f = Fixture::new();
+        let c = f.committer();
+        c.ensure_header().unwrap();
+        assert_eq!(f.output(), "id,name\n");
+        c.ensure_header().unwrap();
+        // The header survives recovery, and the first commit does not repeat it.
+        assert_eq!(c.recover().unwrap(), 0);
+        assert_eq!(f.output(), "id,name\n");
+        let (one, _) = parts(&f);
+        c.commit(1, &one).unwrap();
+        assert_eq!(f.output(), AFTER_ONE);
+        // Once something is committed, it does nothing.
+        c.ensure_header().unwrap();
+        assert_eq!(f.output(), AFTER_ONE);
+    }
+
+    #[test]
+    fn empty_header() {
+        let f = Fixture::new();
+        let c = OutputCommitter::new(&f.store, 3, &f.out, Vec::new());
+        c.ensure_header().unwrap();
+        assert_eq!(f.output(), "");
+        let (one, _) = parts(&f);
+        c.commit(1, &one).unwrap();
+        assert_eq!(f.output(), "1,a\n2,b\n3,c\n");
+    }
+
+    #[test]
+    fn corrupt_or_foreign_record_is_an_error() {
+        let f = Fixture::new();
+        let (one, _) = parts(&f);
+        f.committer().commit(1, &one).unwrap();
+        let record = f.store.join("output-3.commit");
+        // Sink 4's committer pointed at sink 3's record.
+        fs::copy(&record, f.store.join("output-4.commit")).unwrap();
+        let err = OutputCommitter::new(&f.store, 4, &f.out, Vec::new())
+            .recover()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::Corrupt {
+                    offset: RECORD_SINK_OFFSET,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut data = fs::read(&record).unwrap();
+        data[25] ^= 1;
+        fs::write(&record, data).unwrap();
+        let err = f.committer().recover().unwrap_err();
+        assert!(err.to_string().contains("output-3.commit"), "{err}");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+
+    #[test]
+    fn clean_pending_keeps_only_referenced_parts() {
+        let f = Fixture::new();
+        parts(&f);
+        fs::create_dir(f.store.join(PENDING).join("subdir")).unwrap();
+        let keep: HashSet<String> = ["part-3-0-1".to_string(), "part-4-0-1".to_string()].into();
+        assert_eq!(clean_pending(&f.store, &keep).unwrap(), 3);
+        assert_eq!(f.pending(), ["part-3-0-1", "part-4-0-1", "subdir"]);
+        assert_eq!(clean_pending(&f.store, &keep).unwrap(), 0);
+        assert_eq!(clean_pending(&f.store.join("nowhere"), &keep).unwrap(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn record_round_trips(sink in any::<u32>(), id in any::<u64>(), len in any::<u64>()) {
+            let r = CommitRecord { id, len };
+            prop_assert_eq!(decode_record(&encode_record(sink, r), Path::new("x"), sink).unwrap(), r);
+        }
+
+        #[test]
+        fn decoding_random_records_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_record(&data, Path::new("x"), 0);
+            let mut framed = RECORD_MAGIC.to_vec();
+            framed.extend_from_slice(&1u32.to_le_bytes());
+            framed.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            framed.extend_from_slice(&data);
+            let crc = crc32c::crc32c(&framed);
+            framed.extend_from_slice(&crc.to_le_bytes());
+            let _ = decode_record(&framed, Path::new("x"), 0);
+        }
+    }
+}
