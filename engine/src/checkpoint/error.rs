@@ -53,6 +53,10 @@ pub enum CheckpointError {
     /// A pre-committed output part that a commit needs does not exist.
     #[error("output part {path} is missing")]
     PartMissing { path: PathBuf },
+    /// An output part's file name is not a plain file name inside `pending/` (it has a
+    /// directory part or is absolute): committing it would read and delete some other file.
+    #[error("output part name {name:?} is not a plain file name")]
+    BadPartName { name: String },
     /// A pre-committed output part is shorter than when it was pre-committed.
     #[error("output part {path} is {found} bytes, but {expected} bytes were pre-committed")]
     PartTooShort {

@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::codec::{Reader, Writer};
 use super::store::{parent_dir, sync_dir, write_atomic};
@@ -90,6 +90,24 @@ impl OutputCommitter {
             self.delete_parts(parts);
             return Ok(());
         }
+        // Check every part before touching the output, so a bad part leaves it as it was.
+        for part in parts.iter().filter(|p| p.sink == self.sink) {
+            let path = self.part_path(part)?;
+            let found = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(CheckpointError::PartMissing { path });
+                }
+                Err(e) => return Err(CheckpointError::io(&path)(e)),
+            };
+            if found < part.len {
+                return Err(CheckpointError::PartTooShort {
+                    path,
+                    expected: part.len,
+                    found,
+                });
+            }
+        }
         let existed = fs::symlink_metadata(&self.path).is_ok();
         let mut out = OpenOptions::new()
             .write(true)
@@ -139,6 +157,17 @@ impl OutputCommitter {
         Ok(())
     }
 
+    /// The path of a part file, refusing names that would point outside `pending/`.
+    fn part_path(&self, part: &OutputPart) -> Result<PathBuf, CheckpointError> {
+        let mut components = Path::new(&part.file).components();
+        match (components.next(), components.next()) {
+            (Some(Component::Normal(_)), None) => Ok(self.pending.join(&part.file)),
+            _ => Err(CheckpointError::BadPartName {
+                name: part.file.clone(),
+            }),
+        }
+    }
+
     /// Appends the first `part.len` bytes of a part file to `out`.
     fn append_part(
         &self,
@@ -146,7 +175,7 @@ impl OutputCommitter {
         out: &mut File,
         buf: &mut [u8],
     ) -> Result<(), CheckpointError> {
-        let path = self.pending.join(&part.file);
+        let path = self.part_path(part)?;
         let mut f = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -178,7 +207,9 @@ impl OutputCommitter {
     /// space until `clean_pending` runs, so failures are logged, not returned.
     fn delete_parts(&self, parts: &[OutputPart]) {
         for part in parts.iter().filter(|p| p.sink == self.sink) {
-            let path = self.pending.join(&part.file);
+            let Ok(path) = self.part_path(part) else {
+                continue;
+            };
             if let Err(e) = fs::remove_file(&path)
                 && e.kind() != ErrorKind::NotFound
             {
@@ -514,7 +545,8 @@ mod tests {
         let err = c.commit(2, &two).unwrap_err();
         assert!(matches!(err, CheckpointError::PartMissing { .. }), "{err}");
         assert!(err.to_string().contains("part-3-0-2"), "{err}");
-        // Nothing was recorded: the output is still checkpoint 1's after recovery.
+        // The output was not touched, and nothing was recorded.
+        assert_eq!(f.output(), AFTER_ONE);
         assert_eq!(c.recover().unwrap(), 1);
         assert_eq!(f.output(), AFTER_ONE);
 
@@ -535,6 +567,26 @@ mod tests {
         assert!(err.to_string().contains("part-3-0-2"), "{err}");
         assert_eq!(c.recover().unwrap(), 1);
         assert_eq!(f.output(), AFTER_ONE);
+    }
+
+    #[test]
+    fn part_names_outside_pending_are_refused() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let victim = f.store.join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        for name in [victim.to_str().unwrap(), "../victim", "", "a/b"] {
+            let part = OutputPart {
+                sink: 3,
+                shard: 0,
+                checkpoint: 1,
+                file: name.to_string(),
+                len: 1,
+            };
+            let err = c.commit(1, &[part]).unwrap_err();
+            assert!(matches!(err, CheckpointError::BadPartName { .. }), "{err}");
+        }
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me");
     }
 
     #[test]
