@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use weir::nexmark::{DEFAULT_BASE_TIME_MS, DEFAULT_FIRST_EVENT_RATE, Generator, NexmarkConfig};
 use weir_bench::queries::Query;
-use weir_bench::runner::{RunSpec, run};
+use weir_bench::runner::{CheckpointSpec, RunSpec, run};
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +111,24 @@ struct NexmarkArgs {
     /// q13's side table: a `key,value` CSV file (default: a generated one in the temp dir).
     #[arg(long)]
     side_input: Option<PathBuf>,
+    /// Take checkpoints into this directory; a run with the same arguments resumes from the
+    /// latest one, and `--output` is written exactly once (two-phase commit).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Milliseconds between checkpoints (with `--checkpoint-dir`).
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_interval_ms: u64,
+    /// Restore from this checkpoint or savepoint directory when `--checkpoint-dir` holds none
+    /// of its own (to resume a savepoint, possibly at another `--cores`).
+    #[arg(long)]
+    restore_from: Option<PathBuf>,
+    /// Take a savepoint this many milliseconds after the start and stop the job there.
+    #[arg(long)]
+    stop_with_savepoint_after_ms: Option<u64>,
+    /// Test hook: panic once in the query's first operator after this many events, to
+    /// exercise recovery (with `--checkpoint-dir`).
+    #[arg(long, hide = true)]
+    fail_after_events: Option<u64>,
     #[command(flatten)]
     generator: GeneratorArgs,
 }
@@ -161,6 +179,15 @@ fn nexmark(args: NexmarkArgs) -> Result<()> {
         generator: args.generator.config(),
         batch_size: args.batch_size,
         side_input: args.side_input,
+        checkpoint: args.checkpoint_dir.map(|dir| CheckpointSpec {
+            dir,
+            interval: std::time::Duration::from_millis(args.checkpoint_interval_ms.max(1)),
+            restore_from: args.restore_from,
+            stop_with_savepoint_after: args
+                .stop_with_savepoint_after_ms
+                .map(std::time::Duration::from_millis),
+        }),
+        fail_after_events: args.fail_after_events,
     };
     let report = run(&spec).with_context(|| format!("running nexmark {}", query.name()))?;
     if args.json {
@@ -208,6 +235,8 @@ fn suite(args: SuiteArgs) -> Result<()> {
         generator: args.generator.config(),
         batch_size: 1024,
         side_input: None,
+        checkpoint: None,
+        fail_after_events: None,
     };
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);

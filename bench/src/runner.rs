@@ -1,8 +1,10 @@
 //! Runs one Nexmark query and measures it.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use weir::checkpoint::CheckpointConfig;
 use weir::nexmark::{Event, NexmarkConfig};
 use weir::source::nexmark::NexmarkSource;
 use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, PartitionedFileSink, Stream, TableSink};
@@ -21,6 +23,19 @@ pub struct RunSpec {
     pub batch_size: usize,
     /// q13's side table file.
     pub side_input: Option<PathBuf>,
+    /// Checkpointing, if any.
+    pub checkpoint: Option<CheckpointSpec>,
+    /// Test hook: the first operator panics once (per process) after this many events.
+    pub fail_after_events: Option<u64>,
+}
+
+/// Checkpoint settings of a harness run.
+#[derive(Clone, Debug)]
+pub struct CheckpointSpec {
+    pub dir: PathBuf,
+    pub interval: Duration,
+    pub restore_from: Option<PathBuf>,
+    pub stop_with_savepoint_after: Option<Duration>,
 }
 
 /// What a run measured.
@@ -36,6 +51,8 @@ pub struct Report {
     pub latency_p99: Duration,
     pub latency_p999: Duration,
     pub latency_max: Duration,
+    /// What checkpointing did, with `--checkpoint-dir`.
+    pub checkpoints: Option<weir::checkpoint::CheckpointStats>,
 }
 
 impl Report {
@@ -69,6 +86,40 @@ impl Report {
 
     /// A few lines for people.
     pub fn to_text(&self) -> String {
+        if let Some(c) = &self.checkpoints {
+            if c.already_complete {
+                return format!(
+                    "query {}: the job already completed in an earlier run (its checkpoint \
+                     directory says so); nothing to do",
+                    self.query.name()
+                );
+            }
+        }
+        let mut text = self.measures_text();
+        if let Some(c) = &self.checkpoints {
+            let mut d = c.durations_us.clone();
+            d.sort_unstable();
+            let median = d.get(d.len() / 2).copied().unwrap_or(0);
+            text.push_str(&format!(
+                "\n  checkpoints: {} completed, {} aborted, attempts {}, resumed from {}, \
+                 median duration {} us, max alignment {} us, max snapshot copy {} us",
+                c.completed,
+                c.aborted,
+                c.attempts,
+                c.restored_from
+                    .map_or("nothing".to_string(), |id| format!("checkpoint {id}")),
+                median,
+                c.max_align_us,
+                c.max_snapshot_us
+            ));
+            for p in &c.savepoints {
+                text.push_str(&format!("\n  savepoint: {}", p.display()));
+            }
+        }
+        text
+    }
+
+    fn measures_text(&self) -> String {
         format!(
             "query {}: {} events on {} core(s){} in {:.3} s\n  throughput: {:.0} events/s ({:.0} per core)\n  output rows: {}\n  latency (ingest to sink): p50 {} us, p99 {} us, p99.9 {} us, max {} us",
             self.query.name(),
@@ -146,15 +197,38 @@ pub enum RunError {
 
 /// Runs `spec` to completion.
 pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
-    let env = Env::builder()
+    let mut builder = Env::builder()
         .cores(spec.cores)
-        .batch_size(spec.batch_size)
-        .build()?;
+        .batch_size(spec.batch_size);
+    if let Some(c) = &spec.checkpoint {
+        let mut config = CheckpointConfig::new(&c.dir, c.interval);
+        config.restore_from = c.restore_from.clone();
+        builder = builder.checkpointing(config);
+        if let Some(after) = c.stop_with_savepoint_after {
+            let handle = builder.savepoint_handle();
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                handle.request(true);
+            });
+        }
+    }
+    let env = builder.build()?;
     let mut source = NexmarkSource::new(spec.generator, spec.events)?;
     if let Some(rate) = spec.rate {
         source = source.with_rate(rate)?;
     }
-    let events: Stream<Event> = crate::queries::events(&env, source);
+    let mut events: Stream<Event> = crate::queries::events(&env, source);
+    if let Some(n) = spec.fail_after_events {
+        events = events.map(move |e| {
+            static SEEN: AtomicU64 = AtomicU64::new(0);
+            static FAILED: AtomicBool = AtomicBool::new(false);
+            if SEEN.fetch_add(1, Ordering::Relaxed) == n && !FAILED.swap(true, Ordering::Relaxed)
+            {
+                panic!("injected failure after {n} events (--fail-after-events)");
+            }
+            e
+        });
+    }
     let mut sink = HarnessSink {
         output: spec.output.clone(),
     };
@@ -174,5 +248,6 @@ pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
         latency_p99: result.latency_at(0.99),
         latency_p999: result.latency_at(0.999),
         latency_max: Duration::from_nanos(result.latency.max()),
+        checkpoints: result.checkpoints,
     })
 }

@@ -5,7 +5,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::graph::{JobGraph, per_shard};
+use super::graph::{JobGraph, Node, per_shard};
+use crate::checkpoint::job::{CheckpointedJob, run_checkpointed};
+use crate::checkpoint::{CheckpointConfig, SavepointHandle};
 use super::stream::Stream;
 use crate::Data;
 use crate::error::{Result, WeirError};
@@ -28,6 +30,8 @@ pub struct EnvBuilder {
     queue_capacity: usize,
     pin: bool,
     io_memory: usize,
+    checkpointing: Option<CheckpointConfig>,
+    savepoints: SavepointHandle,
 }
 
 impl Default for EnvBuilder {
@@ -39,6 +43,8 @@ impl Default for EnvBuilder {
             queue_capacity: 64,
             pin: true,
             io_memory: 2 << 20,
+            checkpointing: None,
+            savepoints: SavepointHandle::default(),
         }
     }
 }
@@ -84,6 +90,20 @@ impl EnvBuilder {
         self
     }
 
+    /// Takes checkpoints as `config` says: the job resumes from the latest completed
+    /// checkpoint in `config.dir` (after a failure, or when run again), file sinks commit
+    /// their output through two-phase commit (exactly once), and a finished job is recorded
+    /// as finished.
+    pub fn checkpointing(mut self, config: CheckpointConfig) -> Self {
+        self.checkpointing = Some(config);
+        self
+    }
+
+    /// A handle to request savepoints of the running job from another thread.
+    pub fn savepoint_handle(&self) -> SavepointHandle {
+        self.savepoints.clone()
+    }
+
     /// Checks the configuration and creates the environment.
     pub fn build(self) -> Result<Env> {
         let cores = match self.cores {
@@ -107,6 +127,18 @@ impl EnvBuilder {
         }
         if self.batch_size == 0 {
             return Err(WeirError::Config("batch_size must be at least 1".into()));
+        }
+        if let Some(c) = &self.checkpointing {
+            if c.interval.is_zero() {
+                return Err(WeirError::Config(
+                    "checkpoint interval must be above zero".into(),
+                ));
+            }
+            if c.retain == 0 {
+                return Err(WeirError::Config(
+                    "checkpoints to retain must be at least 1".into(),
+                ));
+            }
         }
         if self.queue_capacity == 0 {
             return Err(WeirError::Config(
@@ -186,6 +218,7 @@ impl Env {
     ) -> Stream<T> {
         let mut graph = self.graph.borrow_mut();
         let id = graph.next_id();
+        graph.sources.push(id);
         let node = graph.add(
             "source",
             Box::new(move |ctx: &JobContext| {
@@ -259,28 +292,29 @@ impl Env {
         };
         let names: Arc<Vec<String>> =
             Arc::new(graph.nodes.iter().map(|n| n.name.clone()).collect());
-        let mut parts: Vec<Vec<ShardPart>> = (0..ctx.shards).map(|_| Vec::new()).collect();
-        for node in graph.nodes.iter_mut() {
-            let node_parts = (node.prepare)(&ctx)?;
-            if node_parts.len() != ctx.shards {
-                return Err(WeirError::Graph(format!(
-                    "node `{}` prepared {} parts for {} shards",
-                    node.name,
-                    node_parts.len(),
-                    ctx.shards
-                )));
-            }
-            for (shard, part) in node_parts.into_iter().enumerate() {
-                parts[shard].push(part);
-            }
-        }
-        drop(graph);
         let launch = LaunchConfig {
             pin: self.config.pin,
             io_memory: self.config.io_memory,
         };
         tracing::info!(shards = ctx.shards, nodes = names.len(), "starting job");
-        let result = run_job(&ctx, names, parts, Vec::new(), &launch)?;
+        let graph = &mut *graph;
+        let mut prepare = |ctx: &JobContext| prepare_parts(&mut graph.nodes, ctx);
+        let result = match &self.config.checkpointing {
+            Some(config) => {
+                let job = CheckpointedJob {
+                    config,
+                    names,
+                    outputs: graph.outputs.clone(),
+                    sources: graph.sources.clone(),
+                    savepoints: self.config.savepoints.clone(),
+                };
+                run_checkpointed(job, &ctx, &mut prepare, &launch)?
+            }
+            None => {
+                let parts = prepare(&ctx)?;
+                run_job(&ctx, names, parts, Vec::new(), &launch)?
+            }
+        };
         tracing::info!(
             seconds = result.duration.as_secs_f64(),
             pinned = result.pinned,
@@ -316,4 +350,24 @@ fn decode_source_restore(
         },
         watermark.flatten(),
     ))
+}
+
+/// Prepares every node of the graph for one run: one part per shard and node.
+fn prepare_parts(nodes: &mut [Node], ctx: &JobContext) -> Result<Vec<Vec<ShardPart>>> {
+    let mut parts: Vec<Vec<ShardPart>> = (0..ctx.shards).map(|_| Vec::new()).collect();
+    for node in nodes.iter_mut() {
+        let node_parts = (node.prepare)(ctx)?;
+        if node_parts.len() != ctx.shards {
+            return Err(WeirError::Graph(format!(
+                "node `{}` prepared {} parts for {} shards",
+                node.name,
+                node_parts.len(),
+                ctx.shards
+            )));
+        }
+        for (shard, part) in node_parts.into_iter().enumerate() {
+            parts[shard].push(part);
+        }
+    }
+    Ok(parts)
 }

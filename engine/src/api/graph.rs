@@ -18,6 +18,8 @@ pub(crate) struct JobGraph {
     /// Problems found while the graph was built, reported by `execute`.
     pub errors: Vec<String>,
     pub sinks: usize,
+    /// Source nodes (their checkpointed positions are restored specially).
+    pub sources: Vec<usize>,
     /// File sinks whose output is committed by checkpoints (two-phase commit).
     pub outputs: Vec<OutputFile>,
 }

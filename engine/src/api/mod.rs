@@ -2,7 +2,7 @@
 
 mod connect;
 mod env;
-mod graph;
+pub(crate) mod graph;
 mod keyed;
 mod stream;
 mod window;

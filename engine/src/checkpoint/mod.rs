@@ -3,16 +3,31 @@
 //!
 //! - `barrier`: the in-band marker and its alignment at multi-input operators;
 //! - `snapshot`: how operators and functions write and read their state;
-//! - `shard`: a shard's trigger, collection and acknowledgement.
+//! - `shard`: a shard's trigger, collection and acknowledgement;
+//! - `coordinator`: triggers checkpoints, completes them, commits output;
+//! - `job`: runs a job attempt after attempt, each resuming from the latest checkpoint;
+//! - `store` / `output`: the checkpoint directory and the output commit records.
 
 pub mod barrier;
+mod codec;
+mod config;
+pub(crate) mod coordinator;
+mod error;
+pub(crate) mod job;
+mod output;
 pub(crate) mod shard;
 pub mod snapshot;
+mod store;
 mod types;
 
 pub use barrier::Barrier;
+pub use config::{CheckpointConfig, RestartStrategy};
+pub use coordinator::{CheckpointStats, SavepointHandle};
+pub use error::CheckpointError;
+pub use output::{OutputCommitter, clean_pending};
 pub use shard::ShardTrigger;
 pub use snapshot::{SourceRestore, StateRestore, StateSnapshot};
+pub use store::{CheckpointStore, LoadedCheckpoint, RestoredOperator};
 pub use types::{
     CheckpointId, CheckpointMeta, OperatorState, OutputPart, Scope, ShardState, StateEntry,
 };

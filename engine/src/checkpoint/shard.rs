@@ -71,6 +71,8 @@ pub(crate) enum CoordinatorEvent {
         shard: u32,
         last_injected: CheckpointId,
     },
+    /// The job attempt ended (sent by the thread that ran it, after every shard stopped).
+    JobEnded { ok: bool },
 }
 
 /// Job-wide checkpointing wiring handed to every shard.

@@ -181,5 +181,6 @@ fn merge(
         latency,
         max_queue_len,
         max_held,
+        checkpoints: None,
     }
 }

@@ -95,9 +95,26 @@ pub struct JobResult {
     /// stops taking input as soon as anything is held, so this stays at a batch or two: it is
     /// what bounds memory under backpressure.
     pub max_held: usize,
+    /// What checkpointing did (jobs with checkpoints only).
+    pub checkpoints: Option<crate::checkpoint::CheckpointStats>,
 }
 
 impl JobResult {
+    /// The result of a job that ran nothing (already complete, or stopped with a savepoint
+    /// before any shard reported).
+    pub(crate) fn empty(shards: usize) -> Self {
+        JobResult {
+            duration: Duration::ZERO,
+            shards,
+            pinned: false,
+            operators: Vec::new(),
+            latency: super::metrics::new_latency_histogram(),
+            max_queue_len: 0,
+            max_held: 0,
+            checkpoints: None,
+        }
+    }
+
     /// Records that entered the operator named `name` (summed if several share the name).
     pub fn records_in(&self, name: &str) -> u64 {
         self.operators

@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::{Source, SourceReader, SourceStatus};
+use crate::checkpoint::SourceRestore;
 use crate::error::{Result, WeirError};
+use crate::nexmark::SHARD_BLOCK;
+use crate::state::StateCodec;
 use crate::nexmark::{Event, Generator, NexmarkConfig, ShardEvents, shard_events};
 use crate::runtime::ShardInfo;
 
@@ -87,7 +90,48 @@ impl Source<Event> for NexmarkSource {
             per_second: self.rate.map(|r| r as f64 / shard.shards as f64),
             started: None,
             emitted: 0,
+            already_read: None,
         })
+    }
+
+    fn supports_checkpoints(&self) -> bool {
+        true
+    }
+
+    /// Resumes after every event the checkpointed run's shards had read. At the same shard
+    /// count each shard continues at its own position; at another, each new shard walks its
+    /// own blocks from the smallest old position and skips the events whose old owner had
+    /// already read them.
+    fn restore_reader(&self, shard: &ShardInfo, restore: &SourceRestore) -> Result<NexmarkReader> {
+        let bad = |message: String| WeirError::Source {
+            source_name: "nexmark".into(),
+            message,
+        };
+        let old = restore.old_shards as usize;
+        let mut positions = vec![None; old];
+        for (s, bytes) in &restore.positions {
+            let p = u64::decode(bytes)
+                .map_err(|e| bad(format!("position of old shard {s}: {e}")))?;
+            match positions.get_mut(*s as usize) {
+                Some(slot) => *slot = Some(p),
+                None => return Err(bad(format!("position of shard {s} of {old}"))),
+            }
+        }
+        let positions: Vec<u64> = positions
+            .into_iter()
+            .enumerate()
+            .map(|(s, p)| p.ok_or_else(|| bad(format!("no position for old shard {s}"))))
+            .collect::<Result<_>>()?;
+        let mut reader = self.create_reader(shard)?;
+        if old == shard.shards {
+            let p = positions.get(shard.index).copied().unwrap_or(u64::MAX);
+            reader.events = reader.events.resume_from(p);
+        } else {
+            let from = positions.iter().copied().min().unwrap_or(u64::MAX);
+            reader.events = reader.events.resume_from(from);
+            reader.already_read = Some(positions);
+        }
+        Ok(reader)
     }
 }
 
@@ -98,6 +142,9 @@ pub struct NexmarkReader {
     per_second: Option<f64>,
     started: Option<Instant>,
     emitted: u64,
+    /// After a rescaled restore: the next unread event of every old shard (event `n` belonged
+    /// to old shard `(n / 50) % old_shards`).
+    already_read: Option<Vec<u64>>,
 }
 
 impl NexmarkReader {
@@ -122,8 +169,25 @@ impl NexmarkReader {
 impl SourceReader<Event> for NexmarkReader {
     async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> Result<SourceStatus> {
         let allowed = self.allowance(max).await;
-        for n in self.events.by_ref().take(allowed) {
-            out.push(self.generator.event(n));
+        match &self.already_read {
+            None => {
+                for n in self.events.by_ref().take(allowed) {
+                    out.push(self.generator.event(n));
+                }
+            }
+            Some(positions) => {
+                let old = positions.len() as u64;
+                let mut taken = 0;
+                while taken < allowed {
+                    let Some(n) = self.events.next() else { break };
+                    let owner = ((n / SHARD_BLOCK) % old) as usize;
+                    if positions.get(owner).is_some_and(|&p| n < p) {
+                        continue;
+                    }
+                    out.push(self.generator.event(n));
+                    taken += 1;
+                }
+            }
         }
         self.emitted += out.len() as u64;
         Ok(if self.events.next_event().is_none() {
@@ -131,5 +195,9 @@ impl SourceReader<Event> for NexmarkReader {
         } else {
             SourceStatus::More
         })
+    }
+
+    fn position(&self, out: &mut Vec<u8>) {
+        self.events.next_event().unwrap_or(u64::MAX).encode(out);
     }
 }

@@ -1,0 +1,402 @@
+//! The checkpoint coordinator: one thread per running job. It triggers checkpoints (asks every
+//! shard's sources to inject barrier n), collects the shards' snapshots as they acknowledge,
+//! writes them to the checkpoint store, completes a checkpoint once every shard acknowledged,
+//! and then commits the transactional output the checkpoint covers (phase two of the
+//! two-phase commit). At the end of a successful job it writes a final, `finished` checkpoint
+//! that commits the rest of the output, so a re-run knows the job is done.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::shard::{CoordinatorEvent, ShardTrigger};
+use super::{
+    CheckpointConfig, CheckpointId, CheckpointMeta, CheckpointStore, OutputCommitter, OutputPart,
+    ShardState,
+};
+use crate::error::{Result, WeirError};
+
+/// What the checkpoints of one job run did.
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointStats {
+    /// Checkpoints completed (savepoints and the final one included).
+    pub completed: u64,
+    /// Checkpoints aborted (timed out, declined after a source finished, or failed attempt).
+    pub aborted: u64,
+    /// The checkpoint the last attempt resumed from, if any.
+    pub restored_from: Option<CheckpointId>,
+    /// Attempts made (1 + restarts).
+    pub attempts: u32,
+    /// Trigger-to-complete time of every completed checkpoint, in microseconds.
+    pub durations_us: Vec<u64>,
+    /// Longest time one shard spent between the first barrier and its acknowledgement.
+    pub max_align_us: u64,
+    /// Longest time one shard's operators spent copying state for one checkpoint.
+    pub max_snapshot_us: u64,
+    /// Savepoints completed, by path.
+    pub savepoints: Vec<PathBuf>,
+    /// The job had already finished in an earlier run: nothing was run.
+    pub already_complete: bool,
+}
+
+/// Asks a running job for a savepoint, from any thread.
+#[derive(Clone, Default, Debug)]
+pub struct SavepointHandle {
+    requests: Arc<Mutex<Vec<SavepointRequest>>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SavepointRequest {
+    /// Stop the job once the savepoint completed.
+    stop: bool,
+}
+
+impl SavepointHandle {
+    /// Requests a savepoint; with `stop`, the job is stopped once it completed (its output up
+    /// to the savepoint committed), to be resumed later — possibly at another shard count.
+    pub fn request(&self, stop: bool) {
+        if let Ok(mut r) = self.requests.lock() {
+            r.push(SavepointRequest { stop });
+        }
+    }
+
+    fn take(&self) -> Option<SavepointRequest> {
+        self.requests.lock().ok().and_then(|mut r| r.pop())
+    }
+}
+
+struct InFlight {
+    savepoint: bool,
+    acked: Vec<bool>,
+    outputs: Vec<OutputPart>,
+    started: Instant,
+}
+
+/// The coordinator of one job attempt.
+pub(crate) struct Coordinator {
+    pub config: CheckpointConfig,
+    pub store: CheckpointStore,
+    pub committers: Vec<OutputCommitter>,
+    pub triggers: Vec<Arc<ShardTrigger>>,
+    pub max_parallelism: u32,
+    pub job: u64,
+    pub next_id: CheckpointId,
+    pub savepoints: SavepointHandle,
+    /// Set to stop the job after a stop-with-savepoint.
+    pub cancel: Arc<AtomicBool>,
+    pub stopped_with_savepoint: Arc<AtomicBool>,
+    pub stats: CheckpointStats,
+    in_flight: BTreeMap<CheckpointId, InFlight>,
+    aborted: HashSet<CheckpointId>,
+    /// Output parts of aborted checkpoints: committed with the next completed one.
+    carried: Vec<OutputPart>,
+    finals: Vec<OutputPart>,
+    sources_done: bool,
+    stop_after: Option<CheckpointId>,
+    last_completed: Instant,
+    next_trigger: Instant,
+}
+
+impl Coordinator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: CheckpointConfig,
+        store: CheckpointStore,
+        committers: Vec<OutputCommitter>,
+        triggers: Vec<Arc<ShardTrigger>>,
+        max_parallelism: u32,
+        job: u64,
+        next_id: CheckpointId,
+        savepoints: SavepointHandle,
+        cancel: Arc<AtomicBool>,
+    ) -> Self {
+        let now = Instant::now();
+        Coordinator {
+            next_trigger: now + config.interval,
+            config,
+            store,
+            committers,
+            triggers,
+            max_parallelism,
+            job,
+            next_id,
+            savepoints,
+            cancel,
+            stopped_with_savepoint: Arc::new(AtomicBool::new(false)),
+            stats: CheckpointStats::default(),
+            in_flight: BTreeMap::new(),
+            aborted: HashSet::new(),
+            carried: Vec::new(),
+            finals: Vec::new(),
+            sources_done: false,
+            stop_after: None,
+            last_completed: now,
+        }
+    }
+
+    fn shards(&self) -> usize {
+        self.triggers.len()
+    }
+
+    /// Runs until the job ends (the `JobEnded` event) and returns what happened.
+    pub fn run(mut self, events: Receiver<CoordinatorEvent>) -> Result<CheckpointStats> {
+        loop {
+            let wait = self.next_deadline().saturating_duration_since(Instant::now());
+            match events.recv_timeout(wait.max(Duration::from_micros(100))) {
+                Ok(CoordinatorEvent::JobEnded { ok }) => {
+                    if ok {
+                        self.finish()?;
+                    } else {
+                        self.abort_all();
+                    }
+                    return Ok(self.stats);
+                }
+                Ok(event) => self.handle(event)?,
+                Err(RecvTimeoutError::Timeout) => self.tick()?,
+                Err(RecvTimeoutError::Disconnected) => return Ok(self.stats),
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let timeout = self
+            .in_flight
+            .values()
+            .map(|f| f.started + self.config.timeout)
+            .min();
+        match timeout {
+            Some(t) => t.min(self.next_trigger),
+            None => self.next_trigger,
+        }
+    }
+
+    fn tick(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let expired: Vec<CheckpointId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| now.duration_since(f.started) >= self.config.timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            tracing::warn!(checkpoint = id, "checkpoint timed out: aborted");
+            self.abort(id);
+        }
+        if now < self.next_trigger {
+            return Ok(());
+        }
+        self.next_trigger = now + self.config.interval;
+        if self.sources_done || self.stop_after.is_some() {
+            return Ok(());
+        }
+        if let Some(req) = self.savepoints.take() {
+            let id = self.trigger(true);
+            if req.stop {
+                self.stop_after = Some(id);
+            }
+            return Ok(());
+        }
+        if self.in_flight.len() < self.config.max_concurrent.max(1)
+            && now.duration_since(self.last_completed) >= self.config.min_pause
+        {
+            self.trigger(false);
+        }
+        Ok(())
+    }
+
+    fn trigger(&mut self, savepoint: bool) -> CheckpointId {
+        let id = self.next_id;
+        self.next_id += 1;
+        tracing::debug!(checkpoint = id, savepoint, "triggering checkpoint");
+        self.in_flight.insert(
+            id,
+            InFlight {
+                savepoint,
+                acked: vec![false; self.shards()],
+                outputs: Vec::new(),
+                started: Instant::now(),
+            },
+        );
+        for t in &self.triggers {
+            t.request(id, savepoint);
+        }
+        id
+    }
+
+    fn handle(&mut self, event: CoordinatorEvent) -> Result<()> {
+        match event {
+            CoordinatorEvent::Ack {
+                id,
+                state,
+                outputs,
+                align_micros,
+                snapshot_micros,
+            } => {
+                self.stats.max_align_us = self.stats.max_align_us.max(align_micros);
+                self.stats.max_snapshot_us = self.stats.max_snapshot_us.max(snapshot_micros);
+                let Some(flight) = self.in_flight.get_mut(&id) else {
+                    // Aborted (or unknown): its output still has to be committed later.
+                    self.carried.extend(outputs);
+                    return Ok(());
+                };
+                let shard = state.shard as usize;
+                flight.outputs.extend(outputs);
+                if let Some(a) = flight.acked.get_mut(shard) {
+                    *a = true;
+                }
+                let savepoint = flight.savepoint;
+                let all = flight.acked.iter().all(|a| *a);
+                self.store
+                    .write_shard(id, savepoint, &state)
+                    .map_err(checkpoint_error)?;
+                if all {
+                    self.complete(id)?;
+                }
+            }
+            CoordinatorEvent::FinalOutput(part) => self.finals.push(part),
+            CoordinatorEvent::SourceFinished {
+                shard,
+                last_injected,
+            } => {
+                tracing::debug!(shard, last_injected, "a source finished: no more checkpoints");
+                self.sources_done = true;
+                let never: Vec<CheckpointId> = self
+                    .in_flight
+                    .keys()
+                    .copied()
+                    .filter(|id| *id > last_injected)
+                    .collect();
+                for id in never {
+                    tracing::debug!(checkpoint = id, "declined: a source already finished");
+                    self.abort(id);
+                }
+            }
+            CoordinatorEvent::JobEnded { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn meta(&self, id: CheckpointId, savepoint: bool, finished: bool) -> CheckpointMeta {
+        CheckpointMeta {
+            id,
+            job: self.job,
+            shards: self.shards() as u32,
+            max_parallelism: self.max_parallelism,
+            savepoint,
+            finished,
+            timestamp_ms: crate::time::wall_clock_ms(),
+            outputs: Vec::new(),
+        }
+    }
+
+    fn complete(&mut self, id: CheckpointId) -> Result<()> {
+        // Older checkpoints still in flight can no longer be the latest: give them up.
+        let older: Vec<CheckpointId> = self.in_flight.range(..id).map(|(k, _)| *k).collect();
+        for old in older {
+            self.abort(old);
+        }
+        let Some(mut flight) = self.in_flight.remove(&id) else {
+            return Ok(());
+        };
+        let mut meta = self.meta(id, flight.savepoint, false);
+        flight
+            .outputs
+            .sort_by(|a, b| (a.sink, a.shard).cmp(&(b.sink, b.shard)));
+        meta.outputs = std::mem::take(&mut self.carried);
+        meta.outputs.append(&mut flight.outputs);
+        self.store.complete(&meta).map_err(checkpoint_error)?;
+        self.commit(&meta)?;
+        let took = flight.started.elapsed();
+        self.stats.completed += 1;
+        self.stats.durations_us.push(took.as_micros() as u64);
+        self.last_completed = Instant::now();
+        tracing::info!(
+            checkpoint = id,
+            savepoint = flight.savepoint,
+            millis = took.as_millis() as u64,
+            "checkpoint complete"
+        );
+        if flight.savepoint {
+            self.stats
+                .savepoints
+                .push(self.store.checkpoint_path(id, true));
+        }
+        if self.stop_after == Some(id) {
+            tracing::info!(checkpoint = id, "stopping the job after its savepoint");
+            self.stopped_with_savepoint.store(true, Ordering::Release);
+            self.cancel.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn commit(&self, meta: &CheckpointMeta) -> Result<()> {
+        for c in &self.committers {
+            c.commit(meta.id, &meta.outputs).map_err(checkpoint_error)?;
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self, id: CheckpointId) {
+        if let Some(mut flight) = self.in_flight.remove(&id) {
+            self.carried.append(&mut flight.outputs);
+            self.aborted.insert(id);
+            self.stats.aborted += 1;
+            if let Err(e) = self.store.abort(id) {
+                tracing::warn!(checkpoint = id, error = %e, "could not discard an aborted checkpoint");
+            }
+        }
+    }
+
+    fn abort_all(&mut self) {
+        let ids: Vec<CheckpointId> = self.in_flight.keys().copied().collect();
+        for id in ids {
+            self.abort(id);
+        }
+    }
+
+    /// The job finished: one last checkpoint commits everything not committed yet and marks
+    /// the job finished.
+    fn finish(&mut self) -> Result<()> {
+        if self.stopped_with_savepoint.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.abort_all();
+        let id = self.next_id;
+        self.next_id += 1;
+        for shard in 0..self.shards() {
+            let empty = ShardState {
+                shard: shard as u32,
+                operators: Vec::new(),
+            };
+            self.store
+                .write_shard(id, false, &empty)
+                .map_err(checkpoint_error)?;
+        }
+        let mut meta = self.meta(id, false, true);
+        meta.outputs = std::mem::take(&mut self.carried);
+        self.finals
+            .sort_by(|a, b| (a.sink, a.shard).cmp(&(b.sink, b.shard)));
+        meta.outputs.append(&mut self.finals);
+        self.store.complete(&meta).map_err(checkpoint_error)?;
+        self.commit(&meta)?;
+        for c in &self.committers {
+            c.ensure_header().map_err(checkpoint_error)?;
+        }
+        self.stats.completed += 1;
+        tracing::info!(checkpoint = id, "job finished: final output committed");
+        Ok(())
+    }
+}
+
+pub(crate) fn checkpoint_error(e: super::CheckpointError) -> WeirError {
+    WeirError::Checkpoint(e.to_string())
+}
+
+/// Sends the end of a job attempt to its coordinator.
+pub(crate) fn job_ended(events: &Sender<CoordinatorEvent>, ok: bool) {
+    // A coordinator that already stopped has nothing left to do.
+    let _ = events.send(CoordinatorEvent::JobEnded { ok });
+}

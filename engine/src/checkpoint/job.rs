@@ -1,0 +1,237 @@
+//! Running a job with checkpoints: attempt after attempt, each resuming from the latest
+//! completed checkpoint, until the job finishes or the restart strategy gives up.
+//!
+//! Before an attempt starts, recovery makes the output files exactly what the restored
+//! checkpoint committed (truncating rows an interrupted commit appended, re-committing a
+//! checkpoint whose commit was interrupted) and deletes pre-committed parts no checkpoint
+//! refers to: rows of a failed attempt after its last checkpoint are produced again by the
+//! replay, once.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::coordinator::{Coordinator, checkpoint_error, job_ended};
+use super::shard::{ShardSetup, ShardWiring, ShardTrigger};
+use super::{
+    CheckpointConfig, CheckpointStats, CheckpointStore, LoadedCheckpoint, OutputCommitter,
+    SavepointHandle, SourceRestore, StateRestore, clean_pending,
+};
+use crate::api::graph::OutputFile;
+use crate::error::{Result, WeirError};
+use crate::key::{KeyHasher, key_group_range};
+use crate::runtime::launch::LaunchConfig;
+use crate::runtime::{JobContext, JobResult, ShardPart, run_job};
+
+/// What a checkpointed run needs to know about the job graph.
+pub(crate) struct CheckpointedJob<'a> {
+    pub config: &'a CheckpointConfig,
+    pub names: Arc<Vec<String>>,
+    pub outputs: Vec<OutputFile>,
+    pub sources: Vec<usize>,
+    pub savepoints: SavepointHandle,
+}
+
+/// Identifies a job graph: a checkpoint restores only into a graph with the same nodes.
+pub(crate) fn fingerprint(names: &[String]) -> u64 {
+    let mut h = KeyHasher::default();
+    h.write_usize(names.len());
+    for n in names {
+        h.write(n.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// Runs the job (prepared anew for every attempt by `prepare`) under checkpoints.
+pub(crate) fn run_checkpointed(
+    job: CheckpointedJob<'_>,
+    base: &JobContext,
+    prepare: &mut dyn FnMut(&JobContext) -> Result<Vec<Vec<ShardPart>>>,
+    launch: &LaunchConfig,
+) -> Result<JobResult> {
+    let config = job.config;
+    let store = CheckpointStore::open(&config.dir, config.retain).map_err(checkpoint_error)?;
+    let fp = fingerprint(&job.names);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let (latest, external) = match store.latest().map_err(checkpoint_error)? {
+            Some(l) => (Some(l), false),
+            None => match &config.restore_from {
+                Some(path) => (
+                    Some(CheckpointStore::load_dir(path).map_err(checkpoint_error)?),
+                    true,
+                ),
+                None => (None, false),
+            },
+        };
+        if let Some(l) = &latest {
+            l.check_job(fp).map_err(checkpoint_error)?;
+        }
+        let committers: Vec<OutputCommitter> = job
+            .outputs
+            .iter()
+            .map(|o| OutputCommitter::new(store.dir(), o.sink as u32, &o.path, o.header.clone()))
+            .collect();
+        recover_outputs(&committers, latest.as_ref(), external)?;
+        let mut stats = CheckpointStats {
+            restored_from: latest.as_ref().map(|l| l.meta.id),
+            attempts,
+            ..CheckpointStats::default()
+        };
+        if latest.as_ref().is_some_and(|l| l.meta.finished) {
+            tracing::info!(dir = %config.dir.display(), "the job already completed in an earlier run");
+            stats.already_complete = true;
+            let mut result = JobResult::empty(base.shards);
+            result.checkpoints = Some(stats);
+            return Ok(result);
+        }
+        clean_pending(store.dir(), &HashSet::new()).map_err(checkpoint_error)?;
+        if let Some(l) = &latest {
+            tracing::info!(checkpoint = l.meta.id, path = %l.path.display(), "restoring from checkpoint");
+        }
+        let next_id = store
+            .last_id()
+            .map_err(checkpoint_error)?
+            .max(latest.as_ref().map_or(0, |l| l.meta.id))
+            + 1;
+
+        let ctx = JobContext {
+            cancel: Arc::new(AtomicBool::new(false)),
+            ..base.clone()
+        };
+        let (events, receiver) = std::sync::mpsc::channel();
+        let triggers: Vec<Arc<ShardTrigger>> = (0..ctx.shards)
+            .map(|_| Arc::new(ShardTrigger::default()))
+            .collect();
+        let setups = shard_setups(&ctx, &job, latest.as_ref(), &triggers, &events, &store);
+        let parts = prepare(&ctx)?;
+        let coordinator = Coordinator::new(
+            config.clone(),
+            store.clone(),
+            committers,
+            triggers,
+            ctx.max_parallelism,
+            fp,
+            next_id,
+            job.savepoints.clone(),
+            ctx.cancel.clone(),
+        );
+        let stopped = coordinator.stopped_with_savepoint.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir-checkpoints".into())
+            .spawn(move || coordinator.run(receiver))
+            .map_err(|e| WeirError::Checkpoint(format!("cannot start the coordinator: {e}")))?;
+        let result = run_job(&ctx, job.names.clone(), parts, setups, launch);
+        job_ended(&events, result.is_ok());
+        drop(events);
+        let run_stats = thread
+            .join()
+            .map_err(|_| WeirError::Checkpoint("the checkpoint coordinator panicked".into()))??;
+        stats.completed = run_stats.completed;
+        stats.aborted = run_stats.aborted;
+        stats.durations_us = run_stats.durations_us;
+        stats.max_align_us = run_stats.max_align_us;
+        stats.max_snapshot_us = run_stats.max_snapshot_us;
+        stats.savepoints = run_stats.savepoints;
+        match result {
+            Ok(mut r) => {
+                r.checkpoints = Some(stats);
+                return Ok(r);
+            }
+            Err(_) if stopped.load(Ordering::Acquire) => {
+                let mut r = JobResult::empty(ctx.shards);
+                r.checkpoints = Some(stats);
+                return Ok(r);
+            }
+            Err(e) => match config.restart.delay(attempts) {
+                Some(delay) => {
+                    tracing::warn!(error = %e, attempt = attempts, "job failed: restarting from the latest checkpoint");
+                    std::thread::sleep(delay);
+                }
+                None => return Err(e),
+            },
+        }
+    }
+}
+
+/// Makes every output file hold exactly what the checkpoint to restore committed.
+fn recover_outputs(
+    committers: &[OutputCommitter],
+    latest: Option<&LoadedCheckpoint>,
+    external: bool,
+) -> Result<()> {
+    for c in committers {
+        let committed = c.recover().map_err(checkpoint_error)?;
+        let Some(l) = latest else { continue };
+        if external {
+            // A savepoint from elsewhere: its output was committed by the run that took it.
+            continue;
+        }
+        if l.meta.id > committed {
+            // The commit of the restored checkpoint was interrupted: finish it.
+            c.commit(l.meta.id, &l.meta.outputs)
+                .map_err(checkpoint_error)?;
+        } else if committed > l.meta.id {
+            return Err(WeirError::Checkpoint(format!(
+                "output already holds rows committed by checkpoint {committed}, newer than the \
+                 newest readable checkpoint {} ({}): resuming would duplicate them",
+                l.meta.id,
+                l.path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What every shard starts with: its trigger and channel to the coordinator, and the state of
+/// the key groups it owns now (from whichever old shard held them).
+fn shard_setups(
+    ctx: &JobContext,
+    job: &CheckpointedJob<'_>,
+    latest: Option<&LoadedCheckpoint>,
+    triggers: &[Arc<ShardTrigger>],
+    events: &std::sync::mpsc::Sender<super::shard::CoordinatorEvent>,
+    store: &CheckpointStore,
+) -> Vec<ShardSetup> {
+    (0..ctx.shards)
+        .map(|i| {
+            let mut restore = HashMap::new();
+            let mut sources = HashMap::new();
+            if let Some(l) = latest {
+                let groups = key_group_range(i, ctx.shards, ctx.max_parallelism);
+                for (node, op) in l.state_for(i, ctx.shards, groups) {
+                    if !job.sources.contains(&(node as usize)) {
+                        restore.insert(node, StateRestore::from_entries(op.keyed, op.shard));
+                    }
+                }
+                for &s in &job.sources {
+                    let positions = l
+                        .all_shard_entries(s as u32)
+                        .into_iter()
+                        // Drop the part tag the snapshot writer put in front.
+                        .map(|(shard, bytes)| (shard, bytes.get(1..).unwrap_or_default().to_vec()))
+                        .collect();
+                    sources.insert(
+                        s as u32,
+                        SourceRestore {
+                            old_shards: l.meta.shards,
+                            positions,
+                        },
+                    );
+                }
+            }
+            ShardSetup {
+                wiring: triggers.get(i).map(|t| ShardWiring {
+                    trigger: t.clone(),
+                    events: events.clone(),
+                    pending_dir: store.pending_dir(),
+                }),
+                restore,
+                sources,
+            }
+        })
+        .collect()
+}
