@@ -20,6 +20,7 @@ mod error;
 mod heap;
 pub mod key;
 mod list;
+mod lsm;
 mod map;
 mod reducing;
 mod registry;
@@ -29,6 +30,8 @@ pub mod suite;
 mod ttl;
 mod value;
 
+#[cfg(test)]
+mod lsm_tests;
 #[cfg(test)]
 mod proptests;
 
@@ -40,6 +43,7 @@ pub use error::StateError;
 pub use heap::HeapStateBackend;
 pub use key::{KeyGroup, StateId};
 pub use list::{ListState, ListStateDescriptor};
+pub use lsm::LsmStateBackend;
 pub use map::{MapState, MapStateDescriptor};
 pub use reducing::{ReducingState, ReducingStateDescriptor};
 pub use registry::{StateKind, StateRegistry};
