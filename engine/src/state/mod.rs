@@ -7,7 +7,8 @@
 //! range. Typed handles ([`ValueState`], [`ListState`], [`MapState`],
 //! [`ReducingState`], [`AggregatingState`]) sit on top via
 //! [`KeyedStateStore`], with optional TTL. [`suite`] holds the behavioural
-//! tests every backend must pass.
+//! tests every backend must pass. Backends: [`HeapStateBackend`] (in memory)
+//! and [`LsmStateBackend`] (on a `weir-storage` LSM store, larger than memory).
 //!
 //! Usage: `let c = store.value_state(&ValueStateDescriptor::<u64>::new("count"))?;
 //! store.set_current_key(kg, key_bytes); c.set(&mut store, &1)?;` (see [`suite`]).
