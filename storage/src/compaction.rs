@@ -8,6 +8,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::error::Result;
+use crate::file::Io;
 use crate::file::sync_dir;
 use crate::iter::{MergeIter, Source};
 use crate::manifest::VersionEdit;
@@ -73,13 +74,15 @@ impl Store {
         let mut sources = Vec::new();
         if pick.level == 0 {
             for t in &pick.upper {
-                sources.push(Source::table(t.clone(), Bound::Unbounded, false).await?);
+                sources.push(Source::table(t.clone(), Bound::Unbounded, false, Io::Async).await?);
             }
         } else {
-            sources.push(Source::level(pick.upper.clone(), Bound::Unbounded, false).await?);
+            sources
+                .push(Source::level(pick.upper.clone(), Bound::Unbounded, false, Io::Async).await?);
         }
         if !pick.lower.is_empty() {
-            sources.push(Source::level(pick.lower.clone(), Bound::Unbounded, false).await?);
+            sources
+                .push(Source::level(pick.lower.clone(), Bound::Unbounded, false, Io::Async).await?);
         }
         let op = self.inner.opts.merge_operator.clone();
         let mut iter = MergeIter::new(sources, Bound::Unbounded, pick.bottom, op);

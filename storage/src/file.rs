@@ -62,6 +62,35 @@ pub(crate) async fn probe_direct_io(dir: &Path, mode: IoMode) -> bool {
     direct
 }
 
+/// How a read reaches the disk on a block-cache miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// glommio DMA / buffered read; the calling task suspends.
+    Async,
+    /// One blocking `pread` on the table's plain read-only descriptor
+    /// (page cache); the future never suspends, so the synchronous API can
+    /// drive it with a single poll (see [`crate::store::Store::get_sync`]).
+    Sync,
+}
+
+/// Reads up to `len` bytes at `pos` with blocking `pread`s; shorter only at
+/// end of file.
+pub(crate) fn pread(file: &std::fs::File, path: &Path, pos: u64, len: usize) -> Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        match file.read_at(&mut buf[done..], pos + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    buf.truncate(done);
+    Ok(Bytes::from(buf))
+}
+
 /// An SSTable file opened with the store's backend.
 #[derive(Debug)]
 pub(crate) enum RandomFile {

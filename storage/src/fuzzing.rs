@@ -59,7 +59,13 @@ pub fn read_sstable(data: &[u8]) -> bool {
                 return false;
             };
             let t = Rc::new(t);
-            let Ok(mut it) = TableIter::seek(t.clone(), std::ops::Bound::Unbounded, false).await
+            let Ok(mut it) = TableIter::seek(
+                t.clone(),
+                std::ops::Bound::Unbounded,
+                false,
+                crate::file::Io::Async,
+            )
+            .await
             else {
                 return false;
             };
@@ -71,7 +77,10 @@ pub fn read_sstable(data: &[u8]) -> bool {
                 }
             }
             for k in keys.iter().take(16) {
-                if t.get(k, crate::bloom::hash64(k)).await.is_err() {
+                if t.get(k, crate::bloom::hash64(k), crate::file::Io::Async)
+                    .await
+                    .is_err()
+                {
                     return false;
                 }
                 let _ = t.covers(k);

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::entry::{Entry, resolve};
 use crate::error::Result;
+use crate::file::Io;
 use crate::memtable::Memtable;
 use crate::merge::MergeOperator;
 use crate::sst::iter::TableIter;
@@ -29,6 +30,7 @@ pub(crate) enum Source {
         next: usize,
         it: Option<TableIter>,
         fill_cache: bool,
+        io: Io,
     },
 }
 
@@ -42,8 +44,9 @@ impl Source {
         t: Rc<Table>,
         start: Bound<&[u8]>,
         fill_cache: bool,
+        io: Io,
     ) -> Result<Source> {
-        let it = TableIter::seek(t.clone(), start, fill_cache).await?;
+        let it = TableIter::seek(t.clone(), start, fill_cache, io).await?;
         Ok(Source::Table(t, it))
     }
 
@@ -51,6 +54,7 @@ impl Source {
         tables: Vec<Rc<Table>>,
         start: Bound<&[u8]>,
         fill_cache: bool,
+        io: Io,
     ) -> Result<Source> {
         // Skip tables entirely before the start key.
         let first = match start {
@@ -64,6 +68,7 @@ impl Source {
             next: first,
             it: None,
             fill_cache,
+            io,
         };
         s.open_next_table(start).await?;
         Ok(s)
@@ -75,6 +80,7 @@ impl Source {
             next,
             it,
             fill_cache,
+            io,
         } = self
         {
             loop {
@@ -83,7 +89,7 @@ impl Source {
                     return Ok(());
                 };
                 *next += 1;
-                let ti = TableIter::seek(t.clone(), start, *fill_cache).await?;
+                let ti = TableIter::seek(t.clone(), start, *fill_cache, *io).await?;
                 if ti.current().is_some() {
                     *it = Some(ti);
                     return Ok(());

@@ -58,5 +58,5 @@ pub use file::IoMode;
 pub use merge::{ConcatMerge, MergeOperator};
 pub use options::StoreOptions;
 pub use pressure::BackgroundShares;
-pub use store::{MemoryUsage, Scan, Stats, Store};
+pub use store::{MemoryUsage, Scan, Stats, Store, SyncScan};
 pub use wal::WalSync;

@@ -18,7 +18,7 @@ use glommio::sync::Semaphore;
 use crate::cache::BlockCache;
 use crate::entry::{Entry, resolve};
 use crate::error::{Error, Result};
-use crate::file::{probe_direct_io, read_all, sync_dir};
+use crate::file::{Io, probe_direct_io, read_all, sync_dir};
 use crate::iter::{MergeIter, Source};
 use crate::manifest::{MANIFEST, Manifest, ManifestState, VersionEdit, replay, write_snapshot};
 use crate::memtable::Memtable;
@@ -71,6 +71,9 @@ pub(crate) struct State {
     closed: bool,
     pub(crate) prev_checkpoint: HashSet<u64>,
     pub(crate) stats: Stats,
+    /// A synchronous write found too many frozen memtables and went on
+    /// anyway (warned once per episode; reset when the backlog clears).
+    sync_backlog_warned: bool,
 }
 
 pub(crate) struct Inner {
@@ -117,13 +120,60 @@ pub struct Scan {
 impl Scan {
     /// Next live `(key, value)` in key order, or `None` at the end.
     pub async fn next(&mut self) -> Result<Option<(Bytes, Bytes)>> {
-        match self.iter.next().await? {
-            Some((k, Entry::Put(v))) => Ok(Some((k, v))),
-            Some(_) => Err(Error::InvalidArgument(
-                "scan resolved to a non-value".into(),
-            )),
-            None => Ok(None),
+        live(self.iter.next().await?)
+    }
+}
+
+fn live(e: Option<(Bytes, Entry)>) -> Result<Option<(Bytes, Bytes)>> {
+    match e {
+        Some((k, Entry::Put(v))) => Ok(Some((k, v))),
+        Some(_) => Err(Error::InvalidArgument(
+            "scan resolved to a non-value".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Forward iterator returned by [`Store::scan_sync`] and
+/// [`Store::prefix_scan_sync`]: the same merging iterator as [`Scan`], with
+/// block-cache misses served by blocking `pread`s. Yields `Err` at most
+/// once, then ends.
+pub struct SyncScan {
+    iter: MergeIter,
+    failed: bool,
+}
+
+impl Iterator for SyncScan {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
         }
+        match ready(self.iter.next()).and_then(|r| r).and_then(live) {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Drives a read-path future built with [`Io::Sync`] to completion with a
+/// single poll. Such a future never suspends: its only would-be suspension
+/// points are block reads, which `Io::Sync` serves with a blocking `pread`.
+/// `Pending` would be a bug in the read path, reported as an error rather
+/// than a hang or a panic.
+fn ready<F: std::future::Future>(fut: F) -> Result<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Ok(v),
+        std::task::Poll::Pending => Err(Error::InvalidArgument(
+            "internal: synchronous read path suspended".into(),
+        )),
     }
 }
 
@@ -160,6 +210,14 @@ pub(crate) async fn lock(sem: &Semaphore) -> Result<glommio::sync::Permit<'_>> {
     sem.acquire_permit(1)
         .await
         .map_err(|e| Error::InvalidArgument(format!("store lock closed: {e}")))
+}
+
+/// Key + value bytes of a write, for the stats.
+fn op_bytes(op: &WalOp) -> u64 {
+    (match op {
+        WalOp::Put(k, v) | WalOp::Merge(k, v) | WalOp::DeleteRange(k, v) => k.len() + v.len(),
+        WalOp::Delete(k) => k.len(),
+    }) as u64
 }
 
 fn parse_id(name: &str, ext: &str) -> Option<u64> {
@@ -261,6 +319,7 @@ impl Store {
                 closed: false,
                 prev_checkpoint: crate::checkpoint::checkpointed(&dir),
                 stats: Stats::default(),
+                sync_backlog_warned: false,
             }),
             opts,
             flush_lock: Semaphore::new(1),
@@ -350,6 +409,123 @@ impl Store {
         self.write(op).await
     }
 
+    /// Synchronous [`Store::put`]: inserts into the active memtable without
+    /// suspending. See [`Store::write_sync`] for the rules of the sync path.
+    pub fn put_sync(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.write_sync(WalOp::Put(
+            Bytes::copy_from_slice(key.as_ref()),
+            Bytes::copy_from_slice(value.as_ref()),
+        ))
+    }
+
+    /// Synchronous [`Store::delete`].
+    pub fn delete_sync(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.write_sync(WalOp::Delete(Bytes::copy_from_slice(key.as_ref())))
+    }
+
+    /// Synchronous [`Store::delete_range`].
+    pub fn delete_range_sync<K: AsRef<[u8]>>(&self, range: Range<K>) -> Result<()> {
+        let (s, e) = (range.start.as_ref(), range.end.as_ref());
+        if s >= e {
+            return Ok(());
+        }
+        self.write_sync(WalOp::DeleteRange(
+            Bytes::copy_from_slice(s),
+            Bytes::copy_from_slice(e),
+        ))
+    }
+
+    /// Synchronous [`Store::merge`].
+    pub fn merge_sync(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<()> {
+        if self.inner.opts.merge_operator.is_none() {
+            return Err(Error::NoMergeOperator);
+        }
+        self.write_sync(WalOp::Merge(
+            Bytes::copy_from_slice(key.as_ref()),
+            Bytes::copy_from_slice(operand.as_ref()),
+        ))
+    }
+
+    /// The synchronous write path, for callers that cannot `.await` (a
+    /// state backend called from record processing):
+    ///
+    /// * the write goes into the active memtable and returns; it never
+    ///   suspends and never does I/O;
+    /// * a full memtable is frozen and its flush is spawned as a task in
+    ///   the background queue (so this must run inside the store's glommio
+    ///   executor, as every store call does);
+    /// * it never waits for a flush: with more than
+    ///   `max_immutable_memtables` frozen memtables still unflushed, memory
+    ///   goes past the soft limit (warned once per episode) instead of
+    ///   stalling. Callers that can await now and then should call
+    ///   [`Store::relieve_pressure`] at such points to get the async path's
+    ///   stall and slowdown behaviour;
+    /// * it needs `wal: None` (a WAL append is an async I/O); with a WAL it
+    ///   returns [`Error::InvalidArgument`]. Durability then comes from
+    ///   flushes and checkpoints, like Flink's RocksDB backend without WAL.
+    fn write_sync(&self, op: WalOp) -> Result<()> {
+        if self.inner.opts.wal.is_some() {
+            return Err(Error::InvalidArgument(
+                "synchronous writes need StoreOptions::wal = None".into(),
+            ));
+        }
+        self.write_mem(op)?;
+        if self.memtable_full(false) {
+            self.swap_memtable(None);
+            let backlog = {
+                let mut st = self.inner.state.borrow_mut();
+                let over = st.imms.len() > self.inner.opts.max_immutable_memtables;
+                let warn = over && !st.sync_backlog_warned;
+                st.sync_backlog_warned = over;
+                warn.then(|| st.imms.len())
+            };
+            if let Some(frozen) = backlog {
+                tracing::warn!(
+                    dir = %self.inner.dir.display(),
+                    frozen,
+                    limit = self.inner.opts.max_immutable_memtables,
+                    "synchronous writes outpace flushes: frozen memtables exceed the limit \
+                     (memory above the soft bound; not stalling a caller that cannot await)"
+                );
+            }
+            self.schedule_background();
+        }
+        Ok(())
+    }
+
+    /// Applies a write to the active memtable and counts it (no WAL).
+    fn write_mem(&self, op: WalOp) -> Result<()> {
+        self.check_background()?;
+        let n = op_bytes(&op);
+        let mem = self.inner.state.borrow().mem.clone();
+        self.apply_to(&mem, op)?;
+        self.inner.state.borrow_mut().stats.user_bytes += n;
+        Ok(())
+    }
+
+    fn check_background(&self) -> Result<()> {
+        if let Some(e) = &self.inner.state.borrow().bg_error {
+            return Err(Error::InvalidArgument(format!(
+                "store failed in background: {e}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies the async write path's backpressure at a point where the
+    /// caller can await: flushes inline while too many frozen memtables wait
+    /// (and compacts inline while L0 is at its stop trigger), then pauses
+    /// briefly if L0 or the memtables are in the slowdown zone. Cheap when
+    /// there is no pressure. Meant for users of the synchronous write path.
+    pub async fn relieve_pressure(&self) -> Result<()> {
+        self.check_background()?;
+        if self.inner.state.borrow().imms.len() > self.inner.opts.max_immutable_memtables {
+            self.stall().await?;
+        }
+        self.slow_down().await;
+        Ok(())
+    }
+
     /// fdatasyncs the WAL (the `Manual` policy's durability point).
     pub async fn sync(&self) -> Result<()> {
         if self.inner.opts.wal.is_none() {
@@ -385,16 +561,9 @@ impl Store {
     }
 
     async fn write(&self, op: WalOp) -> Result<()> {
-        if let Some(e) = &self.inner.state.borrow().bg_error {
-            return Err(Error::InvalidArgument(format!(
-                "store failed in background: {e}"
-            )));
-        }
-        let n = match &op {
-            WalOp::Put(k, v) | WalOp::Merge(k, v) | WalOp::DeleteRange(k, v) => k.len() + v.len(),
-            WalOp::Delete(k) => k.len(),
-        } as u64;
         if self.inner.opts.wal.is_some() {
+            self.check_background()?;
+            let n = op_bytes(&op);
             let _p = self.inner.wal_lock.acquire_permit(1).await;
             let wal = self.inner.wal.borrow_mut().take();
             let Some(mut wal) = wal else {
@@ -405,17 +574,23 @@ impl Store {
             r?;
             let mem = self.inner.state.borrow().mem.clone();
             self.apply_to(&mem, op)?;
-            self.inner.state.borrow_mut().stats.wal_bytes += n + 10;
+            let mut st = self.inner.state.borrow_mut();
+            st.stats.wal_bytes += n + 10;
+            st.stats.user_bytes += n;
         } else {
-            let mem = self.inner.state.borrow().mem.clone();
-            self.apply_to(&mem, op)?;
+            self.write_mem(op)?;
         }
-        self.inner.state.borrow_mut().stats.user_bytes += n;
         self.maybe_freeze(false).await?;
         // Writes without a WAL never suspend: let the scheduler preempt us
         // (the foreground queue's latency setting decides how often) so
         // the background queue's flushes and compactions make progress.
         glommio::yield_if_needed().await;
+        self.slow_down().await;
+        Ok(())
+    }
+
+    /// Pauses briefly while L0 or the memtables are in the slowdown zone.
+    async fn slow_down(&self) {
         // Slowdown before the hard stops: once L0 holds twice its compaction trigger, or the
         // active memtable is nearly full while frozen ones still wait for their flush, each
         // write pauses briefly so the background flush and
@@ -431,22 +606,24 @@ impl Store {
         if l0 >= 2 * self.inner.opts.l0_compaction_trigger || flush_due {
             glommio::timer::sleep(WRITE_SLOWDOWN).await;
         }
-        Ok(())
+    }
+
+    /// Is the active memtable full (or, with `force`, non-empty)?
+    fn memtable_full(&self, force: bool) -> bool {
+        let st = self.inner.state.borrow();
+        let m = st.mem.borrow();
+        if force {
+            !m.is_empty()
+        } else {
+            m.size() >= self.inner.opts.memtable_bytes
+        }
     }
 
     /// Freezes the active memtable once it is full (or `force` and non-empty)
     /// and gets it flushed: in the background, or inline when too many
     /// frozen memtables are already waiting (write stall).
     async fn maybe_freeze(&self, force: bool) -> Result<()> {
-        let full = |s: &Store| {
-            let st = s.inner.state.borrow();
-            let m = st.mem.borrow();
-            if force {
-                !m.is_empty()
-            } else {
-                m.size() >= s.inner.opts.memtable_bytes
-            }
-        };
+        let full = |s: &Store| s.memtable_full(force);
         if !full(self) {
             return Ok(());
         }
@@ -467,28 +644,34 @@ impl Store {
         }
         let stall = self.inner.state.borrow().imms.len() > self.inner.opts.max_immutable_memtables;
         if stall {
-            // Write stall: flush inline (a compaction may run meanwhile).
-            let t = std::time::Instant::now();
-            self.flush_pending().await?;
-            tracing::debug!(
-                ms = t.elapsed().as_millis() as u64,
-                "write stall: inline flush"
-            );
-            // Hard stop on L0 growth: compact inline too.
-            let l0_stop = self.inner.opts.l0_compaction_trigger * 3;
-            while self.inner.state.borrow().version.levels[0].len() >= l0_stop {
-                let t = std::time::Instant::now();
-                let ran = self.compact_once().await?;
-                tracing::debug!(
-                    ms = t.elapsed().as_millis() as u64,
-                    "write stall: L0 at stop trigger"
-                );
-                if !ran {
-                    break;
-                }
-            }
+            self.stall().await?;
         }
         self.schedule_background();
+        Ok(())
+    }
+
+    /// Write stall: flushes inline (a compaction may run meanwhile), then
+    /// compacts inline while L0 is at its stop trigger.
+    async fn stall(&self) -> Result<()> {
+        let t = std::time::Instant::now();
+        self.flush_pending().await?;
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "write stall: inline flush"
+        );
+        // Hard stop on L0 growth: compact inline too.
+        let l0_stop = self.inner.opts.l0_compaction_trigger * 3;
+        while self.inner.state.borrow().version.levels[0].len() >= l0_stop {
+            let t = std::time::Instant::now();
+            let ran = self.compact_once().await?;
+            tracing::debug!(
+                ms = t.elapsed().as_millis() as u64,
+                "write stall: L0 at stop trigger"
+            );
+            if !ran {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -727,7 +910,18 @@ impl Store {
 
     /// Point lookup: memtables, then L0 newest first, then each level.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
+        self.get_io(key.as_ref(), Io::Async).await
+    }
+
+    /// Synchronous [`Store::get`]: the same lookup (memtables, then
+    /// SSTables through the block cache); a cache miss reads the block with
+    /// one blocking `pread` on the table's buffered descriptor (page cache
+    /// hits are cheap) and verifies it exactly like the async path.
+    pub fn get_sync(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        ready(self.get_io(key.as_ref(), Io::Sync))?
+    }
+
+    async fn get_io(&self, key: &[u8], io: Io) -> Result<Option<Bytes>> {
         let (mems, version) = {
             let st = self.inner.state.borrow();
             let mut mems = vec![st.mem.clone()];
@@ -753,7 +947,7 @@ impl Store {
                 if level == 0 {
                     for t in tables {
                         let e = if t.meta.contains(key) {
-                            t.get(key, hash).await?
+                            t.get(key, hash, io).await?
                         } else {
                             None
                         };
@@ -772,7 +966,7 @@ impl Store {
                         .take_while(|t| t.meta.smallest.as_ref() <= key)
                     {
                         if e.is_none() {
-                            e = t.get(key, hash).await?;
+                            e = t.get(key, hash, io).await?;
                         }
                         c |= t.covers(key);
                     }
@@ -796,17 +990,41 @@ impl Store {
     pub async fn scan<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Scan> {
         let start = to_bytes_bound(range.start_bound());
         let end = to_bytes_bound(range.end_bound());
-        self.scan_bounds(start, end).await
+        self.scan_bounds(start, end, Io::Async).await
     }
 
     /// Scan of every key starting with `prefix`.
     pub async fn prefix_scan(&self, prefix: impl AsRef<[u8]>) -> Result<Scan> {
         let p = Bytes::copy_from_slice(prefix.as_ref());
         let end = prefix_end(&p);
-        self.scan_bounds(Bound::Included(p), end).await
+        self.scan_bounds(Bound::Included(p), end, Io::Async).await
     }
 
-    async fn scan_bounds(&self, start: Bound<Bytes>, end: Bound<Bytes>) -> Result<Scan> {
+    /// Synchronous [`Store::scan`] (see [`Store::get_sync`] for how misses
+    /// are read). Like [`Scan`], it sees the tables live when it was
+    /// created and the active memtable live.
+    pub fn scan_sync<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<SyncScan> {
+        let start = to_bytes_bound(range.start_bound());
+        let end = to_bytes_bound(range.end_bound());
+        self.sync_scan(start, end)
+    }
+
+    /// Synchronous [`Store::prefix_scan`].
+    pub fn prefix_scan_sync(&self, prefix: impl AsRef<[u8]>) -> Result<SyncScan> {
+        let p = Bytes::copy_from_slice(prefix.as_ref());
+        let end = prefix_end(&p);
+        self.sync_scan(Bound::Included(p), end)
+    }
+
+    fn sync_scan(&self, start: Bound<Bytes>, end: Bound<Bytes>) -> Result<SyncScan> {
+        let scan = ready(self.scan_bounds(start, end, Io::Sync))??;
+        Ok(SyncScan {
+            iter: scan.iter,
+            failed: false,
+        })
+    }
+
+    async fn scan_bounds(&self, start: Bound<Bytes>, end: Bound<Bytes>, io: Io) -> Result<Scan> {
         let (mems, version) = {
             let st = self.inner.state.borrow();
             let mut mems = vec![st.mem.clone()];
@@ -819,10 +1037,10 @@ impl Store {
             sources.push(Source::mem(m, s));
         }
         for t in &version.levels[0] {
-            sources.push(Source::table(t.clone(), s, true).await?);
+            sources.push(Source::table(t.clone(), s, true, io).await?);
         }
         for tables in version.levels.iter().skip(1).filter(|l| !l.is_empty()) {
-            sources.push(Source::level(tables.clone(), s, true).await?);
+            sources.push(Source::level(tables.clone(), s, true, io).await?);
         }
         Ok(Scan {
             iter: MergeIter::new(sources, end, true, self.inner.opts.merge_operator.clone()),

@@ -43,6 +43,18 @@ pub enum StateError {
         expected: &'static str,
         found: &'static str,
     },
+    /// The storage under an LSM backend failed: I/O, corruption (with the
+    /// file and byte offset when the store names them), a malformed entry,
+    /// or a store that failed in the background.
+    #[error("state storage error: {message}")]
+    Storage {
+        /// File concerned, if known.
+        path: Option<std::path::PathBuf>,
+        /// Byte offset of the bad block or record in `path`, for corruption.
+        offset: Option<u64>,
+        /// Full description (includes path and offset).
+        message: String,
+    },
     /// A keyed state was used before `set_current_key`.
     #[error("no current key set on the keyed state store")]
     NoCurrentKey,

@@ -7,7 +7,8 @@
 //! range. Typed handles ([`ValueState`], [`ListState`], [`MapState`],
 //! [`ReducingState`], [`AggregatingState`]) sit on top via
 //! [`KeyedStateStore`], with optional TTL. [`suite`] holds the behavioural
-//! tests every backend must pass.
+//! tests every backend must pass. Backends: [`HeapStateBackend`] (in memory)
+//! and [`LsmStateBackend`] (on a `weir-storage` LSM store, larger than memory).
 //!
 //! Usage: `let c = store.value_state(&ValueStateDescriptor::<u64>::new("count"))?;
 //! store.set_current_key(kg, key_bytes); c.set(&mut store, &1)?;` (see [`suite`]).
@@ -20,6 +21,7 @@ mod error;
 mod heap;
 pub mod key;
 mod list;
+mod lsm;
 mod map;
 mod reducing;
 mod registry;
@@ -29,6 +31,8 @@ pub mod suite;
 mod ttl;
 mod value;
 
+#[cfg(test)]
+mod lsm_tests;
 #[cfg(test)]
 mod proptests;
 
@@ -40,6 +44,7 @@ pub use error::StateError;
 pub use heap::HeapStateBackend;
 pub use key::{KeyGroup, StateId};
 pub use list::{ListState, ListStateDescriptor};
+pub use lsm::LsmStateBackend;
 pub use map::{MapState, MapStateDescriptor};
 pub use reducing::{ReducingState, ReducingStateDescriptor};
 pub use registry::{StateKind, StateRegistry};

@@ -10,6 +10,7 @@ use super::table::Table;
 use crate::block::Block;
 use crate::entry::Entry;
 use crate::error::Result;
+use crate::file::Io;
 
 /// Readahead size for iterators that bypass the cache (compaction).
 const READAHEAD: u64 = 256 << 10;
@@ -22,6 +23,8 @@ pub(crate) struct TableIter {
     /// `true`: point-ish access through the block cache; `false`:
     /// sequential, with readahead, not polluting the cache.
     fill_cache: bool,
+    /// How cache misses read (only with `fill_cache`; readahead is async).
+    io: Io,
     ahead: VecDeque<Rc<Block>>,
 }
 
@@ -31,6 +34,7 @@ impl TableIter {
         table: Rc<Table>,
         start: Bound<&[u8]>,
         fill_cache: bool,
+        io: Io,
     ) -> Result<Self> {
         let block_idx = match start {
             Bound::Included(k) | Bound::Excluded(k) => table.seek_block(k),
@@ -42,6 +46,7 @@ impl TableIter {
             block: None,
             pos: 0,
             fill_cache,
+            io,
             ahead: VecDeque::new(),
         };
         it.load().await?;
@@ -61,7 +66,7 @@ impl TableIter {
         if self.block_idx >= self.table.index.len() {
             self.block = None;
         } else if self.fill_cache {
-            self.block = Some(self.table.block(self.block_idx, true).await?);
+            self.block = Some(self.table.block(self.block_idx, true, self.io).await?);
         } else {
             if self.ahead.is_empty() {
                 self.ahead = self

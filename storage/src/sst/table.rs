@@ -14,7 +14,7 @@ use crate::cache::BlockCache;
 use crate::codec::{Reader, unseal};
 use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::file::RandomFile;
+use crate::file::{Io, RandomFile, pread};
 
 #[derive(Debug, Clone)]
 pub(crate) struct IndexEntry {
@@ -26,6 +26,10 @@ pub(crate) struct IndexEntry {
 pub(crate) struct Table {
     pub(crate) meta: FileMeta,
     file: RandomFile,
+    /// Plain buffered read-only descriptor of the same file, for the
+    /// synchronous read path ([`Io::Sync`]). Opened eagerly so a table
+    /// unlinked by a compaction stays readable while a version holds it.
+    sync_file: std::fs::File,
     pub(crate) index: Vec<IndexEntry>,
     bloom: Bloom,
     pub(crate) range_dels: Vec<(Bytes, Bytes)>,
@@ -48,6 +52,7 @@ impl Table {
         cache: Rc<BlockCache>,
     ) -> Result<Table> {
         let file = RandomFile::open(path, direct).await?;
+        let sync_file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let size = file.size().await?;
         let corrupt = |off: u64, why: &str| Error::corrupt(path, off, why.to_string());
         if size < FOOTER_LEN as u64 {
@@ -126,6 +131,7 @@ impl Table {
         Ok(Table {
             meta,
             file,
+            sync_file,
             index,
             bloom,
             range_dels,
@@ -162,8 +168,10 @@ impl Table {
         i > 0 && key < self.range_dels[i - 1].1.as_ref()
     }
 
-    /// Loads data block `i`, through the cache when `fill_cache`.
-    pub(crate) async fn block(&self, i: usize, fill_cache: bool) -> Result<Rc<Block>> {
+    /// Loads data block `i`, through the cache when `fill_cache`. On a
+    /// miss the block is read as `io` says; either way it is verified by
+    /// the same code (length, crc, last key against the index).
+    pub(crate) async fn block(&self, i: usize, fill_cache: bool, io: Io) -> Result<Rc<Block>> {
         let Some(ie) = self.index.get(i) else {
             return Err(Error::corrupt(self.path(), 0, "block index out of range"));
         };
@@ -171,7 +179,10 @@ impl Table {
         if let Some(b) = self.cache.get(key) {
             return Ok(b);
         }
-        let raw = self.file.read_at(ie.offset, ie.len as usize).await?;
+        let raw = match io {
+            Io::Async => self.file.read_at(ie.offset, ie.len as usize).await?,
+            Io::Sync => pread(&self.sync_file, self.path(), ie.offset, ie.len as usize)?,
+        };
         if raw.len() as u64 != ie.len {
             return Err(Error::corrupt(
                 self.path(),
@@ -241,7 +252,7 @@ impl Table {
     }
 
     /// Point lookup; `hash` is the key's bloom hash.
-    pub(crate) async fn get(&self, key: &[u8], hash: u64) -> Result<Option<Entry>> {
+    pub(crate) async fn get(&self, key: &[u8], hash: u64, io: Io) -> Result<Option<Entry>> {
         if !self.bloom.may_contain(hash) {
             return Ok(None);
         }
@@ -249,6 +260,6 @@ impl Table {
         if i >= self.index.len() {
             return Ok(None);
         }
-        Ok(self.block(i, true).await?.get(key).cloned())
+        Ok(self.block(i, true, io).await?.get(key).cloned())
     }
 }
