@@ -197,9 +197,7 @@ pub enum RunError {
 
 /// Runs `spec` to completion.
 pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
-    let mut builder = Env::builder()
-        .cores(spec.cores)
-        .batch_size(spec.batch_size);
+    let mut builder = Env::builder().cores(spec.cores).batch_size(spec.batch_size);
     if let Some(c) = &spec.checkpoint {
         let mut config = CheckpointConfig::new(&c.dir, c.interval);
         config.restore_from = c.restore_from.clone();
@@ -222,8 +220,7 @@ pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
         events = events.map(move |e| {
             static SEEN: AtomicU64 = AtomicU64::new(0);
             static FAILED: AtomicBool = AtomicBool::new(false);
-            if SEEN.fetch_add(1, Ordering::Relaxed) == n && !FAILED.swap(true, Ordering::Relaxed)
-            {
+            if SEEN.fetch_add(1, Ordering::Relaxed) == n && !FAILED.swap(true, Ordering::Relaxed) {
                 panic!("injected failure after {n} events (--fail-after-events)");
             }
             e

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use weir::checkpoint::{StateRestore, StateSnapshot};
 use weir::nexmark::{Bid, Event, Str};
 use weir::operator::{AggregateFunction, WindowResult};
+use weir::state::{StateCodec, StateError};
 use weir::window::{Window, WindowAssigner};
 use weir::{CsvRecord, ProcessContext, ProcessFunction, Stream, Timestamp};
 
@@ -145,6 +147,24 @@ pub struct Q7Partial {
     pub at_end: Vec<Bid>,
 }
 
+impl StateCodec for Q7Partial {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.end, self.max).encode(out);
+        self.at_max.encode(out);
+        self.at_end.encode(out);
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        let (end, max) = <(Timestamp, Option<i64>)>::decode_from(input)?;
+        Ok(Q7Partial {
+            end,
+            max,
+            at_max: Vec::decode_from(input)?,
+            at_end: Vec::decode_from(input)?,
+        })
+    }
+}
+
 /// Stage 1 of q7: per shard and window, the bids at the local maximum, released once the
 /// watermark has passed the window's end (so bids *at* the end have arrived too).
 #[derive(Clone, Default)]
@@ -187,6 +207,22 @@ impl ProcessFunction<Bid, Q7Partial> for Q7Local {
             ctx.emit(entry.remove());
         }
     }
+
+    /// Per shard (the input is not keyed): the open windows' local partials.
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        for w in self.windows.values() {
+            out.shard(w);
+        }
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        // After a rescale one shard may get several old shards' partials of a window: merge
+        // them as stage 2 would (the result is the same partial a single shard would hold).
+        for w in state.shard::<Q7Partial>() {
+            Q7Global::merge_partial(&mut self.windows, w?);
+        }
+        Ok(())
+    }
 }
 
 /// Stage 2 of q7: all partials of one window, combined once the watermark passed its end.
@@ -195,9 +231,10 @@ struct Q7Global {
     windows: BTreeMap<Timestamp, Q7Partial>,
 }
 
-impl ProcessFunction<Q7Partial, Q7Row> for Q7Global {
-    fn process(&mut self, p: Q7Partial, _ctx: &mut ProcessContext<'_, Q7Row>) {
-        let w = self.windows.entry(p.end).or_insert_with(|| Q7Partial {
+impl Q7Global {
+    /// Folds partial `p` into its window.
+    fn merge_partial(windows: &mut BTreeMap<Timestamp, Q7Partial>, p: Q7Partial) {
+        let w = windows.entry(p.end).or_insert_with(|| Q7Partial {
             end: p.end,
             ..Q7Partial::default()
         });
@@ -211,6 +248,28 @@ impl ProcessFunction<Q7Partial, Q7Row> for Q7Global {
             }
         }
         w.at_end.extend(p.at_end);
+    }
+}
+
+impl ProcessFunction<Q7Partial, Q7Row> for Q7Global {
+    fn process(&mut self, p: Q7Partial, _ctx: &mut ProcessContext<'_, Q7Row>) {
+        Self::merge_partial(&mut self.windows, p);
+    }
+
+    /// Keyed by window end (the stream is partitioned by it), so a rescale moves each
+    /// window to the shard that owns its end.
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        for (end, w) in &self.windows {
+            out.keyed(end, w);
+        }
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        for entry in state.keyed::<Timestamp, Q7Partial>() {
+            let (_, w) = entry?;
+            Self::merge_partial(&mut self.windows, w);
+        }
+        Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, Q7Row>) {

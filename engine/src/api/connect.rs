@@ -68,8 +68,14 @@ where
                     let (key_left, key_right, f) = (key_left.clone(), key_right.clone(), f.clone());
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<Out>(id)?;
-                        let (l, r) =
-                            keyed_co_process(key_left, key_right, f, out, b.operator_ctx(id), b.scheduler.clone())?;
+                        let (l, r) = keyed_co_process(
+                            key_left,
+                            key_right,
+                            f,
+                            out,
+                            b.operator_ctx(id),
+                            b.scheduler.clone(),
+                        )?;
                         b.add_input::<A>(left_node, Box::new(l));
                         b.add_input::<B>(right_node, Box::new(r));
                         Ok(())

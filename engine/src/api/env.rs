@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::graph::{JobGraph, Node, per_shard};
-use crate::checkpoint::job::{CheckpointedJob, run_checkpointed};
-use crate::checkpoint::{CheckpointConfig, SavepointHandle};
 use super::stream::Stream;
 use crate::Data;
+use crate::checkpoint::SourceRestore;
+use crate::checkpoint::job::{CheckpointedJob, run_checkpointed};
+use crate::checkpoint::{CheckpointConfig, SavepointHandle};
 use crate::error::{Result, WeirError};
 use crate::runtime::launch::LaunchConfig;
 use crate::runtime::{JobContext, JobResult, ShardPart, run_job};
-use crate::checkpoint::SourceRestore;
 use crate::source::{Source, SourcePosition, VecSource, run_source};
 use crate::state::StateCodec;
 use crate::time::{WatermarkGenerator, WatermarkStrategy};

@@ -74,10 +74,11 @@ where
         A::Out: Data,
     {
         let key_fn = self.key_fn.clone();
-        self.partitioned().unary_fallible("aggregate", move |out, ctx| {
-            ctx.refuse_checkpoints()?;
-            Ok(AggregateOp::new(key_fn, agg, out, ctx))
-        })
+        self.partitioned()
+            .unary_fallible("aggregate", move |out, ctx| {
+                ctx.refuse_checkpoints()?;
+                Ok(AggregateOp::new(key_fn, agg, out, ctx))
+            })
     }
 
     /// Runs a keyed process function: it sees each record with its key, keyed state scoped

@@ -10,8 +10,7 @@ use crate::Data;
 use crate::channel::exchange::{Broadcast, Global, Outbox, Partitioner, RoundRobin, run_inbox};
 use crate::channel::spsc;
 use crate::operator::{
-    FilterOp, FlatMapOp, MapOp, ProcessFunction, ProcessOp, Push, SideOutputs,
-    union_inputs,
+    FilterOp, FlatMapOp, MapOp, ProcessFunction, ProcessOp, Push, SideOutputs, union_inputs,
 };
 use crate::runtime::{JobContext, OperatorCtx, ShardBuilder, ShardPart};
 use crate::sink::{CollectSink, CountSink, Sink, SinkParallelism, SinkPush, StdoutSink};
@@ -279,7 +278,11 @@ impl<T: Data> Stream<T> {
                     let inputs = inputs.clone();
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<T>(id)?;
-                        for (input, push) in inputs.iter().zip(union_inputs(out, inputs.len(), b.scheduler.clone())) {
+                        for (input, push) in
+                            inputs
+                                .iter()
+                                .zip(union_inputs(out, inputs.len(), b.scheduler.clone()))
+                        {
                             b.add_input::<T>(*input, Box::new(push));
                         }
                         Ok(())
@@ -294,7 +297,9 @@ impl<T: Data> Stream<T> {
 
     /// Writes the stream to `sink`. A single-instance sink gets every record routed to shard 0.
     pub fn sink<S: Sink<T>>(&self, sink: S) {
-        let input = if sink.parallelism() == SinkParallelism::Single && self.env.shards() > 1 {
+        // The global edge exists at one shard too, so the graph (and a checkpoint of it) does
+        // not depend on the shard count: a savepoint can be resumed at another one.
+        let input = if sink.parallelism() == SinkParallelism::Single {
             self.global().node
         } else {
             self.node

@@ -18,8 +18,8 @@ use std::task::{Context, Poll};
 
 use super::{ChannelReceiver, ChannelSender, RecvError, SendError};
 use crate::batch::{Batch, Message};
-use crate::checkpoint::barrier::{Aligner, Alignment};
 use crate::checkpoint::Barrier;
+use crate::checkpoint::barrier::{Aligner, Alignment};
 use crate::error::{Result, WeirError};
 use crate::key::KeyGroups;
 use crate::operator::{Push, guarded};

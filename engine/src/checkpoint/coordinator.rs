@@ -144,7 +144,9 @@ impl Coordinator {
     /// Runs until the job ends (the `JobEnded` event) and returns what happened.
     pub fn run(mut self, events: Receiver<CoordinatorEvent>) -> Result<CheckpointStats> {
         loop {
-            let wait = self.next_deadline().saturating_duration_since(Instant::now());
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
             match events.recv_timeout(wait.max(Duration::from_micros(100))) {
                 Ok(CoordinatorEvent::JobEnded { ok }) => {
                     if ok {
@@ -167,9 +169,11 @@ impl Coordinator {
             .values()
             .map(|f| f.started + self.config.timeout)
             .min();
+        // Savepoint requests are polled at least this often.
+        let poll = Instant::now() + Duration::from_millis(20);
         match timeout {
-            Some(t) => t.min(self.next_trigger),
-            None => self.next_trigger,
+            Some(t) => t.min(self.next_trigger).min(poll),
+            None => self.next_trigger.min(poll),
         }
     }
 
@@ -185,10 +189,6 @@ impl Coordinator {
             tracing::warn!(checkpoint = id, "checkpoint timed out: aborted");
             self.abort(id);
         }
-        if now < self.next_trigger {
-            return Ok(());
-        }
-        self.next_trigger = now + self.config.interval;
         if self.sources_done || self.stop_after.is_some() {
             return Ok(());
         }
@@ -199,6 +199,10 @@ impl Coordinator {
             }
             return Ok(());
         }
+        if now < self.next_trigger {
+            return Ok(());
+        }
+        self.next_trigger = now + self.config.interval;
         if self.in_flight.len() < self.config.max_concurrent.max(1)
             && now.duration_since(self.last_completed) >= self.config.min_pause
         {
@@ -261,7 +265,11 @@ impl Coordinator {
                 shard,
                 last_injected,
             } => {
-                tracing::debug!(shard, last_injected, "a source finished: no more checkpoints");
+                tracing::debug!(
+                    shard,
+                    last_injected,
+                    "a source finished: no more checkpoints"
+                );
                 self.sources_done = true;
                 let never: Vec<CheckpointId> = self
                     .in_flight

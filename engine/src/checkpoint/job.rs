@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::coordinator::{Coordinator, checkpoint_error, job_ended};
-use super::shard::{ShardSetup, ShardWiring, ShardTrigger};
+use super::shard::{ShardSetup, ShardTrigger, ShardWiring};
 use super::{
     CheckpointConfig, CheckpointStats, CheckpointStore, LoadedCheckpoint, OutputCommitter,
     SavepointHandle, SourceRestore, StateRestore, clean_pending,
@@ -164,10 +164,13 @@ fn recover_outputs(
     external: bool,
 ) -> Result<()> {
     for c in committers {
+        if let (Some(l), true) = (latest, external) {
+            // A savepoint from elsewhere: its output was committed by the run that took it.
+            c.adopt_existing(l.meta.id).map_err(checkpoint_error)?;
+        }
         let committed = c.recover().map_err(checkpoint_error)?;
         let Some(l) = latest else { continue };
         if external {
-            // A savepoint from elsewhere: its output was committed by the run that took it.
             continue;
         }
         if l.meta.id > committed {

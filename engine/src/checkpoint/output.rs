@@ -218,6 +218,23 @@ impl OutputCommitter {
         }
     }
 
+    /// Resuming a savepoint taken by another run (another checkpoint directory): if this
+    /// directory has no commit record yet, the output file as it is now — what the savepoint's
+    /// run committed — becomes the committed state as of checkpoint `id`. Returns whether it
+    /// adopted the file.
+    pub fn adopt_existing(&self, id: CheckpointId) -> Result<bool, CheckpointError> {
+        if self.record_path.exists() {
+            return Ok(false);
+        }
+        let len = match fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            Err(e) => return Err(CheckpointError::io(&self.path)(e)),
+        };
+        self.write_record(CommitRecord { id, len })?;
+        Ok(true)
+    }
+
     /// After a crash, makes the output file exactly what was committed: cuts off anything an
     /// interrupted commit appended. Returns the last committed checkpoint id (0 if none), so
     /// the caller can re-commit the restored checkpoint's parts if it is newer.

@@ -283,7 +283,5 @@ impl ShardCheckpoints {
 }
 
 fn coordinator_gone(shard: u32) -> WeirError {
-    WeirError::Checkpoint(format!(
-        "shard {shard}: the checkpoint coordinator stopped"
-    ))
+    WeirError::Checkpoint(format!("shard {shard}: the checkpoint coordinator stopped"))
 }

@@ -19,6 +19,7 @@
 //!   libm-based computation for about one u in a million.
 
 pub mod arith;
+mod codec;
 pub mod config;
 pub mod csv;
 pub mod dump;

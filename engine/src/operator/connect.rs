@@ -14,10 +14,10 @@ use super::{Push, guarded};
 use crate::batch::Batch;
 use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGate};
 use crate::checkpoint::{Barrier, StateRestore, StateSnapshot};
-use crate::runtime::task::{Pending, Scheduler};
-use crate::state::StateError;
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
+use crate::runtime::task::{Pending, Scheduler};
+use crate::state::StateError;
 use crate::time::{Progress, Timestamp, WatermarkMerger};
 
 use super::ProcessContext;
@@ -171,11 +171,12 @@ where
     F: KeyedCoProcessFunction<K, A, B, Out>,
 {
     let restore = ctx.take_restore();
-    f.restore_state(&restore.part(0))
-        .map_err(|e| crate::error::WeirError::Checkpoint(format!(
+    f.restore_state(&restore.part(0)).map_err(|e| {
+        crate::error::WeirError::Checkpoint(format!(
             "restoring `{}` on shard {}: {e}",
             ctx.name, ctx.shard
-        )))?;
+        ))
+    })?;
     let shared = Rc::new(RefCell::new(CoState {
         key_left,
         key_right,

@@ -19,8 +19,8 @@ mod window;
 
 pub use aggregate::{AggregateFunction, AggregateOp};
 pub use basic::{Discard, FilterOp, FlatMapOp, MapOp, Tee};
-pub use connect::{CoLeft, CoRight, KeyedCoProcessFunction};
 pub(crate) use connect::keyed_co_process;
+pub use connect::{CoLeft, CoRight, KeyedCoProcessFunction};
 pub use dedup::{Deduplicate, Keep};
 pub use join::{IntervalJoin, RegularJoin, WindowJoin};
 pub use process::{

@@ -125,7 +125,9 @@ impl SideOutputs {
     }
 
     pub(crate) fn barrier(&mut self, barrier: crate::checkpoint::Barrier) -> Result<()> {
-        self.channels.iter_mut().try_for_each(|c| c.barrier(barrier))
+        self.channels
+            .iter_mut()
+            .try_for_each(|c| c.barrier(barrier))
     }
 
     pub(crate) fn finish(&mut self) -> Result<()> {

@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use crate::batch::Batch;
 use crate::checkpoint::{Barrier, OutputPart, StateRestore, StateSnapshot};
 use crate::error::{Result, WeirError};
-use crate::state::StateError;
 use crate::operator::{Push, guarded};
 use crate::runtime::{OperatorCtx, ShardInfo};
+use crate::state::StateError;
 use crate::time::Progress;
 
 /// How many instances of a sink run.

@@ -175,7 +175,10 @@ mod tests {
         f.write_all(b"3,4\n").expect("write");
         let (second, _) = f.pre_commit().expect("pre-commit").expect("a part");
         assert_ne!(name, second);
-        assert_eq!(std::fs::read(dir.path().join(&name)).expect("part"), b"1,2\n");
+        assert_eq!(
+            std::fs::read(dir.path().join(&name)).expect("part"),
+            b"1,2\n"
+        );
         assert!(!path.exists());
     }
 }

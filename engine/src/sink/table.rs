@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use super::{CsvRecord, Sink, SinkFile, SinkParallelism, SinkWriter};
-use crate::checkpoint::{StateRestore, StateSnapshot};
-use crate::state::StateError;
 use crate::changelog::{Change, Materialized};
+use crate::checkpoint::{StateRestore, StateSnapshot};
 use crate::error::{Result, WeirError};
 use crate::runtime::ShardInfo;
+use crate::state::StateError;
 
 /// Writes the table a changelog describes to `path`, with `header`, once input ends.
 #[derive(Clone)]

@@ -8,9 +8,9 @@ use super::{Source, SourceReader, SourceStatus};
 use crate::checkpoint::SourceRestore;
 use crate::error::{Result, WeirError};
 use crate::nexmark::SHARD_BLOCK;
-use crate::state::StateCodec;
 use crate::nexmark::{Event, Generator, NexmarkConfig, ShardEvents, shard_events};
 use crate::runtime::ShardInfo;
+use crate::state::StateCodec;
 
 /// Shortest wait of a rate-limited reader: below this a timer costs more than it saves.
 const MIN_WAIT: Duration = Duration::from_micros(20);
@@ -110,8 +110,8 @@ impl Source<Event> for NexmarkSource {
         let old = restore.old_shards as usize;
         let mut positions = vec![None; old];
         for (s, bytes) in &restore.positions {
-            let p = u64::decode(bytes)
-                .map_err(|e| bad(format!("position of old shard {s}: {e}")))?;
+            let p =
+                u64::decode(bytes).map_err(|e| bad(format!("position of old shard {s}: {e}")))?;
             match positions.get_mut(*s as usize) {
                 Some(slot) => *slot = Some(p),
                 None => return Err(bad(format!("position of shard {s} of {old}"))),

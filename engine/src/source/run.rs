@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use super::{SourceReader, SourceStatus};
 use crate::batch::Batch;
 use crate::checkpoint::{Barrier, CheckpointId, ShardTrigger};
-use crate::state::{StateCodec, StateError};
 use crate::error::{Result, WeirError};
 use crate::operator::Push;
 use crate::runtime::OperatorCtx;
 use crate::runtime::task::{Scheduler, yield_now};
+use crate::state::{StateCodec, StateError};
 use crate::time::{END_OF_TIME, Progress, Timestamp, WatermarkGenerator};
 
 /// Reads batches until the reader is finished, pushing each one as soon as it is read, and

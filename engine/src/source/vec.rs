@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::{Source, SourceReader, SourceStatus};
 use crate::checkpoint::SourceRestore;
 use crate::error::Result;
-use crate::state::StateCodec;
 use crate::runtime::ShardInfo;
+use crate::state::StateCodec;
 
 /// The records of a collection; shard `i` of `n` reads the `i`-th of `n` contiguous slices.
 pub struct VecSource<T> {

@@ -1,0 +1,220 @@
+//! Real faults against checkpoints: the harness process is SIGKILLed at random moments and
+//! restarted from its checkpoint directory; an operator panics once; a savepoint taken at 2
+//! shards is resumed at 1 and 4. Every time the committed output must equal an uninterrupted
+//! run's exactly (same rows, none lost, none twice) and the header must appear once.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_weir-bench");
+
+/// q7 over ~40 windows of event time, paced so a run lasts about two seconds.
+fn q7_args(cores: usize) -> Vec<String> {
+    [
+        "nexmark",
+        "--query",
+        "q7",
+        "--events",
+        "4000000",
+        "--rate",
+        "1000000",
+        "--event-rate",
+        "10000",
+        "--cores",
+        &cores.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run(args: &[String], extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(extra)
+        .output()
+        .expect("run weir-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "weir-bench failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The file's lines: header first, then the rows sorted (row order across shards is free).
+fn table(path: &Path) -> (String, Vec<String>) {
+    let text = std::fs::read_to_string(path).expect("read output");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert!(!lines.is_empty(), "{} has no header", path.display());
+    let header = lines.remove(0);
+    lines.sort();
+    (header, lines)
+}
+
+fn reference(dir: &Path, cores: usize) -> (String, Vec<String>) {
+    let out = dir.join("reference.csv");
+    run(
+        &q7_args(cores),
+        &["--output", out.to_str().expect("utf-8 path")],
+    );
+    let t = table(&out);
+    assert!(
+        t.1.len() > 20,
+        "the reference run has too few rows to mean anything"
+    );
+    t
+}
+
+/// A tiny deterministic generator of kill delays (the seed is printed for reproduction).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (self.0 >> 33) % (hi - lo)
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (header, expected) = reference(dir.path(), 2);
+    let ckpt = dir.path().join("checkpoints");
+    let out = dir.path().join("out.csv");
+    let mut args = q7_args(2);
+    args.extend(
+        [
+            "--checkpoint-dir",
+            ckpt.to_str().expect("utf-8"),
+            "--checkpoint-interval-ms",
+            "150",
+            "--output",
+            out.to_str().expect("utf-8"),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.as_nanos() as u64);
+    println!("kill delay seed {seed}");
+    let mut rng = Lcg(seed);
+    let mut kills = 0;
+    let started = Instant::now();
+    while kills < 6 && started.elapsed() < Duration::from_secs(120) {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn weir-bench");
+        std::thread::sleep(Duration::from_millis(rng.next_ms(150, 700)));
+        if child.try_wait().expect("poll child").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+            child.wait().expect("reap child");
+        } else {
+            // It ran to the end before the kill: start over with a fresh directory.
+            let _ = std::fs::remove_dir_all(&ckpt);
+            let _ = std::fs::remove_file(&out);
+            kills = 0;
+        }
+    }
+    assert!(kills >= 5, "only {kills} kills landed while the job ran");
+    let last = run(&args, &[]);
+    assert_eq!(
+        table(&out),
+        (header, expected),
+        "output after {kills} kills"
+    );
+    assert!(
+        !last.contains("already completed"),
+        "the job finished too early: {last}"
+    );
+    let again = run(&args, &[]);
+    assert!(
+        again.contains("already completed"),
+        "a finished job ran again: {again}"
+    );
+}
+
+#[test]
+fn an_operator_panic_restarts_from_the_latest_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = reference(dir.path(), 2);
+    let ckpt = dir.path().join("checkpoints");
+    let out = dir.path().join("out.csv");
+    let report = run(
+        &q7_args(2),
+        &[
+            "--checkpoint-dir",
+            ckpt.to_str().expect("utf-8"),
+            "--checkpoint-interval-ms",
+            "100",
+            "--fail-after-events",
+            "1500000",
+            "--output",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        report.contains("attempts 2"),
+        "no restart happened: {report}"
+    );
+    assert!(report.contains("resumed from checkpoint"), "{report}");
+    assert_eq!(table(&out), expected);
+}
+
+#[test]
+fn savepoint_at_two_shards_resumes_at_one_and_four() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = reference(dir.path(), 2);
+    let first = dir.path().join("first");
+    let out = dir.path().join("stopped.csv");
+    let report = run(
+        &q7_args(2),
+        &[
+            "--checkpoint-dir",
+            first.to_str().expect("utf-8"),
+            "--checkpoint-interval-ms",
+            "100000",
+            "--stop-with-savepoint-after-ms",
+            "700",
+            "--output",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    let savepoint = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("savepoint: "))
+        .unwrap_or_else(|| panic!("no savepoint reported: {report}"))
+        .to_string();
+    let (_, before) = table(&out);
+    assert!(
+        before.len() < expected.1.len(),
+        "the savepoint came after the end"
+    );
+    for cores in [1, 4] {
+        let resumed = dir.path().join(format!("resumed-{cores}.csv"));
+        std::fs::copy(&out, &resumed).expect("copy committed output");
+        let ckpt = dir.path().join(format!("resume-{cores}"));
+        run(
+            &q7_args(cores),
+            &[
+                "--checkpoint-dir",
+                ckpt.to_str().expect("utf-8"),
+                "--restore-from",
+                &savepoint,
+                "--output",
+                resumed.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(table(&resumed), expected, "resumed at {cores} shard(s)");
+    }
+}
