@@ -86,14 +86,14 @@ impl Report {
 
     /// A few lines for people.
     pub fn to_text(&self) -> String {
-        if let Some(c) = &self.checkpoints {
-            if c.already_complete {
-                return format!(
-                    "query {}: the job already completed in an earlier run (its checkpoint \
-                     directory says so); nothing to do",
-                    self.query.name()
-                );
-            }
+        if let Some(c) = &self.checkpoints
+            && c.already_complete
+        {
+            return format!(
+                "query {}: the job already completed in an earlier run (its checkpoint \
+                 directory says so); nothing to do",
+                self.query.name()
+            );
         }
         let mut text = self.measures_text();
         if let Some(c) = &self.checkpoints {

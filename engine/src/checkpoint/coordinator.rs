@@ -310,9 +310,7 @@ impl Coordinator {
             return Ok(());
         };
         let mut meta = self.meta(id, flight.savepoint, false);
-        flight
-            .outputs
-            .sort_by(|a, b| (a.sink, a.shard).cmp(&(b.sink, b.shard)));
+        flight.outputs.sort_by_key(|p| (p.sink, p.shard));
         meta.outputs = std::mem::take(&mut self.carried);
         meta.outputs.append(&mut flight.outputs);
         self.store.complete(&meta).map_err(checkpoint_error)?;
@@ -385,8 +383,7 @@ impl Coordinator {
         }
         let mut meta = self.meta(id, false, true);
         meta.outputs = std::mem::take(&mut self.carried);
-        self.finals
-            .sort_by(|a, b| (a.sink, a.shard).cmp(&(b.sink, b.shard)));
+        self.finals.sort_by_key(|p| (p.sink, p.shard));
         meta.outputs.append(&mut self.finals);
         self.store.complete(&meta).map_err(checkpoint_error)?;
         self.commit(&meta)?;
