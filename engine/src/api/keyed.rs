@@ -57,27 +57,27 @@ where
     /// emits the accumulator after every record. The first record of a key is its accumulator.
     pub fn reduce<F>(&self, f: F) -> Stream<T>
     where
+        K: StateCodec,
+        T: StateCodec,
         F: FnMut(&mut T, T) + Clone + Send + 'static,
     {
         let key_fn = self.key_fn.clone();
         self.partitioned()
-            .unary_fallible("reduce", move |out, ctx| {
-                ctx.refuse_checkpoints()?;
-                Ok(ReduceOp::new(key_fn, f, out, ctx))
-            })
+            .unary_fallible("reduce", move |out, ctx| ReduceOp::new(key_fn, f, out, ctx))
     }
 
     /// Rolling aggregation: emits `(key, result)` after every record.
     pub fn aggregate<A>(&self, agg: A) -> Stream<(K, A::Out)>
     where
+        K: StateCodec,
         A: AggregateFunction<T>,
+        A::Acc: StateCodec,
         A::Out: Data,
     {
         let key_fn = self.key_fn.clone();
         self.partitioned()
             .unary_fallible("aggregate", move |out, ctx| {
-                ctx.refuse_checkpoints()?;
-                Ok(AggregateOp::new(key_fn, agg, out, ctx))
+                AggregateOp::new(key_fn, agg, out, ctx)
             })
     }
 

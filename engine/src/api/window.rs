@@ -12,6 +12,7 @@ use crate::operator::{
     WindowSpec,
 };
 use crate::runtime::{JobContext, ShardPart};
+use crate::state::StateCodec;
 use crate::time::{Timestamp, wall_clock_ms};
 use crate::window::{
     EventTimeTrigger, Evictor, EvictorContext, TimestampedValue, Trigger, Window, WindowAssigner,
@@ -93,7 +94,9 @@ where
     /// Incremental aggregation per key and window; emits the result when the window fires.
     pub fn aggregate<A>(&self, agg: A) -> Stream<WindowResult<K, A::Out>>
     where
+        K: StateCodec,
         A: AggregateFunction<T>,
+        A::Acc: StateCodec,
         A::Out: Data,
     {
         self.build(
@@ -116,6 +119,8 @@ where
     /// Reduces each key's records per window with `f(acc, record)`.
     pub fn reduce<F>(&self, f: F) -> Stream<WindowResult<K, T>>
     where
+        K: StateCodec,
+        T: StateCodec,
         F: Fn(&mut T, T) + Clone + Send + 'static,
     {
         self.aggregate(ReduceAggregate(f))
@@ -125,6 +130,8 @@ where
     /// when it fires.
     pub fn process<Out, F>(&self, f: F) -> Stream<Out>
     where
+        K: StateCodec,
+        T: StateCodec,
         Out: Data,
         F: FnMut(&K, &Window, &[T], &mut Vec<Out>) + Clone + Send + 'static,
     {
@@ -144,6 +151,8 @@ where
     /// `f(key, window, records, out)` sees them; records come with their timestamps.
     pub fn evict_and_process<Out, E, F>(&self, evictor: E, f: F) -> Stream<Out>
     where
+        K: StateCodec,
+        T: StateCodec,
         Out: Data,
         E: Evictor<T> + Clone + Send + 'static,
         F: FnMut(&K, &Window, &[TimestampedValue<T>], &mut Vec<Out>) + Clone + Send + 'static,
@@ -171,7 +180,9 @@ where
     fn build<C, WF, Out>(&self, name: &str, contents: C, function: WF) -> Stream<Out>
     where
         Out: Data,
+        K: StateCodec,
         C: crate::operator::WindowContents<T>,
+        C::Acc: StateCodec,
         WF: WindowFunction<K, C::Acc, Out>,
     {
         let input = self.keyed.partitioned();
@@ -200,9 +211,7 @@ where
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<Out>(id)?;
                         let late = b.take_side_output::<T>(id, LATE_DATA)?;
-                        let ctx = b.operator_ctx(id);
-                        ctx.refuse_checkpoints()?;
-                        let op = WindowOp::new(spec, out, late, ctx);
+                        let op = WindowOp::new(spec, out, late, b.operator_ctx(id))?;
                         b.add_input::<T>(input_node, Box::new(op));
                         Ok(())
                     });

@@ -9,7 +9,7 @@
 use std::hash::Hash;
 
 use super::{Scope, StateEntry};
-use crate::key::key_group;
+use crate::key::{KeyMap, key_group};
 use crate::state::{StateCodec, StateError};
 
 /// Collects one operator instance's state for a checkpoint.
@@ -41,6 +41,29 @@ impl<'a> StateSnapshot<'a> {
         let mut bytes = vec![self.part];
         key.encode(&mut bytes);
         value.encode(&mut bytes);
+        self.entries.push(StateEntry {
+            scope: Scope::KeyGroup(key_group(key, self.max_parallelism)),
+            bytes,
+        });
+    }
+
+    /// Writes per-key state kept in a `KeyMap`, one entry per key.
+    pub fn key_map<K: Hash + StateCodec, V: StateCodec>(&mut self, map: &KeyMap<K, V>) {
+        for (k, v) in map.iter() {
+            self.keyed(k, v);
+        }
+    }
+
+    /// Writes the state of `key` encoded by `encode` (which must write what the restoring
+    /// side decodes): for operators that can encode their state in place without a copy.
+    pub fn keyed_encoded<K: Hash + StateCodec>(
+        &mut self,
+        key: &K,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let mut bytes = vec![self.part];
+        key.encode(&mut bytes);
+        encode(&mut bytes);
         self.entries.push(StateEntry {
             scope: Scope::KeyGroup(key_group(key, self.max_parallelism)),
             bytes,
@@ -126,6 +149,13 @@ impl StateRestore {
         &self,
     ) -> impl Iterator<Item = Result<(K, V), StateError>> + '_ {
         self.keyed.iter().map(|(_, bytes)| <(K, V)>::decode(bytes))
+    }
+
+    /// The `KeyMap` `StateSnapshot::key_map` wrote (this shard's key groups).
+    pub fn key_map<K: Hash + Eq + StateCodec, V: StateCodec>(
+        &self,
+    ) -> Result<KeyMap<K, V>, StateError> {
+        self.keyed().collect()
     }
 
     /// The shard-scoped entries, decoded.

@@ -2,12 +2,13 @@
 
 use std::hash::Hash;
 
-use super::{Push, guarded};
+use super::{Push, guarded, restore_key_map, save_key_map};
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
+use crate::state::StateCodec;
 use crate::time::Progress;
 
 /// An incremental aggregation (Flink's `AggregateFunction`): records are folded into an
@@ -39,27 +40,35 @@ pub struct AggregateOp<K, T, KF, A: AggregateFunction<T>> {
 
 impl<K, T, KF, A> AggregateOp<K, T, KF, A>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + StateCodec,
     KF: FnMut(&T) -> K,
     A: AggregateFunction<T>,
+    A::Acc: StateCodec,
 {
-    pub fn new(key_fn: KF, agg: A, next: Box<dyn Push<(K, A::Out)>>, ctx: OperatorCtx) -> Self {
-        AggregateOp {
+    /// Restores the accumulators of this shard's key groups if the job resumes.
+    pub fn new(
+        key_fn: KF,
+        agg: A,
+        next: Box<dyn Push<(K, A::Out)>>,
+        ctx: OperatorCtx,
+    ) -> Result<Self> {
+        Ok(AggregateOp {
             key_fn,
             agg,
-            state: KeyMap::default(),
+            state: restore_key_map(&ctx)?,
             out: Batch::with_capacity(ctx.batch_size),
             next,
             ctx,
-        }
+        })
     }
 }
 
 impl<K, T, KF, A> Push<T> for AggregateOp<K, T, KF, A>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + StateCodec,
     KF: FnMut(&T) -> K,
     A: AggregateFunction<T>,
+    A::Acc: StateCodec,
 {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         self.ctx.count_in(batch.len());
@@ -91,7 +100,7 @@ where
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        // Never reached: jobs with checkpoints refuse this operator (`refuse_checkpoints`).
+        save_key_map(&self.ctx, barrier, &self.state)?;
         self.next.barrier(barrier)
     }
 

@@ -8,7 +8,9 @@ use std::hash::Hash;
 
 use super::process::{KeyedProcessFunction, ProcessContext};
 use crate::changelog::Change;
+use crate::checkpoint::{StateRestore, StateSnapshot};
 use crate::key::KeyMap;
+use crate::state::{StateCodec, StateError};
 
 /// Which record of a key the result keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,14 +72,23 @@ where
 
 impl<K, T, F, V> KeyedProcessFunction<K, T, Change<T>> for Deduplicate<K, T, F>
 where
-    K: Hash + Eq + Clone + Send + 'static,
-    T: Clone + Send + 'static,
+    K: Hash + Eq + Clone + Send + StateCodec + 'static,
+    T: Clone + Send + StateCodec + 'static,
     F: Fn(&T) -> V + Clone + Send + 'static,
     V: Ord,
 {
     #[inline]
     fn process(&mut self, key: &K, value: T, ctx: &mut ProcessContext<'_, Change<T>>) {
         self.insert(key, value, |c| ctx.emit(c));
+    }
+
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.state);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.state = state.key_map()?;
+        Ok(())
     }
 }
 

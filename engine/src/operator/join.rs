@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use super::{KeyedCoProcessFunction, ProcessContext};
+use crate::checkpoint::{StateRestore, StateSnapshot};
 use crate::key::KeyMap;
+use crate::state::{StateCodec, StateError};
 use crate::time::Timestamp;
 use crate::window::{Window, WindowAssigner};
 
@@ -15,6 +17,19 @@ use crate::window::{Window, WindowAssigner};
 struct Sides<A, B> {
     left: Vec<A>,
     right: Vec<B>,
+}
+
+impl<A: StateCodec, B: StateCodec> StateCodec for Sides<A, B> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.left.encode(out);
+        self.right.encode(out);
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        Ok(Sides {
+            left: Vec::decode_from(input)?,
+            right: Vec::decode_from(input)?,
+        })
+    }
 }
 
 impl<A, B> Default for Sides<A, B> {
@@ -43,9 +58,9 @@ impl<K, A, B> Default for RegularJoin<K, A, B> {
 
 impl<K, A, B> KeyedCoProcessFunction<K, A, B, (A, B)> for RegularJoin<K, A, B>
 where
-    K: Hash + Eq + Clone + Send + 'static,
-    A: Clone + Send + 'static,
-    B: Clone + Send + 'static,
+    K: Hash + Eq + Clone + Send + StateCodec + 'static,
+    A: Clone + Send + StateCodec + 'static,
+    B: Clone + Send + StateCodec + 'static,
 {
     fn process_left(&mut self, key: &K, a: A, ctx: &mut ProcessContext<'_, (A, B)>) {
         let sides = self.state.entry(key.clone()).or_default();
@@ -61,6 +76,15 @@ where
             ctx.emit((a.clone(), b.clone()));
         }
         sides.right.push(b);
+    }
+
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.state);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.state = state.key_map()?;
+        Ok(())
     }
 }
 
@@ -132,9 +156,9 @@ where
 
 impl<K, A, B, TA, TB> KeyedCoProcessFunction<K, A, B, (A, B)> for WindowJoin<K, A, B, TA, TB>
 where
-    K: Ord + Hash + Clone + Send + 'static,
-    A: Clone + Send + 'static,
-    B: Clone + Send + 'static,
+    K: Ord + Hash + Clone + Send + StateCodec + 'static,
+    A: Clone + Send + StateCodec + 'static,
+    B: Clone + Send + StateCodec + 'static,
     TA: Fn(&A) -> Timestamp + Clone + Send + 'static,
     TB: Fn(&B) -> Timestamp + Clone + Send + 'static,
 {
@@ -168,6 +192,25 @@ where
                 }
             }
         }
+    }
+
+    /// Each open window's two sides, keyed by the join key.
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        for ((end, window, key), sides) in &self.windows {
+            out.keyed_encoded(key, |bytes| {
+                end.encode(bytes);
+                window.encode(bytes);
+                sides.encode(bytes);
+            });
+        }
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        for entry in state.keyed::<K, (Timestamp, Window, Sides<A, B>)>() {
+            let (key, (end, window, sides)) = entry?;
+            self.windows.insert((end, window, key), sides);
+        }
+        Ok(())
     }
 }
 
@@ -211,9 +254,9 @@ impl<K, A, B, TA, TB> IntervalJoin<K, A, B, TA, TB> {
 
 impl<K, A, B, TA, TB> KeyedCoProcessFunction<K, A, B, (A, B)> for IntervalJoin<K, A, B, TA, TB>
 where
-    K: Hash + Eq + Clone + Send + 'static,
-    A: Clone + Send + 'static,
-    B: Clone + Send + 'static,
+    K: Hash + Eq + Clone + Send + StateCodec + 'static,
+    A: Clone + Send + StateCodec + 'static,
+    B: Clone + Send + StateCodec + 'static,
     TA: Fn(&A) -> Timestamp + Clone + Send + 'static,
     TB: Fn(&B) -> Timestamp + Clone + Send + 'static,
 {
@@ -249,5 +292,14 @@ where
             rights.retain(|(tb, _)| tb.saturating_sub(lower) > watermark);
             !(lefts.is_empty() && rights.is_empty())
         });
+    }
+
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.state);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.state = state.key_map()?;
+        Ok(())
     }
 }

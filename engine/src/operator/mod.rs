@@ -37,10 +37,13 @@ pub use window::{
     WindowSpec,
 };
 
+use std::hash::Hash;
+
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
 use crate::error::{Result, WeirError};
 use crate::runtime::OperatorCtx;
+use crate::state::StateCodec;
 use crate::time::Progress;
 
 /// The receiving end of a chained edge.
@@ -81,6 +84,29 @@ impl<T> Push<T> for Box<dyn Push<T>> {
     fn finish(&mut self) -> Result<()> {
         (**self).finish()
     }
+}
+
+/// Per-key state held in a `KeyMap` (rolling reduce and aggregate): checkpointed one entry
+/// per key, so it follows its key group on a rescale.
+pub(crate) fn save_key_map<K: Hash + StateCodec, V: StateCodec>(
+    ctx: &OperatorCtx,
+    barrier: Barrier,
+    map: &crate::key::KeyMap<K, V>,
+) -> Result<()> {
+    ctx.save_state(barrier, |out| {
+        out.key_map(map);
+        Ok(())
+    })
+}
+
+/// The `KeyMap` `save_key_map` wrote, for this shard's key groups.
+pub(crate) fn restore_key_map<K: Hash + Eq + StateCodec, V: StateCodec>(
+    ctx: &OperatorCtx,
+) -> Result<crate::key::KeyMap<K, V>> {
+    ctx.take_restore()
+        .part(0)
+        .key_map()
+        .map_err(|e| process::restore_failed(ctx, e))
 }
 
 /// Runs user code of one operator over a batch, turning a panic into an error that names the

@@ -3,12 +3,13 @@
 
 use std::hash::Hash;
 
-use super::{Push, guarded};
+use super::{Push, guarded, restore_key_map, save_key_map};
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
+use crate::state::StateCodec;
 use crate::time::Progress;
 
 /// The operator behind `KeyedStream::reduce`.
@@ -23,27 +24,28 @@ pub struct ReduceOp<K, T, KF, F> {
 
 impl<K, T, KF, F> ReduceOp<K, T, KF, F>
 where
-    K: Hash + Eq,
-    T: Clone,
+    K: Hash + Eq + StateCodec,
+    T: Clone + StateCodec,
     KF: FnMut(&T) -> K,
     F: FnMut(&mut T, T),
 {
-    pub fn new(key_fn: KF, f: F, next: Box<dyn Push<T>>, ctx: OperatorCtx) -> Self {
-        ReduceOp {
+    /// Restores the accumulators of this shard's key groups if the job resumes.
+    pub fn new(key_fn: KF, f: F, next: Box<dyn Push<T>>, ctx: OperatorCtx) -> Result<Self> {
+        Ok(ReduceOp {
             key_fn,
             f,
-            state: KeyMap::default(),
+            state: restore_key_map(&ctx)?,
             out: Batch::with_capacity(ctx.batch_size),
             next,
             ctx,
-        }
+        })
     }
 }
 
 impl<K, T, KF, F> Push<T> for ReduceOp<K, T, KF, F>
 where
-    K: Hash + Eq,
-    T: Clone,
+    K: Hash + Eq + StateCodec,
+    T: Clone + StateCodec,
     KF: FnMut(&T) -> K,
     F: FnMut(&mut T, T),
 {
@@ -79,7 +81,7 @@ where
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        // Never reached: jobs with checkpoints refuse this operator (`refuse_checkpoints`).
+        save_key_map(&self.ctx, barrier, &self.state)?;
         self.next.barrier(barrier)
     }
 

@@ -12,7 +12,9 @@ use std::hash::Hash;
 
 use super::process::{KeyedProcessFunction, ProcessContext};
 use crate::changelog::Change;
+use crate::checkpoint::{StateRestore, StateSnapshot};
 use crate::key::KeyMap;
+use crate::state::{StateCodec, StateError};
 
 /// Keeps, per key, the `n` best records by `order` (best first: `order(a, b) == Less` means
 /// `a` ranks before `b`) and emits `Change<(record, rank)>` with ranks from 1.
@@ -78,13 +80,22 @@ where
 
 impl<K, T, O> KeyedProcessFunction<K, T, Change<(T, usize)>> for TopN<K, T, O>
 where
-    K: Hash + Eq + Clone + Send + 'static,
-    T: Clone + Send + 'static,
+    K: Hash + Eq + Clone + Send + StateCodec + 'static,
+    T: Clone + Send + StateCodec + 'static,
     O: Fn(&T, &T) -> Ordering + Clone + Send + 'static,
 {
     #[inline]
     fn process(&mut self, key: &K, value: T, ctx: &mut ProcessContext<'_, Change<(T, usize)>>) {
         self.insert(key, value, |c| ctx.emit(c));
+    }
+
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.state);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.state = state.key_map()?;
+        Ok(())
     }
 }
 

@@ -16,6 +16,7 @@ use crate::checkpoint::Barrier;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
+use crate::state::StateCodec;
 use crate::time::{END_OF_TIME, Progress, Timestamp, wall_clock_ms};
 use crate::window::TimestampedValue;
 use crate::window::{
@@ -110,6 +111,21 @@ impl<K, V> WindowResult<K, V> {
     /// The window's last millisecond: for sessions, the last record's time plus the gap.
     pub fn max_timestamp(&self) -> Timestamp {
         self.window.max_timestamp()
+    }
+}
+
+impl<K: StateCodec, V: StateCodec> StateCodec for WindowResult<K, V> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.key.encode(out);
+        self.window.encode(out);
+        self.value.encode(out);
+    }
+    fn decode_from(input: &mut &[u8]) -> std::result::Result<Self, crate::state::StateError> {
+        Ok(WindowResult {
+            key: K::decode_from(input)?,
+            window: Window::decode_from(input)?,
+            value: V::decode_from(input)?,
+        })
     }
 }
 
@@ -308,26 +324,64 @@ pub struct WindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
     last_ingest: Instant,
 }
 
+/// Part tags of the window operator's snapshot.
+const PART_KEYS: u8 = 1;
+const PART_TIMERS: u8 = 2;
+
+/// One key's windows as they are checkpointed: contents, session windows (merging assigners)
+/// and trigger state.
+type KeySnapshot<Acc> = (
+    Vec<(Window, Acc)>,
+    Option<Vec<(TimeWindow, TimeWindow)>>,
+    Vec<(Window, &'static str, i64)>,
+);
+
 impl<K, T, Out, KF, TF, Tr, C, WF> WindowOp<K, T, Out, KF, TF, Tr, C, WF>
 where
-    K: Hash + Eq + Ord + Clone,
+    K: Hash + Eq + Ord + Clone + StateCodec,
     T: Clone,
     KF: FnMut(&T) -> K,
     TF: Fn(&T) -> Timestamp,
     Tr: Trigger<T>,
     C: WindowContents<T>,
+    C::Acc: StateCodec,
     WF: WindowFunction<K, C::Acc, Out>,
 {
+    /// Restores the windows and timers of this shard's key groups if the job resumes from a
+    /// checkpoint.
     pub fn new(
         spec: WindowSpec<KF, TF, Tr, C, WF>,
         next: Box<dyn Push<Out>>,
         late_out: Box<dyn Push<T>>,
         ctx: OperatorCtx,
-    ) -> Self {
-        WindowOp {
+    ) -> Result<Self> {
+        let restore = ctx.take_restore();
+        let mut keys: KeyMap<K, KeyWindows<C::Acc>> = KeyMap::default();
+        let mut timers = TimerService::new();
+        for entry in restore.part(PART_KEYS).keyed::<K, KeySnapshot<C::Acc>>() {
+            let (key, (contents, sessions, trigger_state)) =
+                entry.map_err(|e| super::process::restore_failed(&ctx, e))?;
+            keys.insert(
+                key,
+                KeyWindows {
+                    contents,
+                    sessions: sessions.map(MergingWindowSet::from_pairs),
+                    trigger_state,
+                },
+            );
+        }
+        for entry in restore.part(PART_TIMERS).keyed::<K, (u8, Window, i64)>() {
+            let (key, (domain, window, t)) =
+                entry.map_err(|e| super::process::restore_failed(&ctx, e))?;
+            match domain {
+                0 => timers.register_event_time(key, window, t),
+                _ => timers.register_processing_time(key, window, t),
+            };
+        }
+        Ok(WindowOp {
             spec,
-            keys: KeyMap::default(),
-            timers: TimerService::new(),
+            keys,
+            timers,
             watermark: i64::MIN,
             assigned: Vec::new(),
             out: Batch::with_capacity(ctx.batch_size),
@@ -336,7 +390,39 @@ where
             late_out,
             ctx,
             last_ingest: Instant::now(),
-        }
+        })
+    }
+
+    /// Writes every key's windows and every timer into the checkpoint.
+    fn snapshot(&self, barrier: Barrier) -> Result<()> {
+        let (keys, timers) = (&self.keys, &self.timers);
+        self.ctx.save_state(barrier, |out| {
+            out.set_part(PART_KEYS);
+            for (key, w) in keys.iter() {
+                // Encoded in place (no copy of the contents) in `KeySnapshot`'s layout.
+                out.keyed_encoded(key, |bytes| {
+                    (w.contents.len() as u32).encode(bytes);
+                    for (window, acc) in &w.contents {
+                        window.encode(bytes);
+                        acc.encode(bytes);
+                    }
+                    w.sessions
+                        .as_ref()
+                        .map(|s| s.pairs().collect::<Vec<_>>())
+                        .encode(bytes);
+                    w.trigger_state.encode(bytes);
+                });
+            }
+            out.set_part(PART_TIMERS);
+            for (domain, timer) in timers.timers() {
+                let d: u8 = match domain {
+                    TimeDomain::EventTime => 0,
+                    TimeDomain::ProcessingTime => 1,
+                };
+                out.keyed(&timer.key, &(d, timer.namespace, timer.timestamp));
+            }
+            Ok(())
+        })
     }
 
     fn on_record(&mut self, record: T, now: Timestamp) {
@@ -635,12 +721,13 @@ fn handle<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF: WindowFunction<K, C::
 
 impl<K, T, Out, KF, TF, Tr, C, WF> Push<T> for WindowOp<K, T, Out, KF, TF, Tr, C, WF>
 where
-    K: Hash + Eq + Ord + Clone,
+    K: Hash + Eq + Ord + Clone + StateCodec,
     T: Clone,
     KF: FnMut(&T) -> K,
     TF: Fn(&T) -> Timestamp,
     Tr: Trigger<T>,
     C: WindowContents<T>,
+    C::Acc: StateCodec,
     WF: WindowFunction<K, C::Acc, Out>,
 {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
@@ -682,7 +769,7 @@ where
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        // Never reached: jobs with checkpoints refuse this operator (`refuse_checkpoints`).
+        self.snapshot(barrier)?;
         self.late_out.barrier(barrier)?;
         self.next.barrier(barrier)
     }

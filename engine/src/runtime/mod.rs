@@ -67,18 +67,6 @@ impl OperatorCtx {
         self.checkpoints.save(self.node, barrier, write)
     }
 
-    /// Fails the job at start if it takes checkpoints: for operators whose state cannot be
-    /// checkpointed yet (better no job than a job that silently loses state on recovery).
-    pub(crate) fn refuse_checkpoints(&self) -> crate::error::Result<()> {
-        if self.checkpoints.enabled() {
-            return Err(crate::error::WeirError::Config(format!(
-                "operator `{}` does not support checkpoints yet",
-                self.name
-            )));
-        }
-        Ok(())
-    }
-
     /// The state this operator instance restores from (empty on a fresh start).
     pub(crate) fn take_restore(&self) -> crate::checkpoint::StateRestore {
         self.checkpoints.take_restore(self.node)

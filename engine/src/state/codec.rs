@@ -167,6 +167,35 @@ impl StateCodec for String {
     }
 }
 
+/// Interns `s`: each distinct string is leaked once per process and shared by every later
+/// call, so decoding `&'static str`s repeatedly (restores after restarts) does not grow memory
+/// beyond the distinct strings seen.
+pub fn intern(s: String) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static STRINGS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let set = STRINGS.get_or_init(|| Mutex::new(HashSet::new()));
+    // A panic while holding the lock leaves the set valid (inserts are atomic).
+    let mut set = set.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(&existing) = set.get(s.as_str()) {
+        return existing;
+    }
+    let leaked: &'static str = Box::leak(s.into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// Borrowed static strings (names, the Nexmark generator's table slices) decode by interning.
+impl StateCodec for &'static str {
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_len(self.len(), out);
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        Ok(intern(String::decode_from(input)?))
+    }
+}
+
 /// Covers `Vec<u8>` too: a `u8` encodes as its single byte, so the bytes are
 /// stored verbatim after the length.
 impl<T: StateCodec> StateCodec for Vec<T> {
@@ -227,6 +256,7 @@ tuple!(A);
 tuple!(A, B);
 tuple!(A, B, C);
 tuple!(A, B, C, D);
+tuple!(A, B, C, D, E);
 
 #[cfg(test)]
 mod tests {
@@ -247,6 +277,14 @@ mod tests {
         assert!(String::decode(&[0, 0, 0, 1, 0xFF]).is_err());
         assert!(Vec::<u64>::decode(&[0xFF, 0xFF, 0xFF, 0xFF]).is_err());
         assert!(u8::decode(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn static_strings_are_interned() {
+        let a = <&'static str>::decode(&"name".to_bytes()).expect("decodes");
+        let b = <&'static str>::decode(&"name".to_bytes()).expect("decodes");
+        assert_eq!(a, "name");
+        assert!(std::ptr::eq(a, b));
     }
 
     #[test]

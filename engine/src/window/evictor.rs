@@ -216,3 +216,16 @@ mod tests {
         );
     }
 }
+
+impl<T: crate::state::StateCodec> crate::state::StateCodec for TimestampedValue<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.timestamp.encode(out);
+        self.value.encode(out);
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, crate::state::StateError> {
+        Ok(TimestampedValue {
+            timestamp: i64::decode_from(input)?,
+            value: T::decode_from(input)?,
+        })
+    }
+}

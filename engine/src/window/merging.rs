@@ -74,6 +74,18 @@ impl MergingWindowSet {
         Self::default()
     }
 
+    /// Every (actual window, state window) pair, for checkpoints.
+    pub fn pairs(&self) -> impl Iterator<Item = (TimeWindow, TimeWindow)> + '_ {
+        self.windows.iter().map(|(a, s)| (*a, *s))
+    }
+
+    /// The set `pairs` described (restoring a checkpoint).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (TimeWindow, TimeWindow)>) -> Self {
+        MergingWindowSet {
+            windows: pairs.into_iter().collect(),
+        }
+    }
+
     /// Adds an element window, merging it with every window it shares a
     /// millisecond with (`TimeWindow::intersects`). O(log n + merged).
     pub fn add_window(&mut self, new: TimeWindow) -> MergeResult {

@@ -1,5 +1,7 @@
 //! The window types every other piece speaks about.
 
+use crate::state::{StateCodec, StateError};
+
 /// A half-open span of event (or processing) time `[start, end)` in ms since the epoch.
 ///
 /// Half-open so tumbling windows tile the time line without sharing a millisecond.
@@ -82,4 +84,35 @@ pub enum TimeDomain {
     EventTime,
     /// The wall clock of the shard.
     ProcessingTime,
+}
+
+impl StateCodec for TimeWindow {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.start, self.end).encode(out);
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        let (start, end) = <(i64, i64)>::decode_from(input)?;
+        Ok(TimeWindow { start, end })
+    }
+}
+
+impl StateCodec for Window {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Window::Time(w) => {
+                out.push(0);
+                w.encode(out);
+            }
+            Window::Global => out.push(1),
+        }
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        match u8::decode_from(input)? {
+            0 => Ok(Window::Time(TimeWindow::decode_from(input)?)),
+            1 => Ok(Window::Global),
+            _ => Err(StateError::Decode {
+                reason: "window tag not 0 or 1",
+            }),
+        }
+    }
 }
