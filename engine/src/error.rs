@@ -61,6 +61,15 @@ pub enum WeirError {
 impl WeirError {
     /// True for errors that are only a consequence of a failure elsewhere, so that the
     /// runtime can report the root cause instead.
+    /// True for failures a restart may get past (user code, I/O, lost shards), false for
+    /// those it would only repeat (configuration, graph, checkpoint format).
+    pub(crate) fn is_restartable(&self) -> bool {
+        !matches!(
+            self,
+            WeirError::Config(_) | WeirError::Graph(_) | WeirError::Checkpoint(_)
+        )
+    }
+
     pub(crate) fn is_secondary(&self) -> bool {
         matches!(
             self,

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use weir::checkpoint::{StateRestore, StateSnapshot};
 use weir::key::KeyMap;
 use weir::nexmark::{Auction, Bid, Event, Person, Str};
+use weir::state::{StateCodec, StateError};
 use weir::{
     Change, CsvRecord, KeyedCoProcessFunction, KeyedProcessFunction, ProcessContext, Stream,
     Timestamp,
@@ -62,6 +64,15 @@ struct Q3Join {
 }
 
 impl KeyedCoProcessFunction<i64, Auction, Person, Q3Row> for Q3Join {
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.slots);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.slots = state.key_map()?;
+        Ok(())
+    }
+
     fn process_left(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, Q3Row>) {
         let slot = self.slots.entry(*key).or_default();
         match &slot.person {
@@ -130,6 +141,21 @@ struct Q8Join {
 }
 
 impl KeyedCoProcessFunction<i64, Person, Auction, Q8Row> for Q8Join {
+    /// Keyed by person id (the join key), so windows follow their key group on a rescale.
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        for ((start, id), slot) in &self.windows {
+            out.keyed(id, &(*start, *slot));
+        }
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        for entry in state.keyed::<i64, (Timestamp, (Option<Str>, bool))>() {
+            let (id, (start, slot)) = entry?;
+            self.windows.insert((start, id), slot);
+        }
+        Ok(())
+    }
+
     fn process_left(&mut self, key: &i64, p: Person, _ctx: &mut ProcessContext<'_, Q8Row>) {
         let slot = self
             .windows
@@ -224,6 +250,15 @@ struct Q20Join {
 }
 
 impl KeyedCoProcessFunction<i64, Bid, Auction, Q20Row> for Q20Join {
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.slots);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.slots = state.key_map()?;
+        Ok(())
+    }
+
     fn process_left(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, Q20Row>) {
         match self
             .slots
@@ -308,6 +343,15 @@ fn offer(
 }
 
 impl KeyedCoProcessFunction<i64, Auction, Bid, Change<(Auction, Bid)>> for WinningBid {
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.slots);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.slots = state.key_map()?;
+        Ok(())
+    }
+
     fn process_left(
         &mut self,
         key: &i64,
@@ -399,6 +443,15 @@ struct CategoryAverage {
 }
 
 impl KeyedProcessFunction<i64, Change<(i64, i64)>, Change<(i64, i64)>> for CategoryAverage {
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.sums);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.sums = state.key_map()?;
+        Ok(())
+    }
+
     fn process(
         &mut self,
         category: &i64,
@@ -475,6 +528,24 @@ impl ClosedAuctions {
 }
 
 impl KeyedCoProcessFunction<i64, Auction, Bid, Closed> for ClosedAuctions {
+    /// The slots, keyed by auction id; the close-time index is rebuilt from the open ones.
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.slots);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.slots = state.key_map()?;
+        self.by_end = self
+            .slots
+            .values()
+            .filter_map(|s| match s {
+                Closing::Open(a, _) => Some(((a.expires, a.id), ())),
+                _ => None,
+            })
+            .collect();
+        Ok(())
+    }
+
     fn process_left(&mut self, key: &i64, a: Auction, _ctx: &mut ProcessContext<'_, Closed>) {
         let waiting = match self.slots.insert(*key, Closing::Open(a, None)) {
             Some(Closing::Waiting(bids)) => bids,
@@ -521,6 +592,15 @@ struct LastTenAverage {
 }
 
 impl KeyedProcessFunction<i64, Closed, Change<(i64, i64)>> for LastTenAverage {
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.recent);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.recent = state.key_map()?;
+        Ok(())
+    }
+
     fn process(
         &mut self,
         seller: &i64,
@@ -563,4 +643,107 @@ pub fn q6(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
         .key_by(|c: &Closed| c.0)
         .process(LastTenAverage::default())
         .name("q6-average")
+}
+
+// Checkpoint encodings of the join slots: a tag byte, then the variant's fields.
+
+impl StateCodec for Q3Slot {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.person.encode(out);
+        self.auctions.encode(out);
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        Ok(Q3Slot {
+            person: Option::decode_from(input)?,
+            auctions: Vec::decode_from(input)?,
+        })
+    }
+}
+
+fn bad_tag() -> StateError {
+    StateError::Decode {
+        reason: "unknown slot tag",
+    }
+}
+
+impl StateCodec for Q20Slot {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Q20Slot::Waiting(bids) => {
+                0u8.encode(out);
+                bids.encode(out);
+            }
+            Q20Slot::Matched(a) => {
+                1u8.encode(out);
+                a.encode(out);
+            }
+            Q20Slot::Rejected => 2u8.encode(out),
+        }
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        match u8::decode_from(input)? {
+            0 => Ok(Q20Slot::Waiting(Vec::decode_from(input)?)),
+            1 => Ok(Q20Slot::Matched(Auction::decode_from(input)?)),
+            2 => Ok(Q20Slot::Rejected),
+            _ => Err(bad_tag()),
+        }
+    }
+}
+
+impl StateCodec for Lifetime {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Lifetime::Waiting(bids) => {
+                0u8.encode(out);
+                bids.encode(out);
+            }
+            Lifetime::Open(a, best) => {
+                1u8.encode(out);
+                a.encode(out);
+                best.encode(out);
+            }
+        }
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        match u8::decode_from(input)? {
+            0 => Ok(Lifetime::Waiting(Vec::decode_from(input)?)),
+            1 => Ok(Lifetime::Open(
+                Auction::decode_from(input)?,
+                Option::decode_from(input)?,
+            )),
+            _ => Err(bad_tag()),
+        }
+    }
+}
+
+impl StateCodec for Closing {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Closing::Waiting(bids) => {
+                0u8.encode(out);
+                bids.encode(out);
+            }
+            Closing::Open(a, best) => {
+                1u8.encode(out);
+                a.encode(out);
+                best.encode(out);
+            }
+            Closing::Closed => 2u8.encode(out),
+        }
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        match u8::decode_from(input)? {
+            0 => Ok(Closing::Waiting(Vec::decode_from(input)?)),
+            1 => Ok(Closing::Open(
+                Auction::decode_from(input)?,
+                Option::decode_from(input)?,
+            )),
+            2 => Ok(Closing::Closed),
+            _ => Err(bad_tag()),
+        }
+    }
 }

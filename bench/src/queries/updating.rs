@@ -8,6 +8,7 @@
 
 use std::collections::hash_map::Entry;
 
+use weir::checkpoint::{StateRestore, StateSnapshot};
 use weir::key::KeyMap;
 use weir::nexmark::csv::write_i64;
 use weir::nexmark::{Bid, Event, Str};
@@ -159,7 +160,7 @@ impl StatsState {
 }
 
 /// The state of one group of an unbounded group-by over bids, and the row it stands for.
-trait GroupState<K>: Default + Clone + Send + 'static {
+trait GroupState<K>: Default + Clone + Send + StateCodec + 'static {
     /// The group's result row.
     type Row: Clone + Send + 'static;
     /// Folds one bid of the group in.
@@ -186,9 +187,18 @@ impl<K, S> Default for GroupBy<K, S> {
 
 impl<K, S> KeyedProcessFunction<K, Bid, Change<S::Row>> for GroupBy<K, S>
 where
-    K: std::hash::Hash + Eq + Clone + Send + 'static,
+    K: std::hash::Hash + Eq + Clone + Send + StateCodec + 'static,
     S: GroupState<K>,
 {
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.groups);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.groups = state.key_map()?;
+        Ok(())
+    }
+
     #[inline]
     fn process(&mut self, key: &K, b: Bid, ctx: &mut ProcessContext<'_, Change<S::Row>>) {
         match self.groups.get_mut(key) {
@@ -249,18 +259,14 @@ pub fn q15(events: &Stream<Event>) -> Stream<Change<Q15Row>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct ChannelKey(Str);
 
-/// Encoded as a `String` is. Only a restore from a snapshot decodes keys; it gives each
-/// restored channel name a `'static` copy, as the generator's own names are.
+/// Encoded as a string; decoding interns it (see `weir::state::intern`).
 impl StateCodec for ChannelKey {
     fn encode(&self, out: &mut Vec<u8>) {
-        let len = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(self.0.as_bytes());
+        self.0.encode(out);
     }
 
     fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
-        let name = String::decode_from(input)?;
-        Ok(ChannelKey(Box::leak(name.into_boxed_str())))
+        Ok(ChannelKey(<Str>::decode_from(input)?))
     }
 }
 
@@ -501,5 +507,127 @@ fn map_change<A, B>(c: Change<A>, f: impl FnOnce(A) -> B) -> Change<B> {
         Change::UpdateBefore(r) => Change::UpdateBefore(f(r)),
         Change::UpdateAfter(r) => Change::UpdateAfter(f(r)),
         Change::Delete(r) => Change::Delete(f(r)),
+    }
+}
+
+// Checkpoint encodings of the group states (all plain counters and distinct-value sets).
+
+impl StateCodec for BidStats {
+    fn encode(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.total_bids,
+            self.rank1_bids,
+            self.rank2_bids,
+            self.rank3_bids,
+            self.total_bidders,
+            self.rank1_bidders,
+            self.rank2_bidders,
+            self.rank3_bidders,
+            self.total_auctions,
+            self.rank1_auctions,
+            self.rank2_auctions,
+            self.rank3_auctions,
+        ] {
+            v.encode(out);
+        }
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        let mut v = [0i64; 12];
+        for x in &mut v {
+            *x = i64::decode_from(input)?;
+        }
+        let [
+            total_bids,
+            rank1_bids,
+            rank2_bids,
+            rank3_bids,
+            total_bidders,
+            rank1_bidders,
+            rank2_bidders,
+            rank3_bidders,
+            total_auctions,
+            rank1_auctions,
+            rank2_auctions,
+            rank3_auctions,
+        ] = v;
+        Ok(BidStats {
+            total_bids,
+            rank1_bids,
+            rank2_bids,
+            rank3_bids,
+            total_bidders,
+            rank1_bidders,
+            rank2_bidders,
+            rank3_bidders,
+            total_auctions,
+            rank1_auctions,
+            rank2_auctions,
+            rank3_auctions,
+        })
+    }
+}
+
+impl StateCodec for DistinctByBand {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.seen.len() as u32).encode(out);
+        for (value, bands) in &self.seen {
+            (*value, *bands).encode(out);
+        }
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        let seen: Vec<(i64, u8)> = Vec::decode_from(input)?;
+        Ok(DistinctByBand {
+            seen: seen.into_iter().collect(),
+        })
+    }
+}
+
+impl StateCodec for StatsState {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.stats.encode(out);
+        self.bidders.encode(out);
+        self.auctions.encode(out);
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        Ok(StatsState {
+            stats: BidStats::decode_from(input)?,
+            bidders: DistinctByBand::decode_from(input)?,
+            auctions: DistinctByBand::decode_from(input)?,
+        })
+    }
+}
+
+impl StateCodec for ChannelState {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.stats.encode(out);
+        self.latest.encode(out);
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        Ok(ChannelState {
+            stats: StatsState::decode_from(input)?,
+            latest: i64::decode_from(input)?,
+        })
+    }
+}
+
+impl StateCodec for AuctionDayState {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.bids[0], self.bids[1], self.bids[2]).encode(out);
+        (self.min, self.max, self.sum).encode(out);
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        let (a, b, c) = <(i64, i64, i64)>::decode_from(input)?;
+        let (min, max, sum) = <(i64, i64, i64)>::decode_from(input)?;
+        Ok(AuctionDayState {
+            bids: [a, b, c],
+            min,
+            max,
+            sum,
+        })
     }
 }

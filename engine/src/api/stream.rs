@@ -325,6 +325,14 @@ impl<T: Data> Stream<T> {
                             b.add_input::<T>(input, Box::new(discard));
                             return Ok(());
                         }
+                        if let (true, Some(why)) =
+                            (b.checkpoints.enabled(), sink.checkpoint_refusal())
+                        {
+                            return Err(crate::error::WeirError::Config(format!(
+                                "sink `{}` cannot run in a checkpointed job: {why}",
+                                b.names.get(id).map(String::as_str).unwrap_or("?")
+                            )));
+                        }
                         let writer = sink.create_writer(&b.info)?;
                         let two_phase = sink.output_file().is_some();
                         let push = SinkPush::new(writer, b.operator_ctx(id), two_phase)?;

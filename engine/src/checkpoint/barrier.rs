@@ -7,6 +7,7 @@
 //! nothing after it (Flink's asynchronous barrier snapshotting, aligned).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use super::CheckpointId;
@@ -110,45 +111,82 @@ impl Aligner {
     }
 }
 
-/// Pauses the tasks feeding inputs that already delivered the barrier in flight: registered
-/// with the shard's scheduler like a full queue, it is "flushed" once alignment completes.
-#[derive(Default)]
-pub struct AlignmentGate {
+/// Pauses the tasks feeding inputs that already delivered the barrier in flight: each input
+/// has its own gate, registered with the shard's scheduler like a full queue and "flushed" once
+/// the alignment it waits for completes. Per input, because the task feeding another input may
+/// deliver the *next* barrier right after completing this alignment: that must pause only
+/// its own input, not one still on its way to the next barrier.
+pub(crate) struct AlignmentGates {
     state: RefCell<GateState>,
 }
 
-#[derive(Default)]
 struct GateState {
-    closed: bool,
+    closed: Vec<bool>,
     wakers: Vec<Waker>,
 }
 
-impl AlignmentGate {
-    /// Closes the gate: the current task waits on it.
-    pub fn close(&self) {
-        self.state.borrow_mut().closed = true;
+/// The gate of one input, as the scheduler sees it.
+struct InputGate {
+    gates: Rc<AlignmentGates>,
+    input: usize,
+}
+
+impl AlignmentGates {
+    /// Gates for `inputs` inputs, and the handle of each for the scheduler.
+    pub(crate) fn new(inputs: usize) -> (Rc<Self>, Vec<Rc<dyn Pending>>) {
+        let gates = Rc::new(AlignmentGates {
+            state: RefCell::new(GateState {
+                closed: vec![false; inputs],
+                wakers: Vec::new(),
+            }),
+        });
+        let handles = (0..inputs)
+            .map(|input| {
+                Rc::new(InputGate {
+                    gates: gates.clone(),
+                    input,
+                }) as Rc<dyn Pending>
+            })
+            .collect();
+        (gates, handles)
     }
 
-    /// Alignment completed: wake every waiting task.
-    pub fn open(&self) {
+    /// Closes input `input`'s gate: the task feeding it waits.
+    pub fn close(&self, input: usize) {
+        if let Some(c) = self.state.borrow_mut().closed.get_mut(input) {
+            *c = true;
+        }
+    }
+
+    /// Alignment completed: open every gate and wake the waiting tasks.
+    pub fn open_all(&self) {
         let mut st = self.state.borrow_mut();
-        st.closed = false;
+        st.closed.iter_mut().for_each(|c| *c = false);
         for w in st.wakers.drain(..) {
             w.wake();
         }
     }
+
+    fn is_closed(&self, input: usize) -> bool {
+        self.state
+            .borrow()
+            .closed
+            .get(input)
+            .copied()
+            .unwrap_or(false)
+    }
 }
 
-impl Pending for AlignmentGate {
+impl Pending for InputGate {
     fn try_flush(&self) -> Result<bool> {
-        Ok(!self.state.borrow().closed)
+        Ok(!self.gates.is_closed(self.input))
     }
 
     fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut st = self.state.borrow_mut();
-        if !st.closed {
+        if !self.gates.is_closed(self.input) {
             return Poll::Ready(());
         }
+        let mut st = self.gates.state.borrow_mut();
         if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
             st.wakers.push(cx.waker().clone());
         }
@@ -204,5 +242,15 @@ mod tests {
     fn single_input_aligns_at_once() {
         let mut a = Aligner::new(1);
         assert_eq!(a.on_barrier(0, b(9)), Alignment::Aligned(b(9)));
+    }
+
+    #[test]
+    fn gates_are_per_input() {
+        let (gates, handles) = AlignmentGates::new(2);
+        gates.close(0);
+        assert_eq!(handles[0].try_flush().ok(), Some(false));
+        assert_eq!(handles[1].try_flush().ok(), Some(true));
+        gates.open_all();
+        assert_eq!(handles[0].try_flush().ok(), Some(true));
     }
 }

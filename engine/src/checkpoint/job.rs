@@ -104,7 +104,7 @@ pub(crate) fn run_checkpointed(
         };
         let (events, receiver) = std::sync::mpsc::channel();
         let triggers: Vec<Arc<ShardTrigger>> = (0..ctx.shards)
-            .map(|_| Arc::new(ShardTrigger::default()))
+            .map(|_| Arc::new(ShardTrigger::starting_after(next_id - 1)))
             .collect();
         let setups = shard_setups(&ctx, &job, latest.as_ref(), &triggers, &events, &store);
         let parts = prepare(&ctx)?;
@@ -146,7 +146,11 @@ pub(crate) fn run_checkpointed(
                 r.checkpoints = Some(stats);
                 return Ok(r);
             }
-            Err(e) => match config.restart.delay(attempts) {
+            Err(e) => match config
+                .restart
+                .delay(attempts)
+                .filter(|_| e.is_restartable())
+            {
                 Some(delay) => {
                     tracing::warn!(error = %e, attempt = attempts, "job failed: restarting from the latest checkpoint");
                     std::thread::sleep(delay);

@@ -29,6 +29,14 @@ pub struct ShardTrigger {
 }
 
 impl ShardTrigger {
+    /// A trigger whose first request will be `last + 1` (a resumed job numbers on).
+    pub fn starting_after(last: CheckpointId) -> Self {
+        ShardTrigger {
+            requested: AtomicU64::new(last),
+            savepoint: AtomicU64::new(0),
+        }
+    }
+
     /// Asks for barrier `id` (ids increase).
     pub fn request(&self, id: CheckpointId, savepoint: bool) {
         if savepoint {

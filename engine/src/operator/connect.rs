@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::{Push, guarded};
 use crate::batch::Batch;
-use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGate};
+use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGates};
 use crate::checkpoint::{Barrier, StateRestore, StateSnapshot};
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
@@ -52,7 +52,8 @@ struct CoState<K, A, B, Out, KA, KB, F> {
     watermark: Option<Timestamp>,
     open_inputs: usize,
     aligner: Aligner,
-    gate: Rc<AlignmentGate>,
+    gates: Rc<AlignmentGates>,
+    gate_handles: Vec<Rc<dyn Pending>>,
     scheduler: Rc<Scheduler>,
     ctx: OperatorCtx,
     /// Ingest time of the last batch from either input: watermark-fired output carries it.
@@ -100,8 +101,10 @@ where
     fn barrier(&mut self, input: usize, barrier: Barrier) -> Result<()> {
         let alignment = self.aligner.on_barrier(input, barrier);
         if alignment == Alignment::Waiting {
-            self.scheduler
-                .block_current(self.gate.clone() as Rc<dyn Pending>);
+            self.gates.close(input);
+            if let Some(gate) = self.gate_handles.get(input) {
+                self.scheduler.block_current(gate.clone());
+            }
         }
         self.aligned(alignment)
     }
@@ -109,7 +112,7 @@ where
     fn aligned(&mut self, alignment: Alignment) -> Result<()> {
         match alignment {
             Alignment::Aligned(b) => {
-                self.gate.open();
+                self.gates.open_all();
                 let f = &self.f;
                 self.ctx.save_state(b, |out| {
                     f.snapshot_state(out);
@@ -117,11 +120,7 @@ where
                 })?;
                 self.next.barrier(b)
             }
-            Alignment::Waiting => {
-                self.gate.close();
-                Ok(())
-            }
-            Alignment::Idle => Ok(()),
+            Alignment::Waiting | Alignment::Idle => Ok(()),
         }
     }
 
@@ -177,6 +176,7 @@ where
             ctx.name, ctx.shard
         ))
     })?;
+    let (gates, gate_handles) = AlignmentGates::new(2);
     let shared = Rc::new(RefCell::new(CoState {
         key_left,
         key_right,
@@ -187,7 +187,8 @@ where
         watermark: None,
         open_inputs: 2,
         aligner: Aligner::new(2),
-        gate: Rc::new(AlignmentGate::default()),
+        gates,
+        gate_handles,
         scheduler,
         ctx,
         last_ingest: Instant::now(),

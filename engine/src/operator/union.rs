@@ -13,7 +13,7 @@ use std::rc::Rc;
 use super::Push;
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
-use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGate};
+use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGates};
 use crate::error::Result;
 use crate::runtime::task::{Pending, Scheduler};
 use crate::time::{Progress, WatermarkMerger};
@@ -23,7 +23,8 @@ struct Shared<T> {
     open_inputs: usize,
     watermarks: WatermarkMerger,
     aligner: Aligner,
-    gate: Rc<AlignmentGate>,
+    gates: Rc<AlignmentGates>,
+    gate_handles: Vec<Rc<dyn Pending>>,
     scheduler: Rc<Scheduler>,
 }
 
@@ -31,14 +32,10 @@ impl<T> Shared<T> {
     fn aligned(&mut self, alignment: Alignment) -> Result<()> {
         match alignment {
             Alignment::Aligned(b) => {
-                self.gate.open();
+                self.gates.open_all();
                 self.next.barrier(b)
             }
-            Alignment::Waiting => {
-                self.gate.close();
-                Ok(())
-            }
-            Alignment::Idle => Ok(()),
+            Alignment::Waiting | Alignment::Idle => Ok(()),
         }
     }
 }
@@ -56,12 +53,14 @@ pub(crate) fn union_inputs<T>(
     inputs: usize,
     scheduler: Rc<Scheduler>,
 ) -> Vec<UnionInput<T>> {
+    let (gates, gate_handles) = AlignmentGates::new(inputs);
     let shared = Rc::new(RefCell::new(Shared {
         next,
         open_inputs: inputs,
         watermarks: WatermarkMerger::new(inputs),
         aligner: Aligner::new(inputs),
-        gate: Rc::new(AlignmentGate::default()),
+        gates,
+        gate_handles,
         scheduler,
     }));
     (0..inputs)
@@ -91,8 +90,10 @@ impl<T> Push<T> for UnionInput<T> {
         let alignment = shared.aligner.on_barrier(self.index, barrier);
         if alignment == Alignment::Waiting {
             // The task feeding this input waits until the other inputs caught up.
-            let gate = shared.gate.clone() as Rc<dyn Pending>;
-            shared.scheduler.block_current(gate);
+            shared.gates.close(self.index);
+            if let Some(gate) = shared.gate_handles.get(self.index) {
+                shared.scheduler.block_current(gate.clone());
+            }
         }
         shared.aligned(alignment)
     }

@@ -53,6 +53,11 @@ pub trait Sink<T>: Clone + Send + 'static {
     fn output_file(&self) -> Option<(PathBuf, Vec<u8>)> {
         None
     }
+    /// Why this sink cannot take part in a checkpointed job, if it cannot: a job whose
+    /// output would be duplicated after a recovery is refused at start instead.
+    fn checkpoint_refusal(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// One shard's writer.

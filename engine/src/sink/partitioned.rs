@@ -47,6 +47,10 @@ impl<T: 'static, E: Encoder<T>, P: Fn(&T, &mut String) + Clone + Send + 'static>
 {
     type Writer = PartitionedWriter<E, P>;
 
+    fn checkpoint_refusal(&self) -> Option<&'static str> {
+        Some("partitioned file output has no two-phase commit yet")
+    }
+
     fn create_writer(&self, shard: &ShardInfo) -> Result<Self::Writer> {
         std::fs::create_dir_all(&self.dir).map_err(|source| WeirError::Io {
             path: self.dir.clone(),

@@ -34,9 +34,11 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
     let task = scheduler.new_task();
     let mut batch = Batch::with_capacity(ctx.batch_size);
     let mut emitted: Option<Timestamp> = None;
+    let trigger = ctx.checkpoints.trigger();
     let mut barriers = Barriers {
-        trigger: ctx.checkpoints.trigger(),
-        injected: 0,
+        // Barriers requested before this attempt started belong to an earlier attempt.
+        injected: trigger.as_ref().map_or(0, |t| t.requested()),
+        trigger,
     };
     if let Some(w) = restored_watermark {
         // Resume with the watermark the checkpointed run had reached here, so nothing that was

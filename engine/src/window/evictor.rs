@@ -138,6 +138,19 @@ impl<T> Evictor<T> for TimeEvictor {
     }
 }
 
+impl<T: crate::state::StateCodec> crate::state::StateCodec for TimestampedValue<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.timestamp.encode(out);
+        self.value.encode(out);
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, crate::state::StateError> {
+        Ok(TimestampedValue {
+            timestamp: i64::decode_from(input)?,
+            value: T::decode_from(input)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,18 +227,5 @@ mod tests {
             TimeEvictor::new(-1),
             Err(WindowError::InvalidSpan { span: -1 })
         );
-    }
-}
-
-impl<T: crate::state::StateCodec> crate::state::StateCodec for TimestampedValue<T> {
-    fn encode(&self, out: &mut Vec<u8>) {
-        self.timestamp.encode(out);
-        self.value.encode(out);
-    }
-    fn decode_from(input: &mut &[u8]) -> Result<Self, crate::state::StateError> {
-        Ok(TimestampedValue {
-            timestamp: i64::decode_from(input)?,
-            value: T::decode_from(input)?,
-        })
     }
 }
