@@ -264,8 +264,35 @@ fn every_query_recovers_exactly_from_a_failure() {
             ],
         );
         assert!(report.contains("attempts 2"), "{q}: no restart: {report}");
-        assert_eq!(table(&out), table(&reference), "{q}: output after recovery");
+        assert_eq!(
+            canonical(q, table(&out)),
+            canonical(q, table(&reference)),
+            "{q}: output after recovery"
+        );
     }
+}
+
+/// q18 and q19 may pick any of several tied bids (the specification's "exact rules"): arrival
+/// order across shards decides, so they compare on what is determined — q18 on (auction,
+/// bidder, date_time), q19 on (auction, price, rank) — and every other query on whole rows.
+fn canonical(q: &str, (header, rows): (String, Vec<String>)) -> (String, Vec<String>) {
+    let keep: &[usize] = match q {
+        "q18" => &[0, 1, 5],
+        "q19" => &[0, 2, 7],
+        _ => return (header, rows),
+    };
+    let mut rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let cols: Vec<&str> = r.split(',').collect();
+            keep.iter()
+                .map(|&i| cols.get(i).copied().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    rows.sort();
+    (header, rows)
 }
 
 #[test]
