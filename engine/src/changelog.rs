@@ -111,6 +111,13 @@ impl<K: Ord> Materialized<K> {
             .flat_map(|(row, n)| std::iter::repeat_n(row, *n))
     }
 
+    /// Adds `count` occurrences of `row` at once (restoring a checkpointed table).
+    pub fn add_count(&mut self, row: K, count: usize) {
+        if count > 0 {
+            *self.rows.entry(row).or_insert(0) += count;
+        }
+    }
+
     /// Every distinct row with how often it occurs, in order.
     pub fn counts(&self) -> impl Iterator<Item = (&K, usize)> {
         self.rows.iter().map(|(row, n)| (row, *n))

@@ -16,11 +16,11 @@ use super::coordinator::{Coordinator, checkpoint_error, job_ended};
 use super::shard::{ShardSetup, ShardTrigger, ShardWiring};
 use super::{
     CheckpointConfig, CheckpointStats, CheckpointStore, LoadedCheckpoint, OutputCommitter,
-    SavepointHandle, SourceRestore, StateRestore, clean_pending,
+    SavepointHandle, Scope, SourceRestore, StateRestore, clean_pending,
 };
 use crate::api::graph::OutputFile;
 use crate::error::{Result, WeirError};
-use crate::key::{KeyHasher, key_group_range};
+use crate::key::{KeyHasher, shard_for_key_group};
 use crate::runtime::launch::LaunchConfig;
 use crate::runtime::{JobContext, JobResult, ShardPart, run_job};
 
@@ -57,6 +57,7 @@ pub(crate) fn run_checkpointed(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
+        let loading = std::time::Instant::now();
         let (latest, external) = match store.latest().map_err(checkpoint_error)? {
             Some(l) => (Some(l), false),
             None => match &config.restore_from {
@@ -90,7 +91,12 @@ pub(crate) fn run_checkpointed(
         }
         clean_pending(store.dir(), &HashSet::new()).map_err(checkpoint_error)?;
         if let Some(l) = &latest {
-            tracing::info!(checkpoint = l.meta.id, path = %l.path.display(), "restoring from checkpoint");
+            tracing::info!(
+                checkpoint = l.meta.id,
+                path = %l.path.display(),
+                load_millis = loading.elapsed().as_millis() as u64,
+                "restoring from checkpoint"
+            );
         }
         let next_id = store
             .last_id()
@@ -106,7 +112,7 @@ pub(crate) fn run_checkpointed(
         let triggers: Vec<Arc<ShardTrigger>> = (0..ctx.shards)
             .map(|_| Arc::new(ShardTrigger::starting_after(next_id - 1)))
             .collect();
-        let setups = shard_setups(&ctx, &job, latest.as_ref(), &triggers, &events, &store);
+        let setups = shard_setups(&ctx, &job, latest, &triggers, &events, &store);
         let parts = prepare(&ctx)?;
         let coordinator = Coordinator::new(
             config.clone(),
@@ -194,51 +200,65 @@ fn recover_outputs(
 }
 
 /// What every shard starts with: its trigger and channel to the coordinator, and the state of
-/// the key groups it owns now (from whichever old shard held them).
+/// the key groups it owns now (from whichever old shard held them). The checkpoint's bytes are
+/// moved, not copied: keyed entries to the owner of their key group, shard-scoped entries of
+/// old shard `i` to `i % shards`, source positions of every old shard to every new one.
 fn shard_setups(
     ctx: &JobContext,
     job: &CheckpointedJob<'_>,
-    latest: Option<&LoadedCheckpoint>,
+    latest: Option<LoadedCheckpoint>,
     triggers: &[Arc<ShardTrigger>],
     events: &std::sync::mpsc::Sender<super::shard::CoordinatorEvent>,
     store: &CheckpointStore,
 ) -> Vec<ShardSetup> {
-    (0..ctx.shards)
-        .map(|i| {
-            let mut restore = HashMap::new();
-            let mut sources = HashMap::new();
-            if let Some(l) = latest {
-                let groups = key_group_range(i, ctx.shards, ctx.max_parallelism);
-                for (node, op) in l.state_for(i, ctx.shards, groups) {
-                    if !job.sources.contains(&(node as usize)) {
-                        restore.insert(node, StateRestore::from_entries(op.keyed, op.shard));
+    type Entries = (Vec<(u32, Vec<u8>)>, Vec<Vec<u8>>);
+    let n = ctx.shards;
+    let mut operators: Vec<HashMap<u32, Entries>> = (0..n).map(|_| HashMap::new()).collect();
+    let mut sources: HashMap<u32, SourceRestore> = HashMap::new();
+    if let Some(l) = latest {
+        for old in l.shards {
+            for op in old.operators {
+                let is_source = job.sources.contains(&(op.node as usize));
+                for e in op.entries {
+                    match e.scope {
+                        Scope::Shard if is_source => {
+                            let restore = sources.entry(op.node).or_insert_with(|| SourceRestore {
+                                old_shards: l.meta.shards,
+                                positions: Vec::new(),
+                            });
+                            // Drop the part tag the snapshot writer put in front.
+                            let position = e.bytes.get(1..).unwrap_or_default().to_vec();
+                            restore.positions.push((old.shard, position));
+                        }
+                        Scope::Shard => {
+                            let to = old.shard as usize % n;
+                            operators[to].entry(op.node).or_default().1.push(e.bytes);
+                        }
+                        Scope::KeyGroup(kg) => {
+                            let to = shard_for_key_group(kg, ctx.max_parallelism, n);
+                            if let Some(ops) = operators.get_mut(to) {
+                                ops.entry(op.node).or_default().0.push((kg, e.bytes));
+                            }
+                        }
                     }
                 }
-                for &s in &job.sources {
-                    let positions = l
-                        .all_shard_entries(s as u32)
-                        .into_iter()
-                        // Drop the part tag the snapshot writer put in front.
-                        .map(|(shard, bytes)| (shard, bytes.get(1..).unwrap_or_default().to_vec()))
-                        .collect();
-                    sources.insert(
-                        s as u32,
-                        SourceRestore {
-                            old_shards: l.meta.shards,
-                            positions,
-                        },
-                    );
-                }
             }
-            ShardSetup {
-                wiring: triggers.get(i).map(|t| ShardWiring {
-                    trigger: t.clone(),
-                    events: events.clone(),
-                    pending_dir: store.pending_dir(),
-                }),
-                restore,
-                sources,
-            }
+        }
+    }
+    operators
+        .into_iter()
+        .enumerate()
+        .map(|(i, ops)| ShardSetup {
+            wiring: triggers.get(i).map(|t| ShardWiring {
+                trigger: t.clone(),
+                events: events.clone(),
+                pending_dir: store.pending_dir(),
+            }),
+            restore: ops
+                .into_iter()
+                .map(|(node, (keyed, shard))| (node, StateRestore::from_entries(keyed, shard)))
+                .collect(),
+            sources: sources.clone(),
         })
         .collect()
 }

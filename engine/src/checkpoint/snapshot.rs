@@ -7,6 +7,7 @@
 //! checkpointed by the operator without any code in the function.
 
 use std::hash::Hash;
+use std::sync::Arc;
 
 use super::{Scope, StateEntry};
 use crate::key::{KeyMap, key_group};
@@ -104,63 +105,83 @@ impl<'a> StateSnapshot<'a> {
 
 /// One operator instance's state from a checkpoint: the keyed entries of the key groups this
 /// shard owns now, and the shard-scoped entries handed to this shard.
+///
+/// Entries keep the part tag `StateSnapshot` put in front; a restore is a view of one part
+/// (`part`), shared, so splitting an operator's state into its parts copies nothing.
 #[derive(Clone, Debug, Default)]
 pub struct StateRestore {
-    pub(crate) keyed: Vec<(u32, Vec<u8>)>,
-    pub(crate) shard: Vec<Vec<u8>>,
+    keyed: Arc<Vec<(u32, Vec<u8>)>>,
+    shard: Arc<Vec<Vec<u8>>>,
+    part: u8,
 }
 
 impl StateRestore {
-    /// Restore data from raw entries.
+    /// Restore data from entries as `StateSnapshot` wrote them (part tag first), viewing
+    /// part 0 (a function's own state).
     pub fn from_entries(keyed: Vec<(u32, Vec<u8>)>, shard: Vec<Vec<u8>>) -> Self {
-        StateRestore { keyed, shard }
+        StateRestore {
+            keyed: Arc::new(keyed),
+            shard: Arc::new(shard),
+            part: 0,
+        }
     }
 
-    /// True when there is nothing to restore (a fresh start, or the operator held no state).
+    /// True when there is nothing to restore in any part (a fresh start, or the operator held
+    /// no state).
     pub fn is_empty(&self) -> bool {
         self.keyed.is_empty() && self.shard.is_empty()
     }
 
-    /// The entries written under part tag `part`, tag removed.
+    /// The entries written under part tag `part`.
     pub(crate) fn part(&self, part: u8) -> StateRestore {
         StateRestore {
-            keyed: self
-                .keyed
-                .iter()
-                .filter(|(_, b)| b.first() == Some(&part))
-                .map(|(kg, b)| (*kg, b[1..].to_vec()))
-                .collect(),
-            shard: self
-                .shard
-                .iter()
-                .filter(|b| b.first() == Some(&part))
-                .map(|b| b[1..].to_vec())
-                .collect(),
+            keyed: self.keyed.clone(),
+            shard: self.shard.clone(),
+            part,
         }
     }
 
-    /// Raw keyed payloads with their key groups (after `part`).
-    pub(crate) fn key_group_bytes(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
-        self.keyed.iter().map(|(kg, b)| (*kg, b.as_slice()))
+    fn payload<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        match bytes.split_first() {
+            Some((tag, rest)) if *tag == self.part => Some(rest),
+            _ => None,
+        }
     }
 
-    /// The keyed entries, decoded in the order they were written.
+    /// Raw keyed payloads of this part with their key groups.
+    pub(crate) fn key_group_bytes(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
+        self.keyed
+            .iter()
+            .filter_map(|(kg, b)| self.payload(b).map(|p| (*kg, p)))
+    }
+
+    /// The keyed entries of this part, decoded in the order they were written.
     pub fn keyed<K: StateCodec, V: StateCodec>(
         &self,
     ) -> impl Iterator<Item = Result<(K, V), StateError>> + '_ {
-        self.keyed.iter().map(|(_, bytes)| <(K, V)>::decode(bytes))
+        self.key_group_bytes()
+            .map(|(_, bytes)| <(K, V)>::decode(bytes))
     }
 
     /// The `KeyMap` `StateSnapshot::key_map` wrote (this shard's key groups).
     pub fn key_map<K: Hash + Eq + StateCodec, V: StateCodec>(
         &self,
     ) -> Result<KeyMap<K, V>, StateError> {
-        self.keyed().collect()
+        let mut map = KeyMap::default();
+        map.reserve(self.keyed.len());
+        for entry in self.keyed() {
+            let (k, v) = entry?;
+            map.insert(k, v);
+        }
+        Ok(map)
     }
 
-    /// The shard-scoped entries, decoded.
+    /// The shard-scoped entries of this part, decoded.
     pub fn shard<V: StateCodec>(&self) -> impl Iterator<Item = Result<V, StateError>> + '_ {
-        self.shard.iter().map(|bytes| V::decode(bytes))
+        self.shard
+            .iter()
+            .filter_map(|b| self.payload(b))
+            .map(|bytes| V::decode(bytes))
     }
 }
 
@@ -204,8 +225,10 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        let restore = StateRestore::from_entries(vec![(0, vec![1, 2])], vec![vec![9]]);
+        let restore = StateRestore::from_entries(vec![(0, vec![0, 1, 2])], vec![vec![0, 9]]);
+        assert_eq!(restore.keyed::<i64, i64>().count(), 1);
         assert!(restore.keyed::<i64, i64>().all(|r| r.is_err()));
+        assert_eq!(restore.shard::<u64>().count(), 1);
         assert!(restore.shard::<u64>().all(|r| r.is_err()));
     }
 }

@@ -128,6 +128,8 @@ pub(crate) fn run_job(
 type ShardOutcome = (Result<()>, Option<ShardSnapshot>);
 
 async fn run_shard(mut builder: ShardBuilder, parts: Vec<ShardPart>) -> ShardOutcome {
+    let started = Instant::now();
+    let shard = builder.info.index;
     for part in parts.into_iter().rev() {
         if let Err(e) = part(&mut builder) {
             return (Err(e), None);
@@ -136,6 +138,12 @@ async fn run_shard(mut builder: ShardBuilder, parts: Vec<ShardPart>) -> ShardOut
     if let Err(e) = builder.finish_unclaimed_sides() {
         return (Err(e), None);
     }
+    // Building includes restoring operator state: this is the shard's share of recovery time.
+    tracing::debug!(
+        shard,
+        millis = started.elapsed().as_millis() as u64,
+        "shard built"
+    );
     let (tasks, metrics) = builder.into_tasks();
     let result = DriveAll::new(tasks).await;
     (result, Some(metrics.snapshot()))

@@ -109,10 +109,8 @@ impl<T: CsvRecord> SinkWriter<Change<T>> for TableWriter {
     fn restore_state(&mut self, state: &StateRestore) -> std::result::Result<(), StateError> {
         for entry in state.shard::<(Vec<u8>, u64)>() {
             let (row, count) = entry?;
-            for _ in 0..count {
-                // Adding rows cannot fail.
-                let _ = self.table.apply(true, row.clone());
-            }
+            self.table
+                .add_count(row, usize::try_from(count).unwrap_or(usize::MAX));
         }
         Ok(())
     }
