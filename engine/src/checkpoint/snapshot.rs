@@ -126,10 +126,10 @@ impl StateRestore {
         }
     }
 
-    /// True when there is nothing to restore in any part (a fresh start, or the operator held
-    /// no state).
+    /// True when this part has nothing to restore (a fresh start, or no state of this part).
     pub fn is_empty(&self) -> bool {
-        self.keyed.is_empty() && self.shard.is_empty()
+        self.key_group_bytes().next().is_none()
+            && !self.shard.iter().any(|b| self.payload(b).is_some())
     }
 
     /// The entries written under part tag `part`.

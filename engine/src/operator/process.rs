@@ -389,24 +389,22 @@ where
             })?;
         let restore = ctx.take_restore();
         let mut timers = TimerService::new();
-        if !restore.is_empty() {
-            f.restore_state(&restore.part(0))
+        f.restore_state(&restore.part(0))
+            .map_err(|e| restore_failed(&ctx, e))?;
+        for (_, bytes) in restore.part(PART_STORE).key_group_bytes() {
+            let snapshot = KeyGroupSnapshot::from_bytes(bytes.to_vec())
                 .map_err(|e| restore_failed(&ctx, e))?;
-            for (_, bytes) in restore.part(PART_STORE).key_group_bytes() {
-                let snapshot = KeyGroupSnapshot::from_bytes(bytes.to_vec())
-                    .map_err(|e| restore_failed(&ctx, e))?;
-                store
-                    .backend_mut()
-                    .restore(&snapshot)
-                    .map_err(|e| restore_failed(&ctx, e))?;
-            }
-            for timer in restore.part(PART_TIMERS).keyed::<K, (u8, Timestamp)>() {
-                let (key, (domain, timestamp)) = timer.map_err(|e| restore_failed(&ctx, e))?;
-                match domain {
-                    0 => timers.register_event_time(key, (), timestamp),
-                    _ => timers.register_processing_time(key, (), timestamp),
-                };
-            }
+            store
+                .backend_mut()
+                .restore(&snapshot)
+                .map_err(|e| restore_failed(&ctx, e))?;
+        }
+        for timer in restore.part(PART_TIMERS).keyed::<K, (u8, Timestamp)>() {
+            let (key, (domain, timestamp)) = timer.map_err(|e| restore_failed(&ctx, e))?;
+            match domain {
+                0 => timers.register_event_time(key, (), timestamp),
+                _ => timers.register_processing_time(key, (), timestamp),
+            };
         }
         Ok(KeyedProcessOp {
             key_fn,
