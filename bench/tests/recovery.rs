@@ -319,3 +319,106 @@ fn partitioned_output_is_refused_with_checkpoints() {
         "unexpected error: {stderr}"
     );
 }
+
+/// Runs `args` and kills it after `after`, leaving its checkpoints behind.
+fn run_and_kill(args: &[String], after: Duration) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn weir-bench");
+    std::thread::sleep(after);
+    // It may have finished already; then there is nothing to kill.
+    let _ = child.kill();
+    child.wait().expect("reap child");
+}
+
+/// Completed checkpoints in `dir`, oldest first.
+fn completed_checkpoints(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("checkpoint dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("chk-"))
+                && p.join("_metadata").exists()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = reference(dir.path(), 2);
+    let ckpt = dir.path().join("checkpoints");
+    let out = dir.path().join("out.csv");
+    let mut args = q7_args(2);
+    args.extend(
+        [
+            "--checkpoint-dir",
+            ckpt.to_str().expect("utf-8"),
+            "--checkpoint-interval-ms",
+            "150",
+            "--output",
+            out.to_str().expect("utf-8"),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    run_and_kill(&args, Duration::from_millis(1500));
+    let done = completed_checkpoints(&ckpt);
+    assert!(done.len() >= 2, "need two checkpoints, got {done:?}");
+    let newest = done.last().expect("a checkpoint").join("_metadata");
+    let mut bytes = std::fs::read(&newest).expect("read metadata");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&newest, bytes).expect("corrupt metadata");
+    let result = Command::new(BIN)
+        .args(&args)
+        .output()
+        .expect("run weir-bench");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "resume failed: {stderr}");
+    assert!(
+        stderr.contains("skipping unusable checkpoint"),
+        "no log line about the corrupt checkpoint: {stderr}"
+    );
+    // The corrupt checkpoint had committed output: it is rewound, then produced again once.
+    assert!(stderr.contains("output rewound"), "{stderr}");
+    assert_eq!(table(&out), expected);
+}
+
+#[test]
+fn a_checkpoint_of_another_job_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ckpt = dir.path().join("checkpoints");
+    let mut args = q7_args(2);
+    args.extend(
+        [
+            "--checkpoint-dir",
+            ckpt.to_str().expect("utf-8"),
+            "--checkpoint-interval-ms",
+            "100",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    run_and_kill(&args, Duration::from_millis(800));
+    assert!(
+        !completed_checkpoints(&ckpt).is_empty(),
+        "no checkpoint taken"
+    );
+    let mut other = args.clone();
+    other[2] = "q5".to_string();
+    let result = Command::new(BIN)
+        .args(&other)
+        .output()
+        .expect("run weir-bench");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "q5 resumed from q7's checkpoint");
+    assert!(stderr.contains("belongs to a different job"), "{stderr}");
+}

@@ -188,12 +188,26 @@ fn recover_outputs(
             c.commit(l.meta.id, &l.meta.outputs)
                 .map_err(checkpoint_error)?;
         } else if committed > l.meta.id {
-            return Err(WeirError::Checkpoint(format!(
-                "output already holds rows committed by checkpoint {committed}, newer than the \
-                 newest readable checkpoint {} ({}): resuming would duplicate them",
-                l.meta.id,
-                l.path.display()
-            )));
+            // Newer checkpoints committed output but cannot be read: cut the output back to
+            // what the restored one had committed; the replay produces the rest again.
+            let rewound = c.rewind_to(l.meta.id).map_err(|e| {
+                WeirError::Checkpoint(format!(
+                    "output holds rows of checkpoint {committed}, newer than the newest readable \
+                     checkpoint {} ({}), and cannot be rewound: {e}",
+                    l.meta.id,
+                    l.path.display()
+                ))
+            })?;
+            tracing::warn!(
+                from = committed,
+                to = rewound,
+                "output rewound to the restored checkpoint: rows of unreadable newer checkpoints \
+                 are produced again"
+            );
+            if l.meta.id > rewound {
+                c.commit(l.meta.id, &l.meta.outputs)
+                    .map_err(checkpoint_error)?;
+            }
         }
     }
     Ok(())

@@ -11,8 +11,13 @@
 //! as the record says, and anything past that length is the remainder of an interrupted commit,
 //! which `recover` cuts off and a repeated commit writes again: every row appears exactly once.
 //!
+//! The record also remembers the previous commits (up to `HISTORY`): if the newest checkpoint
+//! turns out unreadable and the job falls back to an older one, `rewind_to` cuts the output
+//! back to what that older checkpoint had committed, so the replay does not duplicate rows.
+//!
 //! The record uses the framing of every checkpoint file (magic `b"WEIROUTC"`, version 1,
-//! body length, body, CRC-32C; see `store`) with body `sink u32 | id u64 | len u64`.
+//! body length, body, CRC-32C; see `store`) with body
+//! `sink u32 | id u64 | len u64 | n u32 | n × (id u64 | len u64)` (earlier commits, oldest first).
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -27,6 +32,8 @@ const RECORD_MAGIC: &[u8; 8] = b"WEIROUTC";
 /// Offset of the sink id in a commit record (after magic, version, body length).
 const RECORD_SINK_OFFSET: u64 = 20;
 const PENDING: &str = "pending";
+/// Earlier commits a record remembers, for falling back to an older checkpoint.
+const HISTORY: usize = 16;
 /// Buffer for copying part files into the output.
 const COPY_BUF: usize = 64 * 1024;
 
@@ -66,16 +73,66 @@ impl OutputCommitter {
 
     /// The commit record; `{0, 0}` if nothing was ever committed.
     fn read_record(&self) -> Result<CommitRecord, CheckpointError> {
+        Ok(self.read_history()?.0)
+    }
+
+    /// The current record and the earlier commits, oldest first.
+    fn read_history(&self) -> Result<(CommitRecord, Vec<CommitRecord>), CheckpointError> {
         let data = match fs::read(&self.record_path) {
             Ok(d) => d,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(CommitRecord::default()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok((CommitRecord::default(), Vec::new()));
+            }
             Err(e) => return Err(CheckpointError::io(&self.record_path)(e)),
         };
         decode_record(&data, &self.record_path, self.sink)
     }
 
+    /// Replaces the record; the one it replaces joins the history if it is older.
     fn write_record(&self, record: CommitRecord) -> Result<(), CheckpointError> {
-        write_atomic(&self.record_path, &encode_record(self.sink, record), true)
+        let (previous, mut earlier) = self.read_history()?;
+        if previous.id < record.id && previous != CommitRecord::default() {
+            earlier.push(previous);
+        }
+        earlier.retain(|r| r.id < record.id);
+        let excess = earlier.len().saturating_sub(HISTORY);
+        earlier.drain(..excess);
+        write_atomic(
+            &self.record_path,
+            &encode_record(self.sink, record, &earlier),
+            true,
+        )
+    }
+
+    /// Falls back to what checkpoint `id` had committed, when the newer checkpoints that
+    /// committed more cannot be read: cuts the output back to the length recorded for the
+    /// newest commit at or before `id` and makes that the record. Returns that commit's id, or
+    /// an error if the history no longer reaches back that far.
+    pub fn rewind_to(&self, id: CheckpointId) -> Result<CheckpointId, CheckpointError> {
+        let (current, earlier) = self.read_history()?;
+        if current.id <= id {
+            return Ok(current.id);
+        }
+        let Some(target) = earlier.iter().rev().find(|r| r.id <= id).copied() else {
+            return Err(CheckpointError::AlreadyCommitted {
+                id: current.id,
+                path: self.path.clone(),
+            });
+        };
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(CheckpointError::io(&self.path))?;
+        f.set_len(target.len)
+            .and_then(|()| f.sync_all())
+            .map_err(CheckpointError::io(&self.path))?;
+        let kept: Vec<CommitRecord> = earlier.into_iter().filter(|r| r.id < target.id).collect();
+        write_atomic(
+            &self.record_path,
+            &encode_record(self.sink, target, &kept),
+            true,
+        )?;
+        Ok(target.id)
     }
 
     /// Commits checkpoint `id`'s parts of this sink (`parts` filtered by `sink`, in the given
@@ -302,22 +359,42 @@ impl OutputCommitter {
     }
 }
 
-fn encode_record(sink: u32, record: CommitRecord) -> Vec<u8> {
+fn encode_record(sink: u32, record: CommitRecord, earlier: &[CommitRecord]) -> Vec<u8> {
     let mut w = Writer::default();
     w.u32(sink);
     w.u64(record.id);
     w.u64(record.len);
-    // Fixed-size fields only: the encoding cannot overflow.
+    w.u32(earlier.len() as u32);
+    for r in earlier {
+        w.u64(r.id);
+        w.u64(r.len);
+    }
+    // Bounded fields only (at most `HISTORY` earlier commits): the encoding cannot overflow.
     w.finish(RECORD_MAGIC).unwrap_or_default()
 }
 
-fn decode_record(data: &[u8], path: &Path, sink: u32) -> Result<CommitRecord, CheckpointError> {
+fn decode_record(
+    data: &[u8],
+    path: &Path,
+    sink: u32,
+) -> Result<(CommitRecord, Vec<CommitRecord>), CheckpointError> {
     let mut r = Reader::open(data, RECORD_MAGIC, path)?;
     let found = r.u32()?;
     let record = CommitRecord {
         id: r.u64()?,
         len: r.u64()?,
     };
+    let n = r.u32()? as usize;
+    if n > HISTORY {
+        return Err(r.corrupt("commit history longer than any writer keeps"));
+    }
+    let mut earlier = Vec::with_capacity(n);
+    for _ in 0..n {
+        earlier.push(CommitRecord {
+            id: r.u64()?,
+            len: r.u64()?,
+        });
+    }
     r.finish()?;
     if found != sink {
         return Err(CheckpointError::Corrupt {
@@ -326,7 +403,7 @@ fn decode_record(data: &[u8], path: &Path, sink: u32) -> Result<CommitRecord, Ch
             reason: "commit record belongs to a different sink",
         });
     }
-    Ok(record)
+    Ok((record, earlier))
 }
 
 /// Deletes the files in `store_dir/pending/` whose names are not in `keep` (the part files
@@ -448,6 +525,39 @@ mod tests {
 
     const AFTER_ONE: &str = "id,name\n1,a\n2,b\n3,c\n";
     const AFTER_TWO: &str = "id,name\n1,a\n2,b\n3,c\n5,e\n6,f\n";
+
+    #[test]
+    fn rewinds_to_an_older_commit() {
+        let f = Fixture::new();
+        let c = f.committer();
+        let (one, two) = parts(&f);
+        c.commit(1, &one).unwrap();
+        c.commit(2, &two).unwrap();
+        assert_eq!(f.output(), AFTER_TWO);
+        // Checkpoint 2 became unreadable: back to what 1 committed, then 2 again from a replay.
+        assert_eq!(c.rewind_to(1).unwrap(), 1);
+        assert_eq!(f.output(), AFTER_ONE);
+        assert_eq!(c.recover().unwrap(), 1);
+        let replayed = vec![f.part(3, 2, 0, "5,e\n6,f\n", "")];
+        c.commit(2, &replayed).unwrap();
+        assert_eq!(f.output(), AFTER_TWO);
+        // Rewinding to the current commit or later changes nothing.
+        assert_eq!(c.rewind_to(5).unwrap(), 2);
+        assert_eq!(f.output(), AFTER_TWO);
+    }
+
+    #[test]
+    fn rewinding_past_the_history_is_an_error() {
+        let f = Fixture::new();
+        let c = f.committer();
+        for id in 1..=(HISTORY as u64 + 3) {
+            let part = f.part(3, id, 0, &format!("{id},x\n"), "");
+            c.commit(id, &[part]).unwrap();
+        }
+        assert!(c.rewind_to(1).is_err());
+        let oldest_kept = 3;
+        assert_eq!(c.rewind_to(oldest_kept).unwrap(), oldest_kept);
+    }
 
     #[test]
     fn commits_in_order_with_header_once() {
@@ -711,7 +821,11 @@ mod tests {
         #[test]
         fn record_round_trips(sink in any::<u32>(), id in any::<u64>(), len in any::<u64>()) {
             let r = CommitRecord { id, len };
-            prop_assert_eq!(decode_record(&encode_record(sink, r), Path::new("x"), sink).unwrap(), r);
+            let earlier = [CommitRecord { id: id / 2, len: len / 2 }];
+            prop_assert_eq!(
+                decode_record(&encode_record(sink, r, &earlier), Path::new("x"), sink).unwrap(),
+                (r, earlier.to_vec())
+            );
         }
 
         #[test]
