@@ -477,26 +477,46 @@ impl CheckpointStore {
                 });
             }
         }
-        let mut shards = Vec::new();
-        for shard in 0..meta.shards {
-            let file = path.join(shard_file_name(shard));
-            let data = match fs::read(&file) {
-                Ok(d) => d,
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    return Err(CheckpointError::MissingShard { path: file });
-                }
-                Err(e) => return Err(CheckpointError::io(&file)(e)),
-            };
-            let state = decode_shard(&data, &file)?;
-            if state.shard != shard {
-                return Err(CheckpointError::Corrupt {
-                    path: file,
-                    offset: SHARD_NUMBER_OFFSET,
-                    reason: "shard number does not match its file name",
-                });
-            }
-            shards.push(state);
-        }
+        // Shard files are read, checksummed and decoded in parallel (shard i by worker
+        // i % workers): recovery time is bounded by the largest shards, not their sum.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(meta.shards as usize)
+            .max(1);
+        let count = meta.shards;
+        let mut loaded: Vec<(u32, Result<ShardState, CheckpointError>)> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|w| {
+                        scope.spawn(move || {
+                            (0..count)
+                                .filter(|s| *s as usize % workers == w)
+                                .map(|s| (s, load_shard(path, s)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![(
+                                0,
+                                Err(CheckpointError::Corrupt {
+                                    path: path.to_path_buf(),
+                                    offset: 0,
+                                    reason: "decoding a shard file panicked",
+                                }),
+                            )]
+                        })
+                    })
+                    .collect()
+            });
+        loaded.sort_by_key(|(s, _)| *s);
+        let shards = loaded
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Result<Vec<ShardState>, CheckpointError>>()?;
         Ok(LoadedCheckpoint {
             meta,
             shards,
@@ -534,6 +554,27 @@ impl CheckpointStore {
         }
         Ok(out)
     }
+}
+
+/// Reads, checks and decodes shard file `shard` of the checkpoint at `path`.
+fn load_shard(path: &Path, shard: u32) -> Result<ShardState, CheckpointError> {
+    let file = path.join(shard_file_name(shard));
+    let data = match fs::read(&file) {
+        Ok(d) => d,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(CheckpointError::MissingShard { path: file });
+        }
+        Err(e) => return Err(CheckpointError::io(&file)(e)),
+    };
+    let state = decode_shard(&data, &file)?;
+    if state.shard != shard {
+        return Err(CheckpointError::Corrupt {
+            path: file,
+            offset: SHARD_NUMBER_OFFSET,
+            reason: "shard number does not match its file name",
+        });
+    }
+    Ok(state)
 }
 
 /// A validated checkpoint read back from disk, ready to be split among the shards of the
