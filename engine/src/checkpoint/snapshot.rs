@@ -81,6 +81,17 @@ impl<'a> StateSnapshot<'a> {
         });
     }
 
+    /// Writes shard-scoped state encoded by `encode` (which must write what the restoring side
+    /// decodes), without building an owned value first.
+    pub fn shard_encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        let mut bytes = vec![self.part];
+        encode(&mut bytes);
+        self.entries.push(StateEntry {
+            scope: Scope::Shard,
+            bytes,
+        });
+    }
+
     /// Writes already-encoded state of a whole key group.
     pub(crate) fn key_group_bytes(&mut self, key_group: u32, payload: &[u8]) {
         let mut bytes = Vec::with_capacity(payload.len() + 1);

@@ -11,7 +11,7 @@ use crate::changelog::{Change, Materialized};
 use crate::checkpoint::{StateRestore, StateSnapshot};
 use crate::error::{Result, WeirError};
 use crate::runtime::ShardInfo;
-use crate::state::StateError;
+use crate::state::{ByteString, StateCodec, StateError};
 
 /// Writes the table a changelog describes to `path`, with `header`, once input ends.
 #[derive(Clone)]
@@ -102,13 +102,17 @@ impl<T: CsvRecord> SinkWriter<Change<T>> for TableWriter {
 
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         for (row, count) in self.table.counts() {
-            out.shard(&(row.clone(), count as u64));
+            // Laid out as `(ByteString, u64)`, which `restore_state` decodes.
+            out.shard_encoded(|bytes| {
+                ByteString::encode_slice(row, bytes);
+                (count as u64).encode(bytes);
+            });
         }
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> std::result::Result<(), StateError> {
-        for entry in state.shard::<(Vec<u8>, u64)>() {
-            let (row, count) = entry?;
+        for entry in state.shard::<(ByteString, u64)>() {
+            let (ByteString(row), count) = entry?;
             self.table
                 .add_count(row, usize::try_from(count).unwrap_or(usize::MAX));
         }

@@ -167,22 +167,49 @@ impl StateCodec for String {
     }
 }
 
-/// Interns `s`: each distinct string is leaked once per process and shared by every later
-/// call, so decoding `&'static str`s repeatedly (restores after restarts) does not grow memory
-/// beyond the distinct strings seen.
-pub fn intern(s: String) -> &'static str {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock};
-    static STRINGS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let set = STRINGS.get_or_init(|| Mutex::new(HashSet::new()));
-    // A panic while holding the lock leaves the set valid (inserts are atomic).
-    let mut set = set.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(&existing) = set.get(s.as_str()) {
-        return existing;
+/// A byte string with the same encoding as `Vec<u8>` (length, then the bytes), decoded with
+/// one copy instead of byte by byte.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteString(pub Vec<u8>);
+
+impl ByteString {
+    /// Encodes `bytes` as a `ByteString` (or a `Vec<u8>`) would, without owning them.
+    pub fn encode_slice(bytes: &[u8], out: &mut Vec<u8>) {
+        encode_len(bytes.len(), out);
+        out.extend_from_slice(bytes);
     }
-    let leaked: &'static str = Box::leak(s.into_boxed_str());
-    set.insert(leaked);
-    leaked
+}
+
+impl StateCodec for ByteString {
+    fn encode(&self, out: &mut Vec<u8>) {
+        Self::encode_slice(&self.0, out);
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        let n = decode_len(input)?;
+        Ok(ByteString(take(input, n)?.to_vec()))
+    }
+}
+
+/// Interns `s`: each distinct string is leaked once per thread and shared by every later call
+/// on that thread, so decoding `&'static str`s repeatedly (restores after restarts, which run
+/// on the same threads) does not grow memory beyond the distinct strings seen. Per thread, so
+/// restoring shards in parallel takes no lock.
+pub fn intern(s: &str) -> &'static str {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    type Set = HashSet<&'static str, std::hash::BuildHasherDefault<crate::key::KeyHasher>>;
+    thread_local! {
+        static STRINGS: RefCell<Set> = RefCell::new(Set::default());
+    }
+    STRINGS.with(|set| {
+        let mut set = set.borrow_mut();
+        if let Some(&existing) = set.get(s) {
+            return existing;
+        }
+        let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        set.insert(leaked);
+        leaked
+    })
 }
 
 /// Borrowed static strings (names, the Nexmark generator's table slices) decode by interning.
@@ -192,7 +219,12 @@ impl StateCodec for &'static str {
         out.extend_from_slice(self.as_bytes());
     }
     fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
-        Ok(intern(String::decode_from(input)?))
+        let n = decode_len(input)?;
+        let bytes = take(input, n)?;
+        let s = std::str::from_utf8(bytes).map_err(|_| StateError::Decode {
+            reason: "string is not UTF-8",
+        })?;
+        Ok(intern(s))
     }
 }
 
@@ -277,6 +309,15 @@ mod tests {
         assert!(String::decode(&[0, 0, 0, 1, 0xFF]).is_err());
         assert!(Vec::<u64>::decode(&[0xFF, 0xFF, 0xFF, 0xFF]).is_err());
         assert!(u8::decode(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn byte_strings_encode_as_byte_vectors() {
+        let v = vec![1u8, 2, 3];
+        let b = super::ByteString(v.clone());
+        assert_eq!(b.to_bytes(), v.to_bytes());
+        assert_eq!(super::ByteString::decode(&v.to_bytes()), Ok(b));
+        assert!(super::ByteString::decode(&[0, 0, 0, 5, 1]).is_err());
     }
 
     #[test]

@@ -38,7 +38,7 @@ mod proptests;
 
 pub use aggregating::{AggregateFunction, AggregatingState, AggregatingStateDescriptor};
 pub use backend::{MapEntries, StateBackend};
-pub use codec::StateCodec;
+pub use codec::{ByteString, StateCodec};
 pub use crc32::crc32;
 pub use error::StateError;
 pub use heap::HeapStateBackend;
