@@ -225,6 +225,19 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
+    /// Where the next byte string lies in the data, without copying it.
+    pub(crate) fn bytes_range(&mut self) -> Result<std::ops::Range<usize>, CheckpointError> {
+        let at = self.pos;
+        let n = self.u32()? as usize;
+        if n > self.remaining() {
+            self.pos = at;
+            return Err(self.corrupt("byte string length exceeds the bytes that remain"));
+        }
+        let start = self.pos;
+        self.take(n)?;
+        Ok(start..start + n)
+    }
+
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, CheckpointError> {
         let at = self.pos;
         let n = self.u32()? as usize;

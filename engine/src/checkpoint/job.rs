@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::coordinator::{Coordinator, checkpoint_error, job_ended};
 use super::shard::{ShardSetup, ShardTrigger, ShardWiring};
+use super::snapshot::Slice;
 use super::{
     CheckpointConfig, CheckpointStats, CheckpointStore, LoadedCheckpoint, OutputCommitter,
     SavepointHandle, Scope, SourceRestore, StateRestore, clean_pending,
@@ -215,8 +216,9 @@ fn recover_outputs(
 
 /// What every shard starts with: its trigger and channel to the coordinator, and the state of
 /// the key groups it owns now (from whichever old shard held them). The checkpoint's bytes are
-/// moved, not copied: keyed entries to the owner of their key group, shard-scoped entries of
-/// old shard `i` to `i % shards`, source positions of every old shard to every new one.
+/// shared, not copied: each shard gets ranges into the loaded files — keyed entries to the
+/// owner of their key group, shard-scoped entries of old shard `i` to `i % shards` — and
+/// source positions of every old shard go to every new one.
 fn shard_setups(
     ctx: &JobContext,
     job: &CheckpointedJob<'_>,
@@ -225,38 +227,45 @@ fn shard_setups(
     events: &std::sync::mpsc::Sender<super::shard::CoordinatorEvent>,
     store: &CheckpointStore,
 ) -> Vec<ShardSetup> {
-    type Entries = (Vec<(u32, Vec<u8>)>, Vec<Vec<u8>>);
+    type Entries = (Vec<(u32, Slice)>, Vec<Slice>);
     let n = ctx.shards;
     let mut operators: Vec<HashMap<u32, Entries>> = (0..n).map(|_| HashMap::new()).collect();
     let mut sources: HashMap<u32, SourceRestore> = HashMap::new();
+    let mut buffers: Vec<Arc<Vec<u8>>> = Vec::new();
     if let Some(l) = latest {
-        for old in l.shards {
-            for op in old.operators {
+        for (buffer, old) in l.shards.into_iter().enumerate() {
+            for op in &old.operators {
                 let is_source = job.sources.contains(&(op.node as usize));
-                for e in op.entries {
-                    match e.scope {
+                for (scope, range) in &op.entries {
+                    let slice = Slice {
+                        buffer,
+                        range: range.clone(),
+                    };
+                    match *scope {
                         Scope::Shard if is_source => {
                             let restore = sources.entry(op.node).or_insert_with(|| SourceRestore {
                                 old_shards: l.meta.shards,
                                 positions: Vec::new(),
                             });
                             // Drop the part tag the snapshot writer put in front.
-                            let position = e.bytes.get(1..).unwrap_or_default().to_vec();
+                            let entry = old.entry(range);
+                            let position = entry.get(1..).unwrap_or_default().to_vec();
                             restore.positions.push((old.shard, position));
                         }
                         Scope::Shard => {
                             let to = old.shard as usize % n;
-                            operators[to].entry(op.node).or_default().1.push(e.bytes);
+                            operators[to].entry(op.node).or_default().1.push(slice);
                         }
                         Scope::KeyGroup(kg) => {
                             let to = shard_for_key_group(kg, ctx.max_parallelism, n);
                             if let Some(ops) = operators.get_mut(to) {
-                                ops.entry(op.node).or_default().0.push((kg, e.bytes));
+                                ops.entry(op.node).or_default().0.push((kg, slice));
                             }
                         }
                     }
                 }
             }
+            buffers.push(old.data);
         }
     }
     operators
@@ -270,7 +279,12 @@ fn shard_setups(
             }),
             restore: ops
                 .into_iter()
-                .map(|(node, (keyed, shard))| (node, StateRestore::from_entries(keyed, shard)))
+                .map(|(node, (keyed, shard))| {
+                    (
+                        node,
+                        StateRestore::from_buffers(buffers.clone(), keyed, shard),
+                    )
+                })
                 .collect(),
             sources: sources.clone(),
         })

@@ -27,7 +27,7 @@ pub use error::CheckpointError;
 pub use output::{OutputCommitter, clean_pending};
 pub use shard::ShardTrigger;
 pub use snapshot::{SourceRestore, StateRestore, StateSnapshot};
-pub use store::{CheckpointStore, LoadedCheckpoint, RestoredOperator};
+pub use store::{CheckpointStore, LoadedCheckpoint, LoadedOperator, LoadedShard, RestoredOperator};
 pub use types::{
     CheckpointId, CheckpointMeta, OperatorState, OutputPart, Scope, ShardState, StateEntry,
 };

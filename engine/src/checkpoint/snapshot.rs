@@ -121,16 +121,46 @@ impl<'a> StateSnapshot<'a> {
 /// (`part`), shared, so splitting an operator's state into its parts copies nothing.
 #[derive(Clone, Debug, Default)]
 pub struct StateRestore {
-    keyed: Arc<Vec<(u32, Vec<u8>)>>,
-    shard: Arc<Vec<Vec<u8>>>,
+    /// The buffers entries point into (the loaded shard files).
+    buffers: Arc<Vec<Arc<Vec<u8>>>>,
+    keyed: Arc<Vec<(u32, Slice)>>,
+    shard: Arc<Vec<Slice>>,
     part: u8,
+}
+
+/// Where one entry lies: buffer index and byte range.
+#[derive(Clone, Debug)]
+pub(crate) struct Slice {
+    pub buffer: usize,
+    pub range: std::ops::Range<usize>,
 }
 
 impl StateRestore {
     /// Restore data from entries as `StateSnapshot` wrote them (part tag first), viewing
     /// part 0 (a function's own state).
     pub fn from_entries(keyed: Vec<(u32, Vec<u8>)>, shard: Vec<Vec<u8>>) -> Self {
+        let mut data = Vec::new();
+        let mut slice = |bytes: &[u8]| {
+            let start = data.len();
+            data.extend_from_slice(bytes);
+            Slice {
+                buffer: 0,
+                range: start..data.len(),
+            }
+        };
+        let keyed: Vec<(u32, Slice)> = keyed.iter().map(|(kg, b)| (*kg, slice(b))).collect();
+        let shard: Vec<Slice> = shard.iter().map(|b| slice(b)).collect();
+        Self::from_buffers(vec![Arc::new(data)], keyed, shard)
+    }
+
+    /// Restore data whose entries point into shared buffers (no copies).
+    pub(crate) fn from_buffers(
+        buffers: Vec<Arc<Vec<u8>>>,
+        keyed: Vec<(u32, Slice)>,
+        shard: Vec<Slice>,
+    ) -> Self {
         StateRestore {
+            buffers: Arc::new(buffers),
             keyed: Arc::new(keyed),
             shard: Arc::new(shard),
             part: 0,
@@ -140,19 +170,22 @@ impl StateRestore {
     /// True when this part has nothing to restore (a fresh start, or no state of this part).
     pub fn is_empty(&self) -> bool {
         self.key_group_bytes().next().is_none()
-            && !self.shard.iter().any(|b| self.payload(b).is_some())
+            && !self.shard.iter().any(|s| self.payload(s).is_some())
     }
 
     /// The entries written under part tag `part`.
     pub(crate) fn part(&self, part: u8) -> StateRestore {
         StateRestore {
+            buffers: self.buffers.clone(),
             keyed: self.keyed.clone(),
             shard: self.shard.clone(),
             part,
         }
     }
 
-    fn payload<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+    /// An entry's bytes after its part tag, if it belongs to this part.
+    fn payload(&self, slice: &Slice) -> Option<&[u8]> {
+        let bytes = self.buffers.get(slice.buffer)?.get(slice.range.clone())?;
         match bytes.split_first() {
             Some((tag, rest)) if *tag == self.part => Some(rest),
             _ => None,
@@ -163,7 +196,7 @@ impl StateRestore {
     pub(crate) fn key_group_bytes(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
         self.keyed
             .iter()
-            .filter_map(|(kg, b)| self.payload(b).map(|p| (*kg, p)))
+            .filter_map(|(kg, s)| self.payload(s).map(|p| (*kg, p)))
     }
 
     /// The keyed entries of this part, decoded in the order they were written.
@@ -191,7 +224,7 @@ impl StateRestore {
     pub fn shard<V: StateCodec>(&self) -> impl Iterator<Item = Result<V, StateError>> + '_ {
         self.shard
             .iter()
-            .filter_map(|b| self.payload(b))
+            .filter_map(|s| self.payload(s))
             .map(|bytes| V::decode(bytes))
     }
 }

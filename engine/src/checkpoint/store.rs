@@ -62,6 +62,7 @@ use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::codec::{Reader, Writer};
 use super::{CheckpointError, CheckpointId, CheckpointMeta, OperatorState, OutputPart, Scope};
@@ -113,9 +114,20 @@ pub(crate) fn encode_shard(state: &ShardState) -> Option<Vec<u8>> {
     w.finish(SHARD_MAGIC)
 }
 
-/// Decodes and validates a shard state file's contents; `path` is only for error messages.
+/// Decodes and validates a shard state file's contents into owned entries; `path` is only for
+/// error messages.
+#[cfg(test)]
 pub(crate) fn decode_shard(data: &[u8], path: &Path) -> Result<ShardState, CheckpointError> {
-    let mut r = Reader::open(data, SHARD_MAGIC, path)?;
+    Ok(decode_shard_in_place(data.to_vec(), path)?.to_state())
+}
+
+/// Decodes and validates a shard state file, keeping its bytes: entries are ranges into them,
+/// so loading a large checkpoint allocates once per file, not once per entry.
+pub(crate) fn decode_shard_in_place(
+    data: Vec<u8>,
+    path: &Path,
+) -> Result<LoadedShard, CheckpointError> {
+    let mut r = Reader::open(&data, SHARD_MAGIC, path)?;
     let shard = r.u32()?;
     let n_ops = r.count(MIN_OPERATOR)?;
     let mut operators = Vec::with_capacity(n_ops);
@@ -129,15 +141,61 @@ pub(crate) fn decode_shard(data: &[u8], path: &Path) -> Result<ShardState, Check
                 SCOPE_SHARD => Scope::Shard,
                 _ => return Err(r.corrupt("unknown state entry scope")),
             };
-            entries.push(StateEntry {
-                scope,
-                bytes: r.bytes()?,
-            });
+            entries.push((scope, r.bytes_range()?));
         }
-        operators.push(OperatorState { node, entries });
+        operators.push(LoadedOperator { node, entries });
     }
     r.finish()?;
-    Ok(ShardState { shard, operators })
+    Ok(LoadedShard {
+        shard,
+        data: Arc::new(data),
+        operators,
+    })
+}
+
+/// One shard file of a loaded checkpoint: the file's bytes, and where each operator's entries
+/// lie in them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedShard {
+    pub shard: u32,
+    pub data: Arc<Vec<u8>>,
+    pub operators: Vec<LoadedOperator>,
+}
+
+/// One operator's entries in a loaded shard file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedOperator {
+    pub node: u32,
+    pub entries: Vec<(Scope, Range<usize>)>,
+}
+
+impl LoadedShard {
+    /// The bytes of one entry.
+    pub fn entry(&self, range: &Range<usize>) -> &[u8] {
+        self.data.get(range.clone()).unwrap_or_default()
+    }
+
+    /// An owned copy, as it was written.
+    pub fn to_state(&self) -> ShardState {
+        ShardState {
+            shard: self.shard,
+            operators: self
+                .operators
+                .iter()
+                .map(|op| OperatorState {
+                    node: op.node,
+                    entries: op
+                        .entries
+                        .iter()
+                        .map(|(scope, range)| StateEntry {
+                            scope: *scope,
+                            bytes: self.entry(range).to_vec(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Encodes checkpoint metadata; `None` if something exceeds the format's u32 lengths.
@@ -484,7 +542,7 @@ impl CheckpointStore {
             .min(meta.shards as usize)
             .max(1);
         let count = meta.shards;
-        let mut loaded: Vec<(u32, Result<ShardState, CheckpointError>)> =
+        let mut loaded: Vec<(u32, Result<LoadedShard, CheckpointError>)> =
             std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..workers)
                     .map(|w| {
@@ -516,7 +574,7 @@ impl CheckpointStore {
         let shards = loaded
             .into_iter()
             .map(|(_, r)| r)
-            .collect::<Result<Vec<ShardState>, CheckpointError>>()?;
+            .collect::<Result<Vec<LoadedShard>, CheckpointError>>()?;
         Ok(LoadedCheckpoint {
             meta,
             shards,
@@ -557,7 +615,7 @@ impl CheckpointStore {
 }
 
 /// Reads, checks and decodes shard file `shard` of the checkpoint at `path`.
-fn load_shard(path: &Path, shard: u32) -> Result<ShardState, CheckpointError> {
+fn load_shard(path: &Path, shard: u32) -> Result<LoadedShard, CheckpointError> {
     let file = path.join(shard_file_name(shard));
     let data = match fs::read(&file) {
         Ok(d) => d,
@@ -566,7 +624,7 @@ fn load_shard(path: &Path, shard: u32) -> Result<ShardState, CheckpointError> {
         }
         Err(e) => return Err(CheckpointError::io(&file)(e)),
     };
-    let state = decode_shard(&data, &file)?;
+    let state = decode_shard_in_place(data, &file)?;
     if state.shard != shard {
         return Err(CheckpointError::Corrupt {
             path: file,
@@ -583,7 +641,7 @@ fn load_shard(path: &Path, shard: u32) -> Result<ShardState, CheckpointError> {
 pub struct LoadedCheckpoint {
     pub meta: CheckpointMeta,
     /// One per shard of the job that wrote it; index = shard.
-    pub shards: Vec<ShardState>,
+    pub shards: Vec<LoadedShard>,
     /// The checkpoint's directory, for messages.
     pub path: PathBuf,
 }
@@ -631,13 +689,14 @@ impl LoadedCheckpoint {
             let mine = new_shards != 0 && old_index % new_shards == new_index;
             for op in &shard.operators {
                 let restored = out.entry(op.node).or_default();
-                for e in &op.entries {
-                    match e.scope {
+                for (scope, range) in &op.entries {
+                    let bytes = || shard.entry(range).to_vec();
+                    match *scope {
                         Scope::KeyGroup(kg) if key_groups.contains(&kg) => {
-                            restored.keyed.push((kg, e.bytes.clone()));
+                            restored.keyed.push((kg, bytes()));
                         }
                         Scope::KeyGroup(_) => {}
-                        Scope::Shard if mine => restored.shard.push(e.bytes.clone()),
+                        Scope::Shard if mine => restored.shard.push(bytes()),
                         Scope::Shard => {}
                     }
                 }
@@ -652,8 +711,8 @@ impl LoadedCheckpoint {
         let mut out = Vec::new();
         for shard in &self.shards {
             for op in shard.operators.iter().filter(|op| op.node == node) {
-                for e in op.entries.iter().filter(|e| e.scope == Scope::Shard) {
-                    out.push((shard.shard, e.bytes.clone()));
+                for (_, range) in op.entries.iter().filter(|(s, _)| *s == Scope::Shard) {
+                    out.push((shard.shard, shard.entry(range).to_vec()));
                 }
             }
         }
@@ -778,7 +837,13 @@ mod tests {
         checkpoint(&store, 7, 3, false);
         let c = store.latest().unwrap().unwrap();
         assert_eq!(c.meta, meta(7, 3, false));
-        assert_eq!(c.shards, (0..3).map(shard_state).collect::<Vec<_>>());
+        assert_eq!(
+            c.shards
+                .iter()
+                .map(LoadedShard::to_state)
+                .collect::<Vec<_>>(),
+            (0..3).map(shard_state).collect::<Vec<_>>()
+        );
         assert_eq!(c.path, store.dir().join("chk-0000000000000007"));
         assert!(c.path.join("shard-0002.state").is_file());
         assert_eq!(store.last_id().unwrap(), 7);
@@ -1116,6 +1181,10 @@ mod tests {
                         },
                     ],
                 }
+            })
+            .map(|st| {
+                let bytes = encode_shard(&st).expect("encodes");
+                decode_shard_in_place(bytes, Path::new("test")).expect("decodes")
             })
             .collect();
         LoadedCheckpoint {
