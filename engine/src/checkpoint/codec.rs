@@ -66,6 +66,11 @@ impl Writer {
         self.buf.extend_from_slice(v);
     }
 
+    /// Appends bytes already in the format.
+    pub(crate) fn raw(&mut self, v: &[u8]) {
+        self.buf.extend_from_slice(v);
+    }
+
     /// Wraps the body in magic, version, length and checksum; `None` if a length or count
     /// exceeded u32 and the body cannot be represented.
     pub(crate) fn finish(self, magic: &[u8; 8]) -> Option<Vec<u8>> {

@@ -254,7 +254,7 @@ impl Coordinator {
                 let savepoint = flight.savepoint;
                 let all = flight.acked.iter().all(|a| *a);
                 self.store
-                    .write_shard(id, savepoint, &state)
+                    .write_encoded_shard(id, savepoint, &state)
                     .map_err(checkpoint_error)?;
                 if all {
                     self.complete(id)?;

@@ -29,5 +29,6 @@ pub use shard::ShardTrigger;
 pub use snapshot::{SourceRestore, StateRestore, StateSnapshot};
 pub use store::{CheckpointStore, LoadedCheckpoint, LoadedOperator, LoadedShard, RestoredOperator};
 pub use types::{
-    CheckpointId, CheckpointMeta, OperatorState, OutputPart, Scope, ShardState, StateEntry,
+    CheckpointId, CheckpointMeta, EncodedOperator, EncodedShard, OperatorState, OutputPart, Scope,
+    ShardState, StateEntry,
 };

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use super::barrier::Barrier;
 use super::snapshot::{SourceRestore, StateRestore, StateSnapshot};
-use super::{CheckpointId, OperatorState, OutputPart, ShardState};
+use super::{CheckpointId, EncodedOperator, EncodedShard, OutputPart};
 use crate::error::{Result, WeirError};
 
 /// The coordinator's request to one shard's sources: inject every barrier up to `requested`.
@@ -64,7 +64,7 @@ pub(crate) enum CoordinatorEvent {
     /// The shard's snapshot for checkpoint `id` is complete.
     Ack {
         id: CheckpointId,
-        state: ShardState,
+        state: EncodedShard,
         outputs: Vec<OutputPart>,
         /// Time from the first barrier reaching the shard to the last terminal.
         align_micros: u64,
@@ -102,7 +102,7 @@ pub(crate) struct ShardSetup {
 
 struct Building {
     arrived: usize,
-    state: ShardState,
+    state: EncodedShard,
     outputs: Vec<OutputPart>,
     started: Instant,
     snapshot_micros: u64,
@@ -191,7 +191,7 @@ impl ShardCheckpoints {
         let mut building = self.building.borrow_mut();
         let b = building.entry(id).or_insert_with(|| Building {
             arrived: 0,
-            state: ShardState {
+            state: EncodedShard {
                 shard: self.shard,
                 operators: Vec::new(),
             },
@@ -213,16 +213,23 @@ impl ShardCheckpoints {
             return Ok(());
         }
         let started = Instant::now();
-        let mut entries = Vec::new();
-        write(&mut StateSnapshot::new(&mut entries, self.max_parallelism))?;
+        let mut encoded = EncodedOperator {
+            node: node as u32,
+            ..EncodedOperator::default()
+        };
+        let mut snapshot = StateSnapshot::new(&mut encoded, self.max_parallelism);
+        write(&mut snapshot)?;
+        if snapshot.overflow {
+            return Err(WeirError::Checkpoint(format!(
+                "shard {}: a state entry of node {node} exceeds 4 GiB",
+                self.shard
+            )));
+        }
         let micros = started.elapsed().as_micros() as u64;
         self.building(barrier.id, |b| {
             b.snapshot_micros += micros;
-            if !entries.is_empty() {
-                b.state.operators.push(OperatorState {
-                    node: node as u32,
-                    entries,
-                });
+            if encoded.entries > 0 {
+                b.state.operators.push(encoded);
             }
         });
         Ok(())

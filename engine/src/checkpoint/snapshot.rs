@@ -9,26 +9,31 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::{Scope, StateEntry};
+use super::store::append_entry;
+use super::{EncodedOperator, Scope};
 use crate::key::{KeyMap, key_group};
 use crate::state::{StateCodec, StateError};
 
-/// Collects one operator instance's state for a checkpoint.
+/// Collects one operator instance's state for a checkpoint, encoding each entry straight into
+/// the shard file's format (one growing buffer per operator, no allocation per entry).
 ///
 /// Every entry starts with a one-byte *part* tag, so an operator can store its own state
 /// (part 1 and up) beside its user function's (part 0) and hand each back separately.
 pub struct StateSnapshot<'a> {
-    entries: &'a mut Vec<StateEntry>,
+    out: &'a mut EncodedOperator,
     max_parallelism: u32,
     part: u8,
+    /// An entry exceeded the format's 4 GiB: the snapshot is unusable.
+    pub(crate) overflow: bool,
 }
 
 impl<'a> StateSnapshot<'a> {
-    pub(crate) fn new(entries: &'a mut Vec<StateEntry>, max_parallelism: u32) -> Self {
+    pub(crate) fn new(out: &'a mut EncodedOperator, max_parallelism: u32) -> Self {
         StateSnapshot {
-            entries,
+            out,
             max_parallelism,
             part: 0,
+            overflow: false,
         }
     }
 
@@ -37,15 +42,19 @@ impl<'a> StateSnapshot<'a> {
         self.part = part;
     }
 
+    fn entry(&mut self, scope: Scope, encode: impl FnOnce(&mut Vec<u8>)) {
+        let part = self.part;
+        let fits = append_entry(&mut self.out.body, scope, |bytes| {
+            bytes.push(part);
+            encode(bytes);
+        });
+        self.overflow |= !fits;
+        self.out.entries += 1;
+    }
+
     /// Writes the state of `key`: restored on the shard that owns the key's key group.
     pub fn keyed<K: Hash + StateCodec, V: StateCodec>(&mut self, key: &K, value: &V) {
-        let mut bytes = vec![self.part];
-        key.encode(&mut bytes);
-        value.encode(&mut bytes);
-        self.entries.push(StateEntry {
-            scope: Scope::KeyGroup(key_group(key, self.max_parallelism)),
-            bytes,
-        });
+        self.keyed_encoded(key, |bytes| value.encode(bytes));
     }
 
     /// Writes per-key state kept in a `KeyMap`, one entry per key.
@@ -62,55 +71,39 @@ impl<'a> StateSnapshot<'a> {
         key: &K,
         encode: impl FnOnce(&mut Vec<u8>),
     ) {
-        let mut bytes = vec![self.part];
-        key.encode(&mut bytes);
-        encode(&mut bytes);
-        self.entries.push(StateEntry {
-            scope: Scope::KeyGroup(key_group(key, self.max_parallelism)),
-            bytes,
+        let scope = Scope::KeyGroup(key_group(key, self.max_parallelism));
+        self.entry(scope, |bytes| {
+            key.encode(bytes);
+            encode(bytes);
         });
     }
 
     /// Writes state of the operator instance as a whole (not tied to a key).
     pub fn shard<V: StateCodec>(&mut self, value: &V) {
-        let mut bytes = vec![self.part];
-        value.encode(&mut bytes);
-        self.entries.push(StateEntry {
-            scope: Scope::Shard,
-            bytes,
-        });
+        self.entry(Scope::Shard, |bytes| value.encode(bytes));
     }
 
     /// Writes shard-scoped state encoded by `encode` (which must write what the restoring side
     /// decodes), without building an owned value first.
     pub fn shard_encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
-        let mut bytes = vec![self.part];
-        encode(&mut bytes);
-        self.entries.push(StateEntry {
-            scope: Scope::Shard,
-            bytes,
-        });
+        self.entry(Scope::Shard, encode);
     }
 
     /// Writes already-encoded state of a whole key group.
     pub(crate) fn key_group_bytes(&mut self, key_group: u32, payload: &[u8]) {
-        let mut bytes = Vec::with_capacity(payload.len() + 1);
-        bytes.push(self.part);
-        bytes.extend_from_slice(payload);
-        self.entries.push(StateEntry {
-            scope: Scope::KeyGroup(key_group),
-            bytes,
+        self.entry(Scope::KeyGroup(key_group), |bytes| {
+            bytes.extend_from_slice(payload)
         });
     }
 
     /// Entries written so far.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.out.entries as usize
     }
 
     /// True if nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.out.entries == 0
     }
 }
 
@@ -245,18 +238,32 @@ mod tests {
 
     #[test]
     fn keyed_and_shard_entries_round_trip() {
-        let mut entries = Vec::new();
-        let mut w = StateSnapshot::new(&mut entries, 128);
+        let mut encoded = EncodedOperator {
+            node: 5,
+            ..EncodedOperator::default()
+        };
+        let mut w = StateSnapshot::new(&mut encoded, 128);
         w.keyed(&7i64, &(1u32, "x".to_string()));
         w.shard(&vec![1u64, 2, 3]);
         assert_eq!(w.len(), 2);
-        let Scope::KeyGroup(kg) = entries[0].scope else {
+        assert!(!w.overflow);
+        // Through the shard file format, as a checkpoint stores it.
+        let file = super::super::store::encode_encoded_shard(&super::super::EncodedShard {
+            shard: 0,
+            operators: vec![encoded],
+        })
+        .expect("encodes");
+        let loaded = super::super::store::decode_shard_in_place(file, std::path::Path::new("t"))
+            .expect("decodes");
+        let op = &loaded.operators[0];
+        assert_eq!(op.node, 5);
+        let Scope::KeyGroup(kg) = op.entries[0].0 else {
             panic!("keyed entry has a key group")
         };
         assert_eq!(kg, key_group(&7i64, 128));
         let all = StateRestore::from_entries(
-            vec![(kg, entries[0].bytes.clone())],
-            vec![entries[1].bytes.clone()],
+            vec![(kg, loaded.entry(&op.entries[0].1).to_vec())],
+            vec![loaded.entry(&op.entries[1].1).to_vec()],
         );
         assert!(all.part(1).is_empty());
         let restore = all.part(0);

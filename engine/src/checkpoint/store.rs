@@ -66,7 +66,7 @@ use std::sync::Arc;
 
 use super::codec::{Reader, Writer};
 use super::{CheckpointError, CheckpointId, CheckpointMeta, OperatorState, OutputPart, Scope};
-use super::{ShardState, StateEntry};
+use super::{EncodedShard, ShardState, StateEntry};
 
 const SHARD_MAGIC: &[u8; 8] = b"WEIRCKPT";
 const META_MAGIC: &[u8; 8] = b"WEIRMETA";
@@ -110,6 +110,46 @@ pub(crate) fn encode_shard(state: &ShardState) -> Option<Vec<u8>> {
             }
             w.bytes(&e.bytes);
         }
+    }
+    w.finish(SHARD_MAGIC)
+}
+
+/// Appends one entry in the shard file's entry format to `body`: `encode` writes its bytes.
+/// Returns false if the bytes exceed the format's u32 length (the entry is then unusable).
+pub(crate) fn append_entry(
+    body: &mut Vec<u8>,
+    scope: Scope,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> bool {
+    match scope {
+        Scope::KeyGroup(kg) => {
+            body.push(SCOPE_KEY_GROUP);
+            body.extend_from_slice(&kg.to_le_bytes());
+        }
+        Scope::Shard => body.push(SCOPE_SHARD),
+    }
+    let at = body.len();
+    body.extend_from_slice(&[0; 4]);
+    encode(body);
+    let len = body.len() - at - 4;
+    match u32::try_from(len) {
+        Ok(len) => {
+            body[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Frames an encoded shard state as a shard file; `None` if a count exceeds u32.
+pub(crate) fn encode_encoded_shard(state: &EncodedShard) -> Option<Vec<u8>> {
+    let mut w = Writer::default();
+    w.u32(state.shard);
+    w.len(state.operators.len());
+    for op in &state.operators {
+        w.u32(op.node);
+        w.u32(op.entries);
+        w.raw(&op.body);
     }
     w.finish(SHARD_MAGIC)
 }
@@ -379,15 +419,34 @@ impl CheckpointStore {
         savepoint: bool,
         state: &ShardState,
     ) -> Result<(), CheckpointError> {
+        self.write_shard_file(id, savepoint, state.shard, || encode_shard(state))
+    }
+
+    /// Like `write_shard`, for state operators already encoded as entries (what shards send).
+    pub fn write_encoded_shard(
+        &self,
+        id: CheckpointId,
+        savepoint: bool,
+        state: &EncodedShard,
+    ) -> Result<(), CheckpointError> {
+        self.write_shard_file(id, savepoint, state.shard, || encode_encoded_shard(state))
+    }
+
+    fn write_shard_file(
+        &self,
+        id: CheckpointId,
+        savepoint: bool,
+        shard: u32,
+        encode: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<(), CheckpointError> {
         let dir = self.checkpoint_path(id, savepoint);
         let meta = dir.join(METADATA);
         if meta.exists() {
             return Err(CheckpointError::AlreadyCommitted { id, path: dir });
         }
         fs::create_dir_all(&dir).map_err(CheckpointError::io(&dir))?;
-        let path = dir.join(shard_file_name(state.shard));
-        let bytes =
-            encode_shard(state).ok_or_else(|| CheckpointError::TooLarge { path: path.clone() })?;
+        let path = dir.join(shard_file_name(shard));
+        let bytes = encode().ok_or_else(|| CheckpointError::TooLarge { path: path.clone() })?;
         // The directory is fsynced once, by `complete`, before the metadata goes in.
         write_atomic(&path, &bytes, false)
     }

@@ -38,6 +38,25 @@ pub struct ShardState {
     pub operators: Vec<OperatorState>,
 }
 
+/// One operator instance's state already encoded as the entries of a shard file (see
+/// `store`): what operators write at a barrier, so a snapshot costs appends to one buffer, not
+/// an allocation per entry.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct EncodedOperator {
+    pub node: u32,
+    /// Entries in `body`.
+    pub entries: u32,
+    /// The entries, each `scope u8 [key group u32] | length u32 | bytes`, little-endian.
+    pub body: Vec<u8>,
+}
+
+/// Everything one shard wrote for one checkpoint, encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct EncodedShard {
+    pub shard: u32,
+    pub operators: Vec<EncodedOperator>,
+}
+
 /// A pre-committed piece of transactional sink output: a file in the checkpoint directory's
 /// `pending/` folder, appended to the sink's output file when its checkpoint commits.
 #[derive(Clone, Debug, PartialEq, Eq)]
