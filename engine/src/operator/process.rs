@@ -35,7 +35,7 @@ pub struct ProcessContext<'a, Out> {
 pub(crate) struct KeyedScope<'a> {
     key: &'a dyn ScopeKey,
     key_set: bool,
-    store: &'a mut KeyedStateStore<HeapStateBackend>,
+    store: &'a mut KeyedStateStore,
     timers: &'a mut Vec<TimerRequest>,
     max_parallelism: u32,
 }
@@ -113,7 +113,7 @@ impl<'a, Out> ProcessContext<'a, Out> {
 
     /// Keyed state of the current key (keyed process functions only): pass it to the handles
     /// declared in `open`.
-    pub fn state(&mut self) -> Result<&mut KeyedStateStore<HeapStateBackend>, StateError> {
+    pub fn state(&mut self) -> Result<&mut KeyedStateStore, StateError> {
         let scope = self.keyed.as_mut().ok_or(StateError::NoCurrentKey)?;
         if !scope.key_set {
             let mut bytes = Vec::new();
@@ -200,7 +200,7 @@ where
 /// A keyed process function: gets the record's key with every record.
 pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
     /// Called once per shard before any record: declare keyed state here (keep the handles).
-    fn open(&mut self, _store: &mut KeyedStateStore<HeapStateBackend>) -> Result<(), StateError> {
+    fn open(&mut self, _store: &mut KeyedStateStore) -> Result<(), StateError> {
         Ok(())
     }
     /// Called for every record, with its key; `ctx.state()` is scoped to that key.
@@ -353,7 +353,7 @@ pub struct KeyedProcessOp<K, In, Out, KF, P> {
     f: P,
     sides: SideOutputs,
     watermark: Option<Timestamp>,
-    store: KeyedStateStore<HeapStateBackend>,
+    store: KeyedStateStore,
     timers: TimerService<K, ()>,
     requests: Vec<TimerRequest>,
     out: Batch<Out>,
@@ -424,7 +424,7 @@ where
     }
 
     /// The keyed state backend (for snapshots).
-    pub fn state(&self) -> &KeyedStateStore<HeapStateBackend> {
+    pub fn state(&self) -> &KeyedStateStore {
         &self.store
     }
 }

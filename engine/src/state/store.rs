@@ -15,7 +15,7 @@ use super::ttl::{TS_LEN, Ttl, TtlConfig, split_ts};
 
 /// Backend plus the context (key, key group, time) that typed handles act on.
 #[derive(Debug)]
-pub struct KeyedStateStore<B: StateBackend> {
+pub struct KeyedStateStore<B: StateBackend = super::heap::HeapStateBackend> {
     backend: B,
     registry: StateRegistry,
     key_group: KeyGroup,
