@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use weir::nexmark::{DEFAULT_BASE_TIME_MS, DEFAULT_FIRST_EVENT_RATE, Generator, NexmarkConfig};
 use weir_bench::queries::Query;
 use weir_bench::runner::{CheckpointSpec, RunSpec, run};
+use weir::state::{LsmStateConfig, StateBackendConfig};
 
 #[derive(Parser)]
 #[command(
@@ -129,8 +130,23 @@ struct NexmarkArgs {
     /// exercise recovery (with `--checkpoint-dir`).
     #[arg(long, hide = true)]
     fail_after_events: Option<u64>,
+    /// Where keyed process functions keep their state: heap (in memory) or lsm (an LSM store
+    /// per operator instance under --state-dir, for state larger than memory).
+    #[arg(long, value_enum, default_value_t = StateKind::Heap)]
+    state: StateKind,
+    /// Base directory of the LSM state (with `--state lsm`); each run works in a
+    /// subdirectory it removes at the end.
+    #[arg(long, default_value = "/tmp/weir-state")]
+    state_dir: PathBuf,
     #[command(flatten)]
     generator: GeneratorArgs,
+}
+
+/// The `--state` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum StateKind {
+    Heap,
+    Lsm,
 }
 
 #[derive(Args)]
@@ -188,6 +204,10 @@ fn nexmark(args: NexmarkArgs) -> Result<()> {
                 .map(std::time::Duration::from_millis),
         }),
         fail_after_events: args.fail_after_events,
+        state: match args.state {
+            StateKind::Heap => StateBackendConfig::Heap,
+            StateKind::Lsm => StateBackendConfig::Lsm(LsmStateConfig::new(args.state_dir)),
+        },
     };
     let report = run(&spec).with_context(|| format!("running nexmark {}", query.name()))?;
     if args.json {
@@ -237,6 +257,7 @@ fn suite(args: SuiteArgs) -> Result<()> {
         side_input: None,
         checkpoint: None,
         fail_after_events: None,
+        state: StateBackendConfig::Heap,
     };
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use weir::checkpoint::CheckpointConfig;
+use weir::state::StateBackendConfig;
 use weir::nexmark::{Event, NexmarkConfig};
 use weir::source::nexmark::NexmarkSource;
 use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, PartitionedFileSink, Stream, TableSink};
@@ -27,6 +28,8 @@ pub struct RunSpec {
     pub checkpoint: Option<CheckpointSpec>,
     /// Test hook: the first operator panics once (per process) after this many events.
     pub fail_after_events: Option<u64>,
+    /// Where keyed process functions keep their state.
+    pub state: StateBackendConfig,
 }
 
 /// Checkpoint settings of a harness run.
@@ -197,7 +200,10 @@ pub enum RunError {
 
 /// Runs `spec` to completion.
 pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
-    let mut builder = Env::builder().cores(spec.cores).batch_size(spec.batch_size);
+    let mut builder = Env::builder()
+        .cores(spec.cores)
+        .batch_size(spec.batch_size)
+        .state_backend(spec.state.clone());
     if let Some(c) = &spec.checkpoint {
         let mut config = CheckpointConfig::new(&c.dir, c.interval);
         config.restore_from = c.restore_from.clone();

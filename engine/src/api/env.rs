@@ -15,7 +15,7 @@ use crate::error::{Result, WeirError};
 use crate::runtime::launch::LaunchConfig;
 use crate::runtime::{JobContext, JobResult, ShardPart, run_job};
 use crate::source::{Source, SourcePosition, VecSource, run_source};
-use crate::state::StateCodec;
+use crate::state::{StateBackendConfig, StateCodec};
 use crate::time::{WatermarkGenerator, WatermarkStrategy};
 
 /// Most key groups a job may have (Flink's limit).
@@ -31,6 +31,7 @@ pub struct EnvBuilder {
     pin: bool,
     io_memory: usize,
     checkpointing: Option<CheckpointConfig>,
+    state_backend: StateBackendConfig,
     savepoints: SavepointHandle,
 }
 
@@ -44,6 +45,7 @@ impl Default for EnvBuilder {
             pin: true,
             io_memory: 2 << 20,
             checkpointing: None,
+            state_backend: StateBackendConfig::Heap,
             savepoints: SavepointHandle::default(),
         }
     }
@@ -99,6 +101,13 @@ impl EnvBuilder {
         self
     }
 
+    /// Where keyed process functions keep their state (`ctx.state()`): in memory (default) or
+    /// in an LSM store per operator instance, for state larger than memory.
+    pub fn state_backend(mut self, backend: StateBackendConfig) -> Self {
+        self.state_backend = backend;
+        self
+    }
+
     /// A handle to request savepoints of the running job from another thread.
     pub fn savepoint_handle(&self) -> SavepointHandle {
         self.savepoints.clone()
@@ -138,6 +147,15 @@ impl EnvBuilder {
                 return Err(WeirError::Config(
                     "checkpoints to retain must be at least 1".into(),
                 ));
+            }
+        }
+        if let StateBackendConfig::Lsm(lsm) = &self.state_backend {
+            if lsm.memtable_bytes < 4096 || lsm.block_cache_bytes == 0 {
+                return Err(WeirError::Config(format!(
+                    "LSM state backend: memtable must be at least 4 KiB and the block cache above \
+                     zero (got {} and {} bytes)",
+                    lsm.memtable_bytes, lsm.block_cache_bytes
+                )));
             }
         }
         if self.queue_capacity == 0 {
@@ -295,6 +313,8 @@ impl Env {
         let launch = LaunchConfig {
             pin: self.config.pin,
             io_memory: self.config.io_memory,
+            state_backend: self.config.state_backend.clone(),
+            keyed_state: Arc::new(graph.keyed_state.clone()),
         };
         tracing::info!(shards = ctx.shards, nodes = names.len(), "starting job");
         let graph = &mut *graph;

@@ -22,6 +22,8 @@ pub(crate) struct JobGraph {
     pub sources: Vec<usize>,
     /// File sinks whose output is committed by checkpoints (two-phase commit).
     pub outputs: Vec<OutputFile>,
+    /// Nodes whose keyed state lives in the job's state backend (one store each per shard).
+    pub keyed_state: Vec<usize>,
 }
 
 /// A file sink's output file, committed by the checkpoint coordinator.

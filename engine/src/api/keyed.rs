@@ -90,8 +90,11 @@ where
         let key_fn = self.key_fn.clone();
         let partitioned = self.partitioned();
         let max_parallelism = partitioned.env.max_parallelism();
-        partitioned.unary_with_sides("process", move |out, ctx, sides| {
+        let stream = partitioned.unary_with_sides("process", move |out, ctx, sides| {
             KeyedProcessOp::new(key_fn, f, out, ctx, sides, max_parallelism)
-        })
+        });
+        // Its keyed state lives in the job's state backend, opened per shard before the run.
+        stream.env.graph.borrow_mut().keyed_state.push(stream.node);
+        stream
     }
 }

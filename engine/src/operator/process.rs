@@ -14,7 +14,7 @@ use crate::runtime::OperatorCtx;
 
 use super::SideOutputs;
 use crate::state::{
-    HeapStateBackend, KeyGroupSnapshot, KeyedStateStore, StateBackend, StateCodec, StateError,
+    KeyGroupSnapshot, KeyedStateStore, StateBackend, StateCodec, StateError,
 };
 use crate::time::{Progress, Timestamp, wall_clock_ms};
 use crate::window::{TimeDomain, TimerService};
@@ -116,10 +116,11 @@ impl<'a, Out> ProcessContext<'a, Out> {
     pub fn state(&mut self) -> Result<&mut KeyedStateStore, StateError> {
         let scope = self.keyed.as_mut().ok_or(StateError::NoCurrentKey)?;
         if !scope.key_set {
-            let mut bytes = Vec::new();
-            scope.key.encode_key(&mut bytes);
             let group = scope.key.key_group(scope.max_parallelism);
-            scope.store.set_current_key(group, &bytes);
+            let key = scope.key;
+            scope
+                .store
+                .set_current_key_with(group, |buf| key.encode_key(buf));
             scope.key_set = true;
         }
         Ok(scope.store)
@@ -380,7 +381,7 @@ where
         sides: SideOutputs,
         max_parallelism: u32,
     ) -> crate::error::Result<Self> {
-        let mut store = KeyedStateStore::new(HeapStateBackend::new());
+        let mut store = KeyedStateStore::new(ctx.take_state_backend());
         f.open(&mut store)
             .map_err(|e| crate::error::WeirError::OperatorFailed {
                 operator: ctx.name.clone(),

@@ -7,6 +7,7 @@
 //! own inputs. Sources and exchange inboxes become the shard's tasks.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::task::{LocalTask, Scheduler};
 use super::{OperatorCtx, ShardInfo, ShardMetrics};
 use crate::checkpoint::shard::{ShardCheckpoints, ShardSetup};
 use crate::error::{Result, WeirError};
+use crate::state::JobStateBackend;
 use crate::operator::{Discard, Push, SideChannel, SideOutputs, Tee, TypedSide};
 
 /// Job-wide settings every node sees when it is prepared.
@@ -51,6 +53,8 @@ pub(crate) struct ShardBuilder {
     pub scheduler: Rc<Scheduler>,
     pub cancel: Arc<AtomicBool>,
     pub checkpoints: Rc<ShardCheckpoints>,
+    /// State backends opened for keyed operators before building (LSM stores), by node.
+    state_backends: Rc<RefCell<HashMap<usize, JobStateBackend>>>,
     outputs: HashMap<usize, Vec<Box<dyn Any>>>,
     /// Consumers of side outputs, by (producing node, tag name).
     side_outputs: HashMap<(usize, String), Vec<Box<dyn SideChannel>>>,
@@ -79,6 +83,7 @@ impl ShardBuilder {
             metrics,
             scheduler: Rc::new(Scheduler::default()),
             cancel,
+            state_backends: Rc::default(),
             outputs: HashMap::new(),
             side_outputs: HashMap::new(),
             tasks: Vec::new(),
@@ -95,7 +100,13 @@ impl ShardBuilder {
             batch_size: self.info.batch_size,
             metrics: self.metrics.clone(),
             checkpoints: self.checkpoints.clone(),
+            state_backends: self.state_backends.clone(),
         }
+    }
+
+    /// Hands node `node`'s instance on this shard the state backend to use.
+    pub fn provide_state_backend(&self, node: usize, backend: JobStateBackend) {
+        self.state_backends.borrow_mut().insert(node, backend);
     }
 
     /// Registers `push` as a consumer of node `upstream`'s output.

@@ -1,5 +1,6 @@
 //! Starting the shards, pinning them, and collecting their outcome.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -13,12 +14,19 @@ use super::task::DriveAll;
 use crate::checkpoint::shard::ShardSetup;
 use crate::error::{Result, WeirError};
 use crate::operator::panic_message;
+use crate::state::{
+    JobStateBackend, LsmStateConfig, StateBackendConfig, new_run_dir, open_lsm,
+};
 
 /// How to place and size the shard executors.
 #[derive(Clone, Debug)]
 pub(crate) struct LaunchConfig {
     pub pin: bool,
     pub io_memory: usize,
+    /// Where keyed process functions keep their state.
+    pub state_backend: StateBackendConfig,
+    /// The nodes that need a state backend on every shard.
+    pub keyed_state: Arc<Vec<usize>>,
 }
 
 /// Runs the parts of every shard to completion and merges what they report.
@@ -43,6 +51,18 @@ pub(crate) fn run_job(
             "fewer CPUs available than shards: running the shards unpinned"
         );
     }
+    // LSM state lives in a working directory of this run, removed when the run ends.
+    let lsm = match &launch.state_backend {
+        StateBackendConfig::Lsm(config) if !launch.keyed_state.is_empty() => {
+            let dir = new_run_dir(&config.dir).map_err(|e| WeirError::Config(e.to_string()))?;
+            Some(Arc::new(LsmRun {
+                dir,
+                config: config.clone(),
+                nodes: launch.keyed_state.clone(),
+            }))
+        }
+        _ => None,
+    };
     let start = Instant::now();
     let mut handles = Vec::with_capacity(ctx.shards);
     for (index, shard_parts) in parts.into_iter().enumerate() {
@@ -54,12 +74,13 @@ pub(crate) fn run_job(
         let names = names.clone();
         let cancel = ctx.cancel.clone();
         let setup = setups.next().unwrap_or_default();
+        let lsm = lsm.clone();
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("weir-shard-{index}"))
             .io_memory(launch.io_memory)
             .spawn(move || async move {
                 let builder = ShardBuilder::new(info, names, cancel.clone(), setup);
-                let outcome = std::panic::AssertUnwindSafe(run_shard(builder, shard_parts))
+                let outcome = std::panic::AssertUnwindSafe(run_shard(builder, shard_parts, lsm))
                     .catch_unwind()
                     .await;
                 let outcome = match outcome {
@@ -119,6 +140,11 @@ pub(crate) fn run_job(
         snapshots.extend(snapshot);
     }
     let duration = start.elapsed();
+    if let Some(run) = &lsm {
+        if let Err(e) = std::fs::remove_dir_all(&run.dir) {
+            tracing::warn!(dir = %run.dir.display(), error = %e, "cannot remove the run's LSM state");
+        }
+    }
     if let Some(e) = first_error {
         return Err(e);
     }
@@ -127,9 +153,43 @@ pub(crate) fn run_job(
 
 type ShardOutcome = (Result<()>, Option<ShardSnapshot>);
 
-async fn run_shard(mut builder: ShardBuilder, parts: Vec<ShardPart>) -> ShardOutcome {
+/// The LSM state of one run: where its stores go and which nodes need one.
+struct LsmRun {
+    dir: PathBuf,
+    config: LsmStateConfig,
+    nodes: Arc<Vec<usize>>,
+}
+
+/// Opens this shard's LSM store for every keyed-state node (async, so before the
+/// synchronous building of the operators, which take them from the builder).
+async fn open_state_backends(builder: &ShardBuilder, run: &LsmRun) -> Result<()> {
+    let shard = builder.info.index;
+    for &node in run.nodes.iter() {
+        let dir = run.dir.join(format!("node-{node}-shard-{shard}"));
+        let backend = open_lsm(&dir, &run.config)
+            .await
+            .map_err(|e| WeirError::OperatorFailed {
+                operator: builder.names.get(node).cloned().unwrap_or_default(),
+                shard,
+                message: format!("opening its LSM state store: {e}"),
+            })?;
+        builder.provide_state_backend(node, JobStateBackend::Lsm(backend));
+    }
+    Ok(())
+}
+
+async fn run_shard(
+    mut builder: ShardBuilder,
+    parts: Vec<ShardPart>,
+    lsm: Option<Arc<LsmRun>>,
+) -> ShardOutcome {
     let started = Instant::now();
     let shard = builder.info.index;
+    if let Some(run) = &lsm {
+        if let Err(e) = open_state_backends(&builder, run).await {
+            return (Err(e), None);
+        }
+    }
     for part in parts.into_iter().rev() {
         if let Err(e) = part(&mut builder) {
             return (Err(e), None);

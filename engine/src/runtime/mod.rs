@@ -39,6 +39,8 @@ pub struct OperatorCtx {
     pub(crate) batch_size: usize,
     pub(crate) metrics: Rc<ShardMetrics>,
     pub(crate) checkpoints: Rc<crate::checkpoint::shard::ShardCheckpoints>,
+    pub(crate) state_backends:
+        Rc<std::cell::RefCell<std::collections::HashMap<usize, crate::state::JobStateBackend>>>,
 }
 
 impl OperatorCtx {
@@ -70,6 +72,15 @@ impl OperatorCtx {
     /// The state this operator instance restores from (empty on a fresh start).
     pub(crate) fn take_restore(&self) -> crate::checkpoint::StateRestore {
         self.checkpoints.take_restore(self.node)
+    }
+
+    /// The keyed-state backend opened for this operator instance (the job's LSM store), or an
+    /// empty heap backend.
+    pub(crate) fn take_state_backend(&self) -> crate::state::JobStateBackend {
+        self.state_backends
+            .borrow_mut()
+            .remove(&self.node)
+            .unwrap_or_default()
     }
 
     /// Counts records a source emitted.

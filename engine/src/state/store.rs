@@ -15,7 +15,7 @@ use super::ttl::{TS_LEN, Ttl, TtlConfig, split_ts};
 
 /// Backend plus the context (key, key group, time) that typed handles act on.
 #[derive(Debug)]
-pub struct KeyedStateStore<B: StateBackend = super::heap::HeapStateBackend> {
+pub struct KeyedStateStore<B: StateBackend = super::job_backend::JobStateBackend> {
     backend: B,
     registry: StateRegistry,
     key_group: KeyGroup,
@@ -65,6 +65,15 @@ impl<B: StateBackend> KeyedStateStore<B> {
         self.key_group = key_group;
         self.key.clear();
         self.key.extend_from_slice(key);
+        self.has_key = true;
+    }
+
+    /// Sets the current key by encoding it straight into the store's key buffer, so setting a
+    /// key per record allocates nothing.
+    pub fn set_current_key_with(&mut self, key_group: KeyGroup, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.key_group = key_group;
+        self.key.clear();
+        encode(&mut self.key);
         self.has_key = true;
     }
 
