@@ -123,3 +123,132 @@ pub(crate) fn checkpointed(store_dir: &Path) -> HashSet<u64> {
         }
     }
 }
+
+/// How [`Store::checkpoint_sync`] puts the SSTables into the checkpoint directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTransfer {
+    /// Hard links: instant, and the files stay shared with the live store and other
+    /// checkpoints (immutable, so sharing is safe); the directory must be on the same
+    /// filesystem.
+    HardLink,
+    /// Full copies: a self-contained directory (a savepoint), at the cost of copying.
+    Copy,
+}
+
+impl Store {
+    /// A checkpoint taken without suspending, for callers that cannot await (an operator
+    /// handling a checkpoint barrier): the live SSTables are linked (or copied) into `dir`,
+    /// and what the memtables hold is written there as a write-ahead log, which
+    /// [`Store::open`] replays. Nothing is flushed, so the pause is the memtables' size, not
+    /// the store's.
+    ///
+    /// Consistent because it runs in one synchronous step on the store's thread: the file
+    /// set, the frozen memtables and the active one are read together, and a flush installs
+    /// its SSTable and drops its memtable in one step too, so no write is in both or in
+    /// neither. The files are fsynced (SSTables already are), so `dir` is durable when this
+    /// returns.
+    pub fn checkpoint_sync(
+        &self,
+        dir: impl AsRef<Path>,
+        transfer: FileTransfer,
+    ) -> Result<CheckpointInfo> {
+        let dir = dir.as_ref().to_path_buf();
+        let (mstate, prev, mems, log_id) = {
+            let st = self.inner.state.borrow();
+            // Replay order: oldest frozen memtable first (`imms` is newest first), then the
+            // active one.
+            let mut mems: Vec<_> = st.imms.iter().rev().cloned().collect();
+            mems.push(st.mem.clone());
+            (
+                st.manifest_state.clone(),
+                st.prev_checkpoint.clone(),
+                mems,
+                st.next_file_id.max(st.manifest_state.log_number),
+            )
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut files = Vec::with_capacity(mstate.files.len());
+        for (id, (level, meta)) in &mstate.files {
+            let name = sst_name(*id);
+            let src = self.inner.dir.join(&name);
+            let dst = dir.join(&name);
+            if dst.exists() {
+                std::fs::remove_file(&dst).map_err(|e| Error::io(&dst, e))?;
+            }
+            match transfer {
+                FileTransfer::HardLink => {
+                    std::fs::hard_link(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+                }
+                FileTransfer::Copy => {
+                    std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+                    fsync_file(&dst)?;
+                }
+            }
+            files.push(CheckpointFile {
+                name,
+                level: *level,
+                size: meta.size,
+                in_previous: prev.contains(id),
+            });
+        }
+        let mut log = Vec::new();
+        for mem in &mems {
+            memtable_as_log(&mem.borrow(), &mut log);
+        }
+        if !log.is_empty() {
+            let path = dir.join(crate::wal::wal_name(log_id));
+            std::fs::write(&path, &log).map_err(|e| Error::io(&path, e))?;
+            fsync_file(&path)?;
+        }
+        let tmp = dir.join(crate::manifest::MANIFEST_TMP);
+        let manifest = dir.join(crate::manifest::MANIFEST);
+        std::fs::write(&tmp, mstate.snapshot_edit().encode()).map_err(|e| Error::io(&tmp, e))?;
+        fsync_file(&tmp)?;
+        std::fs::rename(&tmp, &manifest).map_err(|e| Error::io(&manifest, e))?;
+        fsync_file(&dir)?;
+        if transfer == FileTransfer::HardLink {
+            let ids = mstate.files.keys().copied().collect::<HashSet<_>>();
+            self.inner.state.borrow_mut().prev_checkpoint = ids;
+        }
+        tracing::debug!(
+            dir = %dir.display(),
+            files = files.len(),
+            log_bytes = log.len(),
+            "synchronous checkpoint written"
+        );
+        Ok(CheckpointInfo {
+            dir,
+            files,
+            manifest: crate::manifest::MANIFEST.to_string(),
+        })
+    }
+}
+
+/// Appends a memtable's contents as log records that rebuild it when replayed: its range
+/// tombstones first (they only hide older sources: the memtable removed its own keys when
+/// it took them), then every entry, merge operands one by one, oldest first.
+fn memtable_as_log(mem: &crate::memtable::Memtable, out: &mut Vec<u8>) {
+    use crate::entry::Entry;
+    use crate::wal::WalOp;
+    for (start, end) in mem.range_dels() {
+        out.extend_from_slice(&WalOp::DeleteRange(start, end).encode());
+    }
+    for (key, entry) in mem.iter() {
+        match entry {
+            Entry::Put(v) => out.extend_from_slice(&WalOp::Put(key.clone(), v.clone()).encode()),
+            Entry::Delete => out.extend_from_slice(&WalOp::Delete(key.clone()).encode()),
+            Entry::Merge(operands) => {
+                for op in operands {
+                    out.extend_from_slice(&WalOp::Merge(key.clone(), op.clone()).encode());
+                }
+            }
+        }
+    }
+}
+
+/// fsync of a file or directory through std (the caller cannot await glommio's).
+fn fsync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}

@@ -52,7 +52,7 @@ mod wal;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use checkpoint::{CheckpointFile, CheckpointInfo};
+pub use checkpoint::{CheckpointFile, CheckpointInfo, FileTransfer};
 pub use error::{Error, Result};
 pub use file::IoMode;
 pub use merge::{ConcatMerge, MergeOperator};

@@ -15,7 +15,7 @@ use crate::file::{LogFile, sync_dir};
 use crate::sst::meta::FileMeta;
 
 pub(crate) const MANIFEST: &str = "MANIFEST";
-const MANIFEST_TMP: &str = "MANIFEST.tmp";
+pub(crate) const MANIFEST_TMP: &str = "MANIFEST.tmp";
 
 const TAG_ADD: u8 = 1;
 const TAG_DELETE: u8 = 2;

@@ -36,7 +36,7 @@ pub(crate) enum WalOp {
 }
 
 impl WalOp {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut p = Vec::new();
         let (tag, a, b): (u8, &[u8], &[u8]) = match self {
             WalOp::Put(k, v) => (0, k, v),

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use weir::state::{
-    HeapStateBackend, KeyedStateStore, ListState, ListStateDescriptor, StateError, ValueState,
-    ValueStateDescriptor,
+    KeyedStateStore, ListState, ListStateDescriptor, LsmStateConfig, StateBackendConfig,
+    StateError, ValueState, ValueStateDescriptor,
 };
 use weir::{Env, KeyedProcessFunction, ProcessContext, Timestamp, VecSource, WatermarkStrategy};
 
@@ -19,7 +19,7 @@ struct CountAndList {
 }
 
 impl KeyedProcessFunction<u8, (u8, i64), (u8, u64, i64)> for CountAndList {
-    fn open(&mut self, store: &mut KeyedStateStore<HeapStateBackend>) -> Result<(), StateError> {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
         self.count = Some(store.value_state(&ValueStateDescriptor::new("count"))?);
         self.seen = Some(store.list_state(&ListStateDescriptor::new("seen"))?);
         Ok(())
@@ -43,13 +43,23 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
     /// Keyed state is scoped per key and survives across batches and shards' interleaving:
-    /// the final (count, sum) of each key equals a sequential fold.
+    /// the final (count, sum) of each key equals a sequential fold, on either state backend
+    /// (the LSM one with memtables small enough to flush during the job).
     #[test]
     fn keyed_state_matches_a_sequential_fold(
         input in prop::collection::vec((0u8..10, -100i64..100), 1..300),
         shards in prop::sample::select(vec![1usize, 2, 3]),
+        lsm in any::<bool>(),
     ) {
-        let env = Env::builder().cores(shards).batch_size(5).build().expect("env");
+        let state_dir = tempfile::tempdir().expect("tempdir");
+        let backend = if lsm {
+            let mut config = LsmStateConfig::new(state_dir.path());
+            config.memtable_bytes = 4096;
+            StateBackendConfig::Lsm(config)
+        } else {
+            StateBackendConfig::Heap
+        };
+        let env = Env::builder().cores(shards).batch_size(5).state_backend(backend).build().expect("env");
         let out = env.from_iter(input.clone()).key_by(|r: &(u8, i64)| r.0).process(CountAndList::default()).collect();
         env.execute().expect("job runs");
         let mut last: BTreeMap<u8, (u64, i64)> = BTreeMap::new();
@@ -64,6 +74,10 @@ proptest! {
             e.1 += v;
         }
         prop_assert_eq!(last, expected);
+        if lsm {
+            let left: Vec<_> = std::fs::read_dir(state_dir.path()).expect("state dir").collect();
+            prop_assert!(left.is_empty(), "the run removes its LSM working directory");
+        }
     }
 }
 
