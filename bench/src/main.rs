@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use weir::nexmark::{DEFAULT_BASE_TIME_MS, DEFAULT_FIRST_EVENT_RATE, Generator, NexmarkConfig};
+use weir::state::{LsmStateConfig, StateBackendConfig};
 use weir_bench::queries::Query;
 use weir_bench::runner::{CheckpointSpec, RunSpec, run};
-use weir::state::{LsmStateConfig, StateBackendConfig};
 
 #[derive(Parser)]
 #[command(

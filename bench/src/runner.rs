@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use weir::checkpoint::CheckpointConfig;
-use weir::state::StateBackendConfig;
 use weir::nexmark::{Event, NexmarkConfig};
 use weir::source::nexmark::NexmarkSource;
+use weir::state::StateBackendConfig;
 use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, PartitionedFileSink, Stream, TableSink};
 
 use crate::queries::{Query, QueryOptions, RowSink, SideInputError, build_with};

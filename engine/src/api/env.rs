@@ -149,14 +149,14 @@ impl EnvBuilder {
                 ));
             }
         }
-        if let StateBackendConfig::Lsm(lsm) = &self.state_backend {
-            if lsm.memtable_bytes < 4096 || lsm.block_cache_bytes == 0 {
-                return Err(WeirError::Config(format!(
-                    "LSM state backend: memtable must be at least 4 KiB and the block cache above \
-                     zero (got {} and {} bytes)",
-                    lsm.memtable_bytes, lsm.block_cache_bytes
-                )));
-            }
+        if let StateBackendConfig::Lsm(lsm) = &self.state_backend
+            && (lsm.memtable_bytes < 4096 || lsm.block_cache_bytes == 0)
+        {
+            return Err(WeirError::Config(format!(
+                "LSM state backend: memtable must be at least 4 KiB and the block cache above \
+                 zero (got {} and {} bytes)",
+                lsm.memtable_bytes, lsm.block_cache_bytes
+            )));
         }
         if self.queue_capacity == 0 {
             return Err(WeirError::Config(

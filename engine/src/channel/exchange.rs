@@ -23,7 +23,7 @@ use crate::checkpoint::barrier::{Aligner, Alignment};
 use crate::error::{Result, WeirError};
 use crate::key::KeyGroups;
 use crate::operator::{Push, guarded};
-use crate::runtime::task::{Pending, Scheduler, yield_now};
+use crate::runtime::task::{Pending, Scheduler};
 use crate::runtime::{OperatorCtx, ShardMetrics};
 use crate::time::{END_OF_TIME, Progress, WatermarkMerger};
 
@@ -360,7 +360,7 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
             break;
         }
         if progressed {
-            yield_now().await;
+            scheduler.between_batches().await?;
             continue;
         }
         // Nothing anywhere: park until some producer sends (it wakes us; see `spsc`).

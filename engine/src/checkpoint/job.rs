@@ -232,6 +232,7 @@ fn shard_setups(
     let mut operators: Vec<HashMap<u32, Entries>> = (0..n).map(|_| HashMap::new()).collect();
     let mut sources: HashMap<u32, SourceRestore> = HashMap::new();
     let mut buffers: Vec<Arc<Vec<u8>>> = Vec::new();
+    let restore_dir = latest.as_ref().map(|l| l.path.clone());
     if let Some(l) = latest {
         for (buffer, old) in l.shards.into_iter().enumerate() {
             for op in &old.operators {
@@ -276,6 +277,7 @@ fn shard_setups(
                 trigger: t.clone(),
                 events: events.clone(),
                 pending_dir: store.pending_dir(),
+                store: store.clone(),
             }),
             restore: ops
                 .into_iter()
@@ -287,6 +289,7 @@ fn shard_setups(
                 })
                 .collect(),
             sources: sources.clone(),
+            restore_dir: restore_dir.clone(),
         })
         .collect()
 }

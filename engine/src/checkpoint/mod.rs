@@ -14,6 +14,7 @@ mod config;
 pub(crate) mod coordinator;
 mod error;
 pub(crate) mod job;
+pub(crate) mod lsm;
 mod output;
 pub(crate) mod shard;
 pub mod snapshot;

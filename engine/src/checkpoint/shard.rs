@@ -23,6 +23,8 @@ use crate::error::{Result, WeirError};
 /// The coordinator's request to one shard's sources: inject every barrier up to `requested`.
 #[derive(Default, Debug)]
 pub struct ShardTrigger {
+    /// The id before the first this trigger asks for.
+    base: CheckpointId,
     requested: AtomicU64,
     /// The highest requested id that is a savepoint.
     savepoint: AtomicU64,
@@ -32,6 +34,7 @@ impl ShardTrigger {
     /// A trigger whose first request will be `last + 1` (a resumed job numbers on).
     pub fn starting_after(last: CheckpointId) -> Self {
         ShardTrigger {
+            base: last,
             requested: AtomicU64::new(last),
             savepoint: AtomicU64::new(0),
         }
@@ -50,6 +53,12 @@ impl ShardTrigger {
     #[inline]
     pub fn requested(&self) -> CheckpointId {
         self.requested.load(Ordering::Acquire)
+    }
+
+    /// The id before the first barrier this trigger asks for: where a source starts counting,
+    /// so that barriers requested before the source task started are still injected.
+    pub fn base(&self) -> CheckpointId {
+        self.base
     }
 
     /// True if barrier `id` is a savepoint.
@@ -89,6 +98,8 @@ pub(crate) struct ShardWiring {
     pub trigger: Arc<ShardTrigger>,
     pub events: Sender<CoordinatorEvent>,
     pub pending_dir: PathBuf,
+    /// The checkpoint store, for state written as files (LSM snapshots).
+    pub store: super::CheckpointStore,
 }
 
 /// What one shard starts with: its checkpoint wiring (none: checkpoints off) and the state
@@ -98,6 +109,8 @@ pub(crate) struct ShardSetup {
     pub wiring: Option<ShardWiring>,
     pub restore: HashMap<u32, StateRestore>,
     pub sources: HashMap<u32, SourceRestore>,
+    /// The directory of the checkpoint being restored (files referenced by the state).
+    pub restore_dir: Option<PathBuf>,
 }
 
 struct Building {
@@ -117,6 +130,7 @@ pub(crate) struct ShardCheckpoints {
     building: RefCell<BTreeMap<CheckpointId, Building>>,
     restore: RefCell<HashMap<u32, StateRestore>>,
     source_restore: RefCell<HashMap<u32, SourceRestore>>,
+    restore_dir: Option<PathBuf>,
 }
 
 impl ShardCheckpoints {
@@ -126,6 +140,7 @@ impl ShardCheckpoints {
         wiring: Option<ShardWiring>,
         restore: HashMap<u32, StateRestore>,
         source_restore: HashMap<u32, SourceRestore>,
+        restore_dir: Option<PathBuf>,
     ) -> Self {
         ShardCheckpoints {
             shard: shard as u32,
@@ -135,7 +150,29 @@ impl ShardCheckpoints {
             building: RefCell::new(BTreeMap::new()),
             restore: RefCell::new(restore),
             source_restore: RefCell::new(source_restore),
+            restore_dir,
         }
+    }
+
+    /// The state node `node` restores from, without taking it (to prepare files first).
+    pub fn restore_of(&self, node: usize) -> StateRestore {
+        self.restore
+            .borrow()
+            .get(&(node as u32))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The directory of the checkpoint being restored, if any.
+    pub fn restore_dir(&self) -> Option<&std::path::Path> {
+        self.restore_dir.as_deref()
+    }
+
+    /// The directory checkpoint `barrier` is written to, for state kept as files.
+    pub fn checkpoint_dir(&self, barrier: Barrier) -> Option<PathBuf> {
+        self.wiring
+            .as_ref()
+            .map(|w| w.store.checkpoint_path(barrier.id, barrier.savepoint))
     }
 
     /// True when the job takes checkpoints.

@@ -13,9 +13,7 @@ use crate::error::{Result, WeirError};
 use crate::runtime::OperatorCtx;
 
 use super::SideOutputs;
-use crate::state::{
-    KeyGroupSnapshot, KeyedStateStore, StateBackend, StateCodec, StateError,
-};
+use crate::state::{KeyGroupSnapshot, KeyedStateStore, StateBackend, StateCodec, StateError};
 use crate::time::{Progress, Timestamp, wall_clock_ms};
 use crate::window::{TimeDomain, TimerService};
 
@@ -389,6 +387,13 @@ where
                 message: format!("open: {e}"),
             })?;
         let restore = ctx.take_restore();
+        if store.backend().as_lsm().is_none() && crate::checkpoint::lsm::has_references(&restore) {
+            return Err(restore_failed(
+                &ctx,
+                "the checkpoint keeps this operator's keyed state in LSM store files: run the \
+                 job with the LSM state backend to restore it",
+            ));
+        }
         let mut timers = TimerService::new();
         f.restore_state(&restore.part(0))
             .map_err(|e| restore_failed(&ctx, e))?;
@@ -596,17 +601,29 @@ where
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        let (f, store, timers) = (&self.f, &self.store, &self.timers);
+        let (f, store, timers, ctx) = (&self.f, &self.store, &self.timers, &self.ctx);
+        let key_groups = crate::key::key_group_range(ctx.shard, ctx.shards, self.max_parallelism);
+        let checkpoint_dir = ctx.checkpoints.checkpoint_dir(barrier);
         self.ctx.save_state(barrier, |out| {
             f.snapshot_state(out);
-            out.set_part(PART_STORE);
             let backend = store.backend();
-            let groups: Vec<u32> = backend.key_groups().collect();
-            for kg in groups {
-                let snapshot = backend
-                    .snapshot_key_groups(kg..kg + 1)
-                    .map_err(|e| WeirError::Checkpoint(e.to_string()))?;
-                out.key_group_bytes(kg, snapshot.as_bytes());
+            match (backend.as_lsm(), checkpoint_dir) {
+                // The store's files, linked into the checkpoint: a pause of the memtables'
+                // size, not the state's.
+                (Some(lsm), Some(dir)) => crate::checkpoint::lsm::snapshot(
+                    lsm, &dir, barrier, ctx.node, ctx.shard, key_groups, out,
+                )
+                .map_err(|e| WeirError::Checkpoint(format!("`{}`: {e}", ctx.name)))?,
+                _ => {
+                    out.set_part(PART_STORE);
+                    let groups: Vec<u32> = backend.key_groups().collect();
+                    for kg in groups {
+                        let snapshot = backend
+                            .snapshot_key_groups(kg..kg + 1)
+                            .map_err(|e| WeirError::Checkpoint(e.to_string()))?;
+                        out.key_group_bytes(kg, snapshot.as_bytes());
+                    }
+                }
             }
             out.set_part(PART_TIMERS);
             for (domain, timer) in timers.timers() {

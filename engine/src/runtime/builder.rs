@@ -17,8 +17,8 @@ use super::task::{LocalTask, Scheduler};
 use super::{OperatorCtx, ShardInfo, ShardMetrics};
 use crate::checkpoint::shard::{ShardCheckpoints, ShardSetup};
 use crate::error::{Result, WeirError};
-use crate::state::JobStateBackend;
 use crate::operator::{Discard, Push, SideChannel, SideOutputs, Tee, TypedSide};
+use crate::state::JobStateBackend;
 
 /// Job-wide settings every node sees when it is prepared.
 #[derive(Clone)]
@@ -75,6 +75,7 @@ impl ShardBuilder {
             setup.wiring,
             setup.restore,
             setup.sources,
+            setup.restore_dir,
         ));
         ShardBuilder {
             checkpoints,

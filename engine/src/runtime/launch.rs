@@ -14,9 +14,7 @@ use super::task::DriveAll;
 use crate::checkpoint::shard::ShardSetup;
 use crate::error::{Result, WeirError};
 use crate::operator::panic_message;
-use crate::state::{
-    JobStateBackend, LsmStateConfig, StateBackendConfig, new_run_dir, open_lsm,
-};
+use crate::state::{JobStateBackend, LsmStateConfig, StateBackendConfig, new_run_dir};
 
 /// How to place and size the shard executors.
 #[derive(Clone, Debug)]
@@ -140,10 +138,10 @@ pub(crate) fn run_job(
         snapshots.extend(snapshot);
     }
     let duration = start.elapsed();
-    if let Some(run) = &lsm {
-        if let Err(e) = std::fs::remove_dir_all(&run.dir) {
-            tracing::warn!(dir = %run.dir.display(), error = %e, "cannot remove the run's LSM state");
-        }
+    if let Some(run) = &lsm
+        && let Err(e) = std::fs::remove_dir_all(&run.dir)
+    {
+        tracing::warn!(dir = %run.dir.display(), error = %e, "cannot remove the run's LSM state");
     }
     if let Some(e) = first_error {
         return Err(e);
@@ -160,19 +158,27 @@ struct LsmRun {
     nodes: Arc<Vec<usize>>,
 }
 
-/// Opens this shard's LSM store for every keyed-state node (async, so before the
-/// synchronous building of the operators, which take them from the builder).
+/// Opens this shard's LSM store for every keyed-state node, holding the state of the
+/// checkpoint being restored (async, so before the synchronous building of the operators,
+/// which take their stores from the builder).
 async fn open_state_backends(builder: &ShardBuilder, run: &LsmRun) -> Result<()> {
     let shard = builder.info.index;
     for &node in run.nodes.iter() {
         let dir = run.dir.join(format!("node-{node}-shard-{shard}"));
-        let backend = open_lsm(&dir, &run.config)
-            .await
-            .map_err(|e| WeirError::OperatorFailed {
-                operator: builder.names.get(node).cloned().unwrap_or_default(),
-                shard,
-                message: format!("opening its LSM state store: {e}"),
-            })?;
+        let backend = crate::checkpoint::lsm::restore(
+            &dir,
+            &run.config,
+            &builder.checkpoints.restore_of(node),
+            builder.checkpoints.restore_dir(),
+            builder.info.key_groups.clone(),
+        )
+        .await
+        .map_err(|e| WeirError::OperatorFailed {
+            operator: builder.names.get(node).cloned().unwrap_or_default(),
+            shard,
+            message: format!("opening its LSM state store: {e}"),
+        })?;
+        builder.scheduler.add_store(backend.store().clone());
         builder.provide_state_backend(node, JobStateBackend::Lsm(backend));
     }
     Ok(())
@@ -185,10 +191,10 @@ async fn run_shard(
 ) -> ShardOutcome {
     let started = Instant::now();
     let shard = builder.info.index;
-    if let Some(run) = &lsm {
-        if let Err(e) = open_state_backends(&builder, run).await {
-            return (Err(e), None);
-        }
+    if let Some(run) = &lsm
+        && let Err(e) = open_state_backends(&builder, run).await
+    {
+        return (Err(e), None);
     }
     for part in parts.into_iter().rev() {
         if let Err(e) = part(&mut builder) {

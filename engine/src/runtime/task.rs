@@ -32,6 +32,8 @@ pub(crate) trait Pending {
 pub(crate) struct Scheduler {
     current: Cell<usize>,
     blocked: RefCell<Vec<Vec<Rc<dyn Pending>>>>,
+    /// The shard's LSM state stores, whose flushes need the shard to wait now and then.
+    stores: RefCell<Vec<weir_storage::Store>>,
 }
 
 impl Scheduler {
@@ -40,6 +42,33 @@ impl Scheduler {
         let mut blocked = self.blocked.borrow_mut();
         blocked.push(Vec::new());
         blocked.len() - 1
+    }
+
+    /// Registers an LSM store of this shard (see [`Scheduler::between_batches`]).
+    pub fn add_store(&self, store: weir_storage::Store) {
+        self.stores.borrow_mut().push(store);
+    }
+
+    /// What a task does between two batches: applies the LSM stores' write backpressure,
+    /// then yields to the shard's other tasks.
+    ///
+    /// Keyed operators write their state synchronously, so a frozen memtable is flushed by
+    /// a background task. Its I/O only progresses while the shard waits, and a busy pipeline
+    /// never does by itself: without this, frozen memtables pile up in memory. Relieving
+    /// pressure flushes inline (awaiting the I/O) once too many memtables wait, and slows
+    /// writers down while compaction is behind — a write stall, as in RocksDB. It costs a
+    /// few comparisons when the stores keep up, and nothing on shards without LSM state.
+    pub async fn between_batches(&self) -> Result<()> {
+        if !self.stores.borrow().is_empty() {
+            let stores = self.stores.borrow().clone();
+            for store in stores {
+                store.relieve_pressure().await.map_err(|e| {
+                    crate::error::WeirError::Checkpoint(format!("LSM state store: {e}"))
+                })?;
+            }
+        }
+        yield_now().await;
+        Ok(())
     }
 
     /// Marks `task` as the one pushing now.

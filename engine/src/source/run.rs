@@ -14,7 +14,7 @@ use crate::checkpoint::{Barrier, CheckpointId, ShardTrigger};
 use crate::error::{Result, WeirError};
 use crate::operator::Push;
 use crate::runtime::OperatorCtx;
-use crate::runtime::task::{Scheduler, yield_now};
+use crate::runtime::task::Scheduler;
 use crate::state::{StateCodec, StateError};
 use crate::time::{END_OF_TIME, Progress, Timestamp, WatermarkGenerator};
 
@@ -37,7 +37,9 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
     let trigger = ctx.checkpoints.trigger();
     let mut barriers = Barriers {
         // Barriers requested before this attempt started belong to an earlier attempt.
-        injected: trigger.as_ref().map_or(0, |t| t.requested()),
+        // Not `requested()`: a checkpoint triggered while this shard was still being built
+        // (opening state stores takes a while) must be injected too, or it never completes.
+        injected: trigger.as_ref().map_or(0, |t| t.base()),
         trigger,
     };
     if let Some(w) = restored_watermark {
@@ -120,7 +122,7 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
             barriers.inject(&reader, emitted, &mut next, &ctx)?;
             scheduler.drain(task).await?;
         }
-        yield_now().await;
+        scheduler.between_batches().await?;
     }
     barriers.finished(&ctx)?;
     scheduler.enter(task);

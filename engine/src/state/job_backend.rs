@@ -103,8 +103,12 @@ fn remove_dead_runs(base: &Path) {
             continue;
         }
         match std::fs::remove_dir_all(entry.path()) {
-            Ok(()) => tracing::info!(dir = %entry.path().display(), "removed the LSM state of a dead run"),
-            Err(e) => tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove stale LSM state"),
+            Ok(()) => {
+                tracing::info!(dir = %entry.path().display(), "removed the LSM state of a dead run")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove stale LSM state")
+            }
         }
     }
 }
