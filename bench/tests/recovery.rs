@@ -321,14 +321,23 @@ fn partitioned_output_is_refused_with_checkpoints() {
 }
 
 /// Runs `args` and kills it after `after`, leaving its checkpoints behind.
-fn run_and_kill(args: &[String], after: Duration) {
+/// Runs the harness and SIGKILLs it once `checkpoints` checkpoints completed in `dir`
+/// (polled, so a loaded machine only makes the test slower, not wrong), or after a minute.
+fn run_and_kill(args: &[String], dir: &Path, checkpoints: usize) {
     let mut child = Command::new(BIN)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn weir-bench");
-    std::thread::sleep(after);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let done = dir.exists() && completed_checkpoints(dir).len() >= checkpoints;
+        if done || child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // It may have finished already; then there is nothing to kill.
     let _ = child.kill();
     child.wait().expect("reap child");
@@ -369,9 +378,15 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
         .iter()
         .map(|s| s.to_string()),
     );
-    run_and_kill(&args, Duration::from_millis(1500));
-    let done = completed_checkpoints(&ckpt);
-    assert!(done.len() >= 2, "need two checkpoints, got {done:?}");
+    // Three completed: the coordinator commits a checkpoint's output before it completes the
+    // next one, so the second newest surely committed. Drop the newest (as if the process had
+    // died before completing it) and corrupt the one before, which committed output.
+    run_and_kill(&args, &ckpt, 3);
+    let mut done = completed_checkpoints(&ckpt);
+    assert!(done.len() >= 3, "need three checkpoints, got {done:?}");
+    if let Some(last) = done.pop() {
+        std::fs::remove_dir_all(&last).expect("drop the newest checkpoint");
+    }
     let newest = done.last().expect("a checkpoint").join("_metadata");
     let mut bytes = std::fs::read(&newest).expect("read metadata");
     let middle = bytes.len() / 2;
@@ -407,7 +422,7 @@ fn a_checkpoint_of_another_job_is_refused() {
         .iter()
         .map(|s| s.to_string()),
     );
-    run_and_kill(&args, Duration::from_millis(800));
+    run_and_kill(&args, &ckpt, 1);
     assert!(
         !completed_checkpoints(&ckpt).is_empty(),
         "no checkpoint taken"
