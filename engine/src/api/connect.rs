@@ -8,6 +8,7 @@ use super::stream::Stream;
 use crate::Data;
 use crate::operator::{KeyedCoProcessFunction, keyed_co_process};
 use crate::runtime::{JobContext, ShardPart};
+use crate::state::StateCodec;
 
 /// Two keyed streams whose records with equal keys meet on the same shard.
 pub struct ConnectedKeyedStreams<A, B, K, KA, KB> {
@@ -46,8 +47,12 @@ where
     KA: FnMut(&A) -> K + Clone + Send + 'static,
     KB: FnMut(&B) -> K + Clone + Send + 'static,
 {
-    /// Runs `f` over both inputs, each record with its key.
-    pub fn process<Out: Data, F: KeyedCoProcessFunction<K, A, B, Out>>(&self, f: F) -> Stream<Out> {
+    /// Runs `f` over both inputs, each record with its key (and keyed state through
+    /// `ctx.state()`, in the job's state backend).
+    pub fn process<Out: Data, F: KeyedCoProcessFunction<K, A, B, Out>>(&self, f: F) -> Stream<Out>
+    where
+        K: StateCodec,
+    {
         let left = self.left.partitioned();
         let right = self.right.partitioned();
         let (left_node, right_node) = (left.node, right.node);
@@ -61,6 +66,7 @@ where
                 .push("connect of streams from different environments".into());
         }
         let id = graph.next_id();
+        let max_parallelism = env.max_parallelism();
         let node = graph.add(
             "co-process",
             Box::new(move |ctx: &JobContext| {
@@ -75,6 +81,7 @@ where
                             out,
                             b.operator_ctx(id),
                             b.scheduler.clone(),
+                            max_parallelism,
                         )?;
                         b.add_input::<A>(left_node, Box::new(l));
                         b.add_input::<B>(right_node, Box::new(r));
@@ -84,6 +91,7 @@ where
                 })
             }),
         );
+        graph.keyed_state.push(node);
         drop(graph);
         Stream::new(env, node)
     }

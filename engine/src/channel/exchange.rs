@@ -8,6 +8,7 @@
 //! kept aside and the pushing task waits (see `runtime::task`). On the consuming side an inbox
 //! task receives from all producers and pushes into the local operator chain.
 
+use crate::checkpoint::shard::TerminalId;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::hash::Hash;
@@ -207,6 +208,7 @@ pub struct Outbox<T, S, P> {
     partitioner: P,
     scheduler: Rc<Scheduler>,
     ctx: OperatorCtx,
+    terminal: TerminalId,
     finished: bool,
 }
 
@@ -228,8 +230,9 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Outb
             metrics: ctx.metrics.clone(),
         };
         // The barrier leaves this shard's chain here (the receiving inboxes carry it on).
-        ctx.checkpoints.register_terminal();
+        let terminal = ctx.checkpoints.register_terminal();
         Outbox {
+            terminal,
             state: Rc::new(RefCell::new(state)),
             partitioner,
             scheduler,
@@ -296,7 +299,9 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Push
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         self.broadcast(|| Message::Barrier(barrier))?;
-        self.ctx.checkpoints.terminal_reached(barrier)
+        self.ctx
+            .checkpoints
+            .terminal_reached(self.terminal, barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -305,7 +310,7 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Push
         }
         self.finished = true;
         self.broadcast(|| Message::End)?;
-        self.ctx.checkpoints.terminal_finished()
+        self.ctx.checkpoints.terminal_finished(self.terminal)
     }
 }
 

@@ -4,10 +4,10 @@
 //!
 //! A shard's snapshot for barrier n is complete when every *terminal* of the shard (sinks,
 //! exchange outboxes, discarded outputs) has received barrier n: by then every operator between
-//! the shard's sources/inboxes and those terminals has snapshotted. Terminals whose input ended
-//! stop counting.
+//! the shard's sources/inboxes and those terminals has snapshotted. A terminal whose input ended
+//! no longer holds back barriers it did not reach (it reached every one it will ever see).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,8 +113,20 @@ pub(crate) struct ShardSetup {
     pub restore_dir: Option<PathBuf>,
 }
 
+/// Names one terminal of a shard (see [`ShardCheckpoints::register_terminal`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TerminalId(usize);
+
+/// How far one terminal got.
+#[derive(Clone, Copy, Debug, Default)]
+struct TerminalProgress {
+    /// The highest barrier it received (0: none).
+    reached: CheckpointId,
+    /// Its input ended.
+    finished: bool,
+}
+
 struct Building {
-    arrived: usize,
     state: EncodedShard,
     outputs: Vec<OutputPart>,
     started: Instant,
@@ -126,7 +138,8 @@ pub(crate) struct ShardCheckpoints {
     shard: u32,
     max_parallelism: u32,
     wiring: Option<ShardWiring>,
-    terminals: Cell<usize>,
+    /// Every terminal of the shard: the last barrier it reached and whether its input ended.
+    terminals: RefCell<Vec<TerminalProgress>>,
     building: RefCell<BTreeMap<CheckpointId, Building>>,
     restore: RefCell<HashMap<u32, StateRestore>>,
     source_restore: RefCell<HashMap<u32, SourceRestore>>,
@@ -146,7 +159,7 @@ impl ShardCheckpoints {
             shard: shard as u32,
             max_parallelism,
             wiring,
-            terminals: Cell::new(0),
+            terminals: RefCell::new(Vec::new()),
             building: RefCell::new(BTreeMap::new()),
             restore: RefCell::new(restore),
             source_restore: RefCell::new(source_restore),
@@ -203,21 +216,36 @@ impl ShardCheckpoints {
         self.source_restore.borrow_mut().remove(&(node as u32))
     }
 
-    /// A terminal push exists on this shard.
-    pub fn register_terminal(&self) {
-        self.terminals.set(self.terminals.get() + 1);
+    /// A terminal push exists on this shard; it reports under the returned id.
+    pub fn register_terminal(&self) -> TerminalId {
+        let mut terminals = self.terminals.borrow_mut();
+        terminals.push(TerminalProgress::default());
+        TerminalId(terminals.len() - 1)
     }
 
-    /// A terminal's input ended: it will see no more barriers.
-    pub fn terminal_finished(&self) -> Result<()> {
-        self.terminals.set(self.terminals.get().saturating_sub(1));
-        let ready: Vec<CheckpointId> = self
-            .building
-            .borrow()
-            .iter()
-            .filter(|(_, b)| b.arrived >= self.terminals.get())
-            .map(|(id, _)| *id)
-            .collect();
+    /// A terminal's input ended: it will see no more barriers, so it no longer holds back
+    /// the checkpoints it did not reach.
+    pub fn terminal_finished(&self, terminal: TerminalId) -> Result<()> {
+        if let Some(t) = self.terminals.borrow_mut().get_mut(terminal.0) {
+            t.finished = true;
+        }
+        self.acknowledge_ready()
+    }
+
+    /// Acknowledges every checkpoint in progress that each terminal either reached or will
+    /// never see (its input ended before the barrier). A terminal that reached a barrier and
+    /// then ended counts once: counting arrivals and subtracting ended terminals would count
+    /// it twice and acknowledge before the operators upstream of other terminals snapshot.
+    fn acknowledge_ready(&self) -> Result<()> {
+        let ready: Vec<CheckpointId> = {
+            let terminals = self.terminals.borrow();
+            self.building
+                .borrow()
+                .keys()
+                .copied()
+                .filter(|id| terminals.iter().all(|t| t.reached >= *id || t.finished))
+                .collect()
+        };
         for id in ready {
             self.acknowledge(id)?;
         }
@@ -227,7 +255,6 @@ impl ShardCheckpoints {
     fn building<R>(&self, id: CheckpointId, f: impl FnOnce(&mut Building) -> R) -> R {
         let mut building = self.building.borrow_mut();
         let b = building.entry(id).or_insert_with(|| Building {
-            arrived: 0,
             state: EncodedShard {
                 shard: self.shard,
                 operators: Vec::new(),
@@ -288,18 +315,15 @@ impl ShardCheckpoints {
     }
 
     /// A terminal received `barrier`; the last one completes the shard's snapshot.
-    pub fn terminal_reached(&self, barrier: Barrier) -> Result<()> {
+    pub fn terminal_reached(&self, terminal: TerminalId, barrier: Barrier) -> Result<()> {
         if !self.enabled() {
             return Ok(());
         }
-        let arrived = self.building(barrier.id, |b| {
-            b.arrived += 1;
-            b.arrived
-        });
-        if arrived >= self.terminals.get() {
-            self.acknowledge(barrier.id)?;
+        self.building(barrier.id, |_| ());
+        if let Some(t) = self.terminals.borrow_mut().get_mut(terminal.0) {
+            t.reached = t.reached.max(barrier.id);
         }
-        Ok(())
+        self.acknowledge_ready()
     }
 
     fn acknowledge(&self, id: CheckpointId) -> Result<()> {
@@ -336,4 +360,84 @@ impl ShardCheckpoints {
 
 fn coordinator_gone(shard: u32) -> WeirError {
     WeirError::Checkpoint(format!("shard {shard}: the checkpoint coordinator stopped"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard_with_wiring() -> (
+        ShardCheckpoints,
+        std::sync::mpsc::Receiver<CoordinatorEvent>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::super::CheckpointStore::open(dir.path(), 1).expect("store");
+        let (events, receiver) = std::sync::mpsc::channel();
+        let wiring = ShardWiring {
+            trigger: Arc::new(ShardTrigger::starting_after(0)),
+            events,
+            pending_dir: store.pending_dir(),
+            store,
+        };
+        let shard =
+            ShardCheckpoints::new(0, 128, Some(wiring), HashMap::new(), HashMap::new(), None);
+        (shard, receiver, dir)
+    }
+
+    fn acked(receiver: &std::sync::mpsc::Receiver<CoordinatorEvent>) -> Vec<CheckpointId> {
+        receiver
+            .try_iter()
+            .filter_map(|e| match e {
+                CoordinatorEvent::Ack { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const B1: Barrier = Barrier {
+        id: 1,
+        savepoint: false,
+    };
+    const B2: Barrier = Barrier {
+        id: 2,
+        savepoint: false,
+    };
+
+    /// A terminal that reached barrier 1 and then ended must not stand in for another
+    /// terminal that has not reached it yet (the operators before that one have not
+    /// snapshotted): the shard acknowledges only once every terminal reached 1 or ended.
+    #[test]
+    fn an_ended_terminal_is_not_counted_twice() {
+        let (shard, receiver, _dir) = shard_with_wiring();
+        let (a, b, c) = (
+            shard.register_terminal(),
+            shard.register_terminal(),
+            shard.register_terminal(),
+        );
+        shard.terminal_reached(a, B1).expect("reach");
+        shard.terminal_reached(b, B1).expect("reach");
+        shard.terminal_finished(a).expect("finish");
+        shard.terminal_finished(b).expect("finish");
+        assert_eq!(
+            acked(&receiver),
+            Vec::<CheckpointId>::new(),
+            "c has not reached 1"
+        );
+        shard.terminal_reached(c, B1).expect("reach");
+        assert_eq!(acked(&receiver), vec![1]);
+    }
+
+    /// A terminal that ended before a barrier will never see it and does not hold it back.
+    #[test]
+    fn an_ended_terminal_does_not_hold_back_later_barriers() {
+        let (shard, receiver, _dir) = shard_with_wiring();
+        let (a, b) = (shard.register_terminal(), shard.register_terminal());
+        shard.terminal_reached(a, B1).expect("reach");
+        shard.terminal_reached(b, B1).expect("reach");
+        assert_eq!(acked(&receiver), vec![1]);
+        shard.terminal_finished(a).expect("finish");
+        shard.terminal_reached(b, B2).expect("reach");
+        assert_eq!(acked(&receiver), vec![2]);
+    }
 }

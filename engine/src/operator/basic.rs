@@ -1,6 +1,7 @@
 //! Stateless one-input operators: map, filter, flat_map, and the plumbing of fan-out.
 
 use super::{Push, guarded};
+use crate::checkpoint::shard::TerminalId;
 use std::rc::Rc;
 
 use crate::batch::Batch;
@@ -196,14 +197,16 @@ impl<T: Clone> Push<T> for Tee<T> {
 /// chain for checkpoint barriers.
 pub struct Discard {
     checkpoints: Rc<ShardCheckpoints>,
+    terminal: TerminalId,
     finished: bool,
 }
 
 impl Discard {
     pub(crate) fn new(checkpoints: Rc<ShardCheckpoints>) -> Self {
-        checkpoints.register_terminal();
+        let terminal = checkpoints.register_terminal();
         Discard {
             checkpoints,
+            terminal,
             finished: false,
         }
     }
@@ -220,13 +223,13 @@ impl<T> Push<T> for Discard {
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.checkpoints.terminal_reached(barrier)
+        self.checkpoints.terminal_reached(self.terminal, barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
         if !self.finished {
             self.finished = true;
-            self.checkpoints.terminal_finished()?;
+            self.checkpoints.terminal_finished(self.terminal)?;
         }
         Ok(())
     }

@@ -17,14 +17,22 @@ use crate::checkpoint::{Barrier, StateRestore, StateSnapshot};
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
 use crate::runtime::task::{Pending, Scheduler};
-use crate::state::StateError;
+use crate::state::{KeyedStateStore, StateCodec, StateError};
 use crate::time::{Progress, Timestamp, WatermarkMerger};
 
 use super::ProcessContext;
+use super::process::{TimerRequest, open_keyed_store, snapshot_keyed_store};
 
 /// A keyed co-process function: sees the records of both inputs with their (common) key.
-/// State kept in the function's own fields is per shard; key it by `K` for per-key state.
+/// Per-key state goes in the job's state backend: declare it in `open` and reach it through
+/// `ctx.state()`, scoped to the record's key (checkpointed and rescaled like a keyed process
+/// function's). State kept in the function's own fields is per shard. Co-process functions
+/// have no timers: fire event-time work in `on_watermark`.
 pub trait KeyedCoProcessFunction<K, A, B, Out>: Clone + Send + 'static {
+    /// Declares keyed state (called once per shard before any record).
+    fn open(&mut self, _store: &mut KeyedStateStore) -> Result<(), StateError> {
+        Ok(())
+    }
     /// A record of the first input.
     fn process_left(&mut self, key: &K, value: A, ctx: &mut ProcessContext<'_, Out>);
     /// A record of the second input.
@@ -58,6 +66,11 @@ struct CoState<K, A, B, Out, KA, KB, F> {
     ctx: OperatorCtx,
     /// Ingest time of the last batch from either input: watermark-fired output carries it.
     last_ingest: Instant,
+    /// Keyed state of the function (the job's backend).
+    store: KeyedStateStore,
+    max_parallelism: u32,
+    /// Timer requests of user code: co-process functions have no timers, so dropped.
+    timer_requests: Vec<TimerRequest>,
     _types: std::marker::PhantomData<fn(K, A, B)>,
 }
 
@@ -113,10 +126,11 @@ where
         match alignment {
             Alignment::Aligned(b) => {
                 self.gates.open_all();
-                let f = &self.f;
+                let (f, store, ctx) = (&self.f, &self.store, &self.ctx);
+                let max_parallelism = self.max_parallelism;
                 self.ctx.save_state(b, |out| {
                     f.snapshot_state(out);
-                    Ok(())
+                    snapshot_keyed_store(store, ctx, b, max_parallelism, out)
                 })?;
                 self.next.barrier(b)
             }
@@ -162,6 +176,7 @@ pub(crate) fn keyed_co_process<K, A, B, Out, KA, KB, F>(
     next: Box<dyn Push<Out>>,
     ctx: OperatorCtx,
     scheduler: Rc<Scheduler>,
+    max_parallelism: u32,
 ) -> Result<(
     CoLeft<K, A, B, Out, KA, KB, F>,
     CoRight<K, A, B, Out, KA, KB, F>,
@@ -170,6 +185,7 @@ where
     F: KeyedCoProcessFunction<K, A, B, Out>,
 {
     let restore = ctx.take_restore();
+    let store = open_keyed_store(&ctx, &restore, |store| f.open(store))?;
     f.restore_state(&restore.part(0)).map_err(|e| {
         crate::error::WeirError::Checkpoint(format!(
             "restoring `{}` on shard {}: {e}",
@@ -192,6 +208,9 @@ where
         scheduler,
         ctx,
         last_ingest: Instant::now(),
+        store,
+        max_parallelism,
+        timer_requests: Vec::new(),
         _types: std::marker::PhantomData,
     }));
     Ok((
@@ -208,7 +227,7 @@ where
 
 impl<K, A, B, Out, KA, KB, F> Push<A> for CoLeft<K, A, B, Out, KA, KB, F>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + StateCodec,
     KA: FnMut(&A) -> K,
     KB: FnMut(&B) -> K,
     F: KeyedCoProcessFunction<K, A, B, Out>,
@@ -216,14 +235,28 @@ where
     fn push(&mut self, batch: &mut Batch<A>) -> Result<()> {
         let mut st = self.shared.borrow_mut();
         st.ctx.count_in(batch.len());
-        let ctx = st.ctx.clone();
+        st.store
+            .set_time(u64::try_from(crate::time::wall_clock_ms()).unwrap_or(0));
         {
-            let (mut pctx, f, key_left, _) = st.context();
-            guarded(&ctx, || {
+            let st = &mut *st;
+            let (ctx, f, key_left) = (&st.ctx, &mut st.f, &mut st.key_left);
+            let (out, store, timers) = (&mut st.out.records, &mut st.store, &mut st.timer_requests);
+            let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
+            guarded(ctx, || {
                 for r in batch.records.drain(..) {
                     let key = key_left(&r);
+                    let mut pctx = ProcessContext::keyed(
+                        out,
+                        ctx,
+                        watermark,
+                        &key,
+                        store,
+                        timers,
+                        max_parallelism,
+                    );
                     f.process_left(&key, r, &mut pctx);
                 }
+                timers.clear();
             })?;
         }
         st.last_ingest = batch.ingest;
@@ -248,7 +281,7 @@ where
 
 impl<K, A, B, Out, KA, KB, F> Push<B> for CoRight<K, A, B, Out, KA, KB, F>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + StateCodec,
     KA: FnMut(&A) -> K,
     KB: FnMut(&B) -> K,
     F: KeyedCoProcessFunction<K, A, B, Out>,
@@ -256,14 +289,28 @@ where
     fn push(&mut self, batch: &mut Batch<B>) -> Result<()> {
         let mut st = self.shared.borrow_mut();
         st.ctx.count_in(batch.len());
-        let ctx = st.ctx.clone();
+        st.store
+            .set_time(u64::try_from(crate::time::wall_clock_ms()).unwrap_or(0));
         {
-            let (mut pctx, f, _, key_right) = st.context();
-            guarded(&ctx, || {
+            let st = &mut *st;
+            let (ctx, f, key_right) = (&st.ctx, &mut st.f, &mut st.key_right);
+            let (out, store, timers) = (&mut st.out.records, &mut st.store, &mut st.timer_requests);
+            let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
+            guarded(ctx, || {
                 for r in batch.records.drain(..) {
                     let key = key_right(&r);
+                    let mut pctx = ProcessContext::keyed(
+                        out,
+                        ctx,
+                        watermark,
+                        &key,
+                        store,
+                        timers,
+                        max_parallelism,
+                    );
                     f.process_right(&key, r, &mut pctx);
                 }
+                timers.clear();
             })?;
         }
         st.last_ingest = batch.ingest;

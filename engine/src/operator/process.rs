@@ -63,6 +63,34 @@ pub(crate) enum TimerRequest {
 }
 
 impl<'a, Out> ProcessContext<'a, Out> {
+    /// A context for one record of `key` whose keyed state is in `store` (co-process
+    /// functions: their timer requests go to `timers` and are not served).
+    pub(crate) fn keyed(
+        out: &'a mut Vec<Out>,
+        ctx: &OperatorCtx,
+        watermark: Option<Timestamp>,
+        key: &'a dyn ScopeKey,
+        store: &'a mut KeyedStateStore,
+        timers: &'a mut Vec<TimerRequest>,
+        max_parallelism: u32,
+    ) -> Self {
+        ProcessContext {
+            out,
+            shard: ctx.shard,
+            shards: ctx.shards,
+            watermark,
+            keyed: Some(KeyedScope {
+                key,
+                key_set: false,
+                store,
+                timers,
+                max_parallelism,
+            }),
+            sides: None,
+            timer_domain: None,
+        }
+    }
+
     /// A context emitting into `out` for the operator `ctx`.
     pub(crate) fn new(
         out: &'a mut Vec<Out>,
@@ -379,32 +407,11 @@ where
         sides: SideOutputs,
         max_parallelism: u32,
     ) -> crate::error::Result<Self> {
-        let mut store = KeyedStateStore::new(ctx.take_state_backend());
-        f.open(&mut store)
-            .map_err(|e| crate::error::WeirError::OperatorFailed {
-                operator: ctx.name.clone(),
-                shard: ctx.shard,
-                message: format!("open: {e}"),
-            })?;
         let restore = ctx.take_restore();
-        if store.backend().as_lsm().is_none() && crate::checkpoint::lsm::has_references(&restore) {
-            return Err(restore_failed(
-                &ctx,
-                "the checkpoint keeps this operator's keyed state in LSM store files: run the \
-                 job with the LSM state backend to restore it",
-            ));
-        }
+        let store = open_keyed_store(&ctx, &restore, |store| f.open(store))?;
         let mut timers = TimerService::new();
         f.restore_state(&restore.part(0))
             .map_err(|e| restore_failed(&ctx, e))?;
-        for (_, bytes) in restore.part(PART_STORE).key_group_bytes() {
-            let snapshot = KeyGroupSnapshot::from_bytes(bytes.to_vec())
-                .map_err(|e| restore_failed(&ctx, e))?;
-            store
-                .backend_mut()
-                .restore(&snapshot)
-                .map_err(|e| restore_failed(&ctx, e))?;
-        }
         for timer in restore.part(PART_TIMERS).keyed::<K, (u8, Timestamp)>() {
             let (key, (domain, timestamp)) = timer.map_err(|e| restore_failed(&ctx, e))?;
             match domain {
@@ -432,6 +439,72 @@ where
     /// The keyed state backend (for snapshots).
     pub fn state(&self) -> &KeyedStateStore {
         &self.store
+    }
+}
+
+/// The keyed-state store of an operator instance: the job's backend (opened for it on the
+/// shard), the states `open` declares, and the state `restore` holds (the LSM backend was
+/// already restored from its files when it was opened).
+pub(crate) fn open_keyed_store(
+    ctx: &OperatorCtx,
+    restore: &StateRestore,
+    open: impl FnOnce(&mut KeyedStateStore) -> Result<(), StateError>,
+) -> crate::error::Result<KeyedStateStore> {
+    let mut store = KeyedStateStore::new(ctx.take_state_backend());
+    open(&mut store).map_err(|e| crate::error::WeirError::OperatorFailed {
+        operator: ctx.name.clone(),
+        shard: ctx.shard,
+        message: format!("open: {e}"),
+    })?;
+    if store.backend().as_lsm().is_none() && crate::checkpoint::lsm::has_references(restore) {
+        return Err(restore_failed(
+            ctx,
+            "the checkpoint keeps this operator's keyed state in LSM store files: run the job \
+             with the LSM state backend to restore it",
+        ));
+    }
+    for (_, bytes) in restore.part(PART_STORE).key_group_bytes() {
+        let snapshot =
+            KeyGroupSnapshot::from_bytes(bytes.to_vec()).map_err(|e| restore_failed(ctx, e))?;
+        store
+            .backend_mut()
+            .restore(&snapshot)
+            .map_err(|e| restore_failed(ctx, e))?;
+    }
+    Ok(store)
+}
+
+/// Writes an operator instance's keyed-state store into the snapshot for `barrier`: the LSM
+/// store as its file snapshot, the heap backend entry by entry, per key group.
+pub(crate) fn snapshot_keyed_store(
+    store: &KeyedStateStore,
+    ctx: &OperatorCtx,
+    barrier: Barrier,
+    max_parallelism: u32,
+    out: &mut StateSnapshot<'_>,
+) -> crate::error::Result<()> {
+    let backend = store.backend();
+    match (backend.as_lsm(), ctx.checkpoints.checkpoint_dir(barrier)) {
+        // The store's files, linked into the checkpoint: a pause of the memtables' size, not
+        // the state's.
+        (Some(lsm), Some(dir)) => {
+            let key_groups = crate::key::key_group_range(ctx.shard, ctx.shards, max_parallelism);
+            crate::checkpoint::lsm::snapshot(
+                lsm, &dir, barrier, ctx.node, ctx.shard, key_groups, out,
+            )
+            .map_err(|e| WeirError::Checkpoint(format!("`{}`: {e}", ctx.name)))
+        }
+        _ => {
+            out.set_part(PART_STORE);
+            let groups: Vec<u32> = backend.key_groups().collect();
+            for kg in groups {
+                let snapshot = backend
+                    .snapshot_key_groups(kg..kg + 1)
+                    .map_err(|e| WeirError::Checkpoint(e.to_string()))?;
+                out.key_group_bytes(kg, snapshot.as_bytes());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -602,29 +675,10 @@ where
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         let (f, store, timers, ctx) = (&self.f, &self.store, &self.timers, &self.ctx);
-        let key_groups = crate::key::key_group_range(ctx.shard, ctx.shards, self.max_parallelism);
-        let checkpoint_dir = ctx.checkpoints.checkpoint_dir(barrier);
+        let max_parallelism = self.max_parallelism;
         self.ctx.save_state(barrier, |out| {
             f.snapshot_state(out);
-            let backend = store.backend();
-            match (backend.as_lsm(), checkpoint_dir) {
-                // The store's files, linked into the checkpoint: a pause of the memtables'
-                // size, not the state's.
-                (Some(lsm), Some(dir)) => crate::checkpoint::lsm::snapshot(
-                    lsm, &dir, barrier, ctx.node, ctx.shard, key_groups, out,
-                )
-                .map_err(|e| WeirError::Checkpoint(format!("`{}`: {e}", ctx.name)))?,
-                _ => {
-                    out.set_part(PART_STORE);
-                    let groups: Vec<u32> = backend.key_groups().collect();
-                    for kg in groups {
-                        let snapshot = backend
-                            .snapshot_key_groups(kg..kg + 1)
-                            .map_err(|e| WeirError::Checkpoint(e.to_string()))?;
-                        out.key_group_bytes(kg, snapshot.as_bytes());
-                    }
-                }
-            }
+            snapshot_keyed_store(store, ctx, barrier, max_parallelism, out)?;
             out.set_part(PART_TIMERS);
             for (domain, timer) in timers.timers() {
                 let d: u8 = match domain {

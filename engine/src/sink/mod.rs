@@ -19,6 +19,7 @@ pub use output::SinkFile;
 pub use partitioned::PartitionedFileSink;
 pub use table::TableSink;
 
+use crate::checkpoint::shard::TerminalId;
 use std::path::{Path, PathBuf};
 
 use crate::batch::Batch;
@@ -86,6 +87,7 @@ pub trait SinkWriter<T>: 'static {
 pub(crate) struct SinkPush<W> {
     writer: W,
     ctx: OperatorCtx,
+    terminal: TerminalId,
     finished: bool,
 }
 
@@ -103,10 +105,11 @@ impl<W> SinkPush<W> {
         writer
             .restore_state(&restore.part(0))
             .map_err(|e| WeirError::Checkpoint(format!("restoring sink `{}`: {e}", ctx.name)))?;
-        ctx.checkpoints.register_terminal();
+        let terminal = ctx.checkpoints.register_terminal();
         Ok(SinkPush {
             writer,
             ctx,
+            terminal,
             finished: false,
         })
     }
@@ -153,7 +156,9 @@ impl<T, W: SinkWriter<T>> Push<T> for SinkPush<W> {
             let part = self.part(barrier.id, part);
             self.ctx.checkpoints.add_output(barrier, part);
         }
-        self.ctx.checkpoints.terminal_reached(barrier)
+        self.ctx
+            .checkpoints
+            .terminal_reached(self.terminal, barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -167,6 +172,6 @@ impl<T, W: SinkWriter<T>> Push<T> for SinkPush<W> {
             let part = self.part(u64::MAX, part);
             self.ctx.checkpoints.final_output(part)?;
         }
-        self.ctx.checkpoints.terminal_finished()
+        self.ctx.checkpoints.terminal_finished(self.terminal)
     }
 }
