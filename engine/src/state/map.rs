@@ -86,7 +86,8 @@ impl<UK: StateCodec, UV: StateCodec> MapState<UK, UV> {
         store: &mut KeyedStateStore<B>,
         key: &UK,
     ) -> Result<Option<UV>, StateError> {
-        match store.read(self.id, self.ttl, &key.to_bytes())? {
+        let (id, ttl) = (self.id, self.ttl);
+        match store.with_user_key(key, |s, uk| s.read(id, ttl, uk))? {
             Some(bytes) => store.decode(self.id, &bytes).map(Some),
             None => Ok(None),
         }
@@ -99,7 +100,8 @@ impl<UK: StateCodec, UV: StateCodec> MapState<UK, UV> {
         key: &UK,
         value: &UV,
     ) -> Result<(), StateError> {
-        store.write(self.id, self.ttl, &key.to_bytes(), value)
+        let (id, ttl) = (self.id, self.ttl);
+        store.with_user_key(key, |s, uk| s.write(id, ttl, uk, value))
     }
 
     /// Removes `key`.
@@ -108,7 +110,8 @@ impl<UK: StateCodec, UV: StateCodec> MapState<UK, UV> {
         store: &mut KeyedStateStore<B>,
         key: &UK,
     ) -> Result<(), StateError> {
-        store.remove(self.id, &key.to_bytes())
+        let id = self.id;
+        store.with_user_key(key, |s, uk| s.remove(id, uk))
     }
 
     /// True if `key` is present and visible.
@@ -117,7 +120,10 @@ impl<UK: StateCodec, UV: StateCodec> MapState<UK, UV> {
         store: &mut KeyedStateStore<B>,
         key: &UK,
     ) -> Result<bool, StateError> {
-        Ok(store.read(self.id, self.ttl, &key.to_bytes())?.is_some())
+        let (id, ttl) = (self.id, self.ttl);
+        Ok(store
+            .with_user_key(key, |s, uk| s.read(id, ttl, uk))?
+            .is_some())
     }
 
     /// All visible entries, ascending by encoded key. Owned, so the store may

@@ -24,6 +24,9 @@ pub struct KeyedStateStore<B: StateBackend = super::job_backend::JobStateBackend
     now: u64,
     /// Reused encoding buffer so writes do not allocate.
     scratch: Vec<u8>,
+    /// Reused buffer for encoded map keys, so map operations do not allocate to address
+    /// an entry.
+    user_key: Vec<u8>,
 }
 
 impl<B: StateBackend> KeyedStateStore<B> {
@@ -37,6 +40,7 @@ impl<B: StateBackend> KeyedStateStore<B> {
             has_key: false,
             now: 0,
             scratch: Vec::new(),
+            user_key: Vec::new(),
         }
     }
 
@@ -130,6 +134,21 @@ impl<B: StateBackend> KeyedStateStore<B> {
         } else {
             Err(StateError::NoCurrentKey)
         }
+    }
+
+    /// Runs `f` with `user_key` encoded in a reused buffer.
+    #[inline]
+    pub(crate) fn with_user_key<UK: StateCodec, R>(
+        &mut self,
+        user_key: &UK,
+        f: impl FnOnce(&mut Self, &[u8]) -> R,
+    ) -> R {
+        let mut buf = std::mem::take(&mut self.user_key);
+        buf.clear();
+        user_key.encode(&mut buf);
+        let r = f(self, &buf);
+        self.user_key = buf;
+        r
     }
 
     fn split(&self, id: StateId, bytes: &[u8]) -> Result<(u64, Vec<u8>), StateError> {
