@@ -4,6 +4,7 @@
 //! `weir-bench nexmark-data` writes the generated events as CSV for other engines.
 
 mod lsm;
+mod state_bench;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,9 @@ enum Command {
     /// LSM store workloads (fillseq, fillrandom, readrandom, ...) against weir-storage and
     /// fjall in the same process.
     Lsm(lsm::LsmArgs),
+    /// Large keyed state on the heap or the LSM backend, with checkpoints: throughput and the
+    /// checkpoint pause.
+    State(state_bench::StateArgs),
 }
 
 #[derive(Args)]
@@ -174,6 +178,7 @@ fn main() -> Result<()> {
         Command::NexmarkData(args) => nexmark_data(args),
         Command::Suite(args) => suite(args),
         Command::Lsm(args) => lsm::run(&args),
+        Command::State(args) => state_bench::run(&args),
     }
 }
 

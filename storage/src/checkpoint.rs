@@ -229,17 +229,17 @@ impl Store {
 /// it took them), then every entry, merge operands one by one, oldest first.
 fn memtable_as_log(mem: &crate::memtable::Memtable, out: &mut Vec<u8>) {
     use crate::entry::Entry;
-    use crate::wal::WalOp;
+    use crate::wal::{TAG_DELETE, TAG_DELETE_RANGE, TAG_MERGE, TAG_PUT, encode_record};
     for (start, end) in mem.range_dels() {
-        out.extend_from_slice(&WalOp::DeleteRange(start, end).encode());
+        encode_record(out, TAG_DELETE_RANGE, &start, &end);
     }
     for (key, entry) in mem.iter() {
         match entry {
-            Entry::Put(v) => out.extend_from_slice(&WalOp::Put(key.clone(), v.clone()).encode()),
-            Entry::Delete => out.extend_from_slice(&WalOp::Delete(key.clone()).encode()),
+            Entry::Put(v) => encode_record(out, TAG_PUT, key, v),
+            Entry::Delete => encode_record(out, TAG_DELETE, key, &[]),
             Entry::Merge(operands) => {
                 for op in operands {
-                    out.extend_from_slice(&WalOp::Merge(key.clone(), op.clone()).encode());
+                    encode_record(out, TAG_MERGE, key, op);
                 }
             }
         }

@@ -37,20 +37,14 @@ pub(crate) enum WalOp {
 
 impl WalOp {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut p = Vec::new();
+        let mut rec = Vec::new();
         let (tag, a, b): (u8, &[u8], &[u8]) = match self {
-            WalOp::Put(k, v) => (0, k, v),
-            WalOp::Delete(k) => (1, k, &[]),
-            WalOp::Merge(k, v) => (2, k, v),
-            WalOp::DeleteRange(s, e) => (3, s, e),
+            WalOp::Put(k, v) => (TAG_PUT, k, v),
+            WalOp::Delete(k) => (TAG_DELETE, k, &[]),
+            WalOp::Merge(k, v) => (TAG_MERGE, k, v),
+            WalOp::DeleteRange(s, e) => (TAG_DELETE_RANGE, s, e),
         };
-        p.push(tag);
-        put_bytes(&mut p, a);
-        put_bytes(&mut p, b);
-        let mut rec = Vec::with_capacity(p.len() + 8);
-        rec.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
-        rec.extend_from_slice(&p);
+        encode_record(&mut rec, tag, a, b);
         rec
     }
 
@@ -63,13 +57,33 @@ impl WalOp {
             return None;
         }
         Some(match tag {
-            0 => WalOp::Put(a, b),
-            1 => WalOp::Delete(a),
-            2 => WalOp::Merge(a, b),
-            3 => WalOp::DeleteRange(a, b),
+            TAG_PUT => WalOp::Put(a, b),
+            TAG_DELETE => WalOp::Delete(a),
+            TAG_MERGE => WalOp::Merge(a, b),
+            TAG_DELETE_RANGE => WalOp::DeleteRange(a, b),
             _ => return None,
         })
     }
+}
+
+pub(crate) const TAG_PUT: u8 = 0;
+pub(crate) const TAG_DELETE: u8 = 1;
+pub(crate) const TAG_MERGE: u8 = 2;
+pub(crate) const TAG_DELETE_RANGE: u8 = 3;
+
+/// Appends one record `len:u32le crc32c:u32le payload` (payload: tag, then `a` and `b`
+/// length-prefixed) to `out`, in place: no allocation per record.
+pub(crate) fn encode_record(out: &mut Vec<u8>, tag: u8, a: &[u8], b: &[u8]) {
+    let header = out.len();
+    out.extend_from_slice(&[0; 8]);
+    let start = out.len();
+    out.push(tag);
+    put_bytes(out, a);
+    put_bytes(out, b);
+    let len = (out.len() - start) as u32;
+    let crc = crc32c::crc32c(&out[start..]);
+    out[header..header + 4].copy_from_slice(&len.to_le_bytes());
+    out[header + 4..header + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 pub(crate) fn wal_name(id: u64) -> String {
