@@ -58,16 +58,18 @@ impl KeyedProcessFunction<(i64, i64), Event, ()> for LatestBid {
         let (Event::Bid(b), Some(latest)) = (event, self.latest) else {
             return;
         };
-        let Ok(store) = ctx.state() else { return };
-        let newer = match latest.get(store) {
-            Ok(Some((_, time))) => b.date_time >= time,
-            Ok(None) => true,
-            Err(_) => false,
-        };
-        if newer {
-            // A failed write leaves the previous value: the benchmark counts, it does not
-            // report results.
-            let _ = latest.set(store, &(b.price, b.date_time));
+        let result = ctx.state().and_then(|store| {
+            let newer = latest
+                .get(store)?
+                .is_none_or(|(_, time)| b.date_time >= time);
+            if newer {
+                latest.set(store, &(b.price, b.date_time))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            // A state backend error (an LSM store's I/O) fails the job, not the record.
+            ctx.fail(e);
         }
     }
 }

@@ -194,3 +194,34 @@ fn processing_time_timers_fire_while_the_job_runs() {
         "fired on processing time before the end: {fired:?}"
     );
 }
+
+/// Fails on purpose at the record 13, through `ctx.fail`.
+#[derive(Clone, Default)]
+struct FailsAt13;
+
+impl KeyedProcessFunction<u8, (u8, i64), i64> for FailsAt13 {
+    fn process(&mut self, _key: &u8, r: (u8, i64), ctx: &mut ProcessContext<'_, i64>) {
+        if r.1 == 13 {
+            ctx.fail(format!("record {} is unlucky", r.1));
+            return;
+        }
+        ctx.emit(r.1);
+    }
+}
+
+#[test]
+fn ctx_fail_stops_the_job_with_the_operators_error() {
+    let env = Env::builder().cores(2).build().expect("env");
+    let _ = env
+        .from_iter((0..100i64).map(|i| ((i % 5) as u8, i)))
+        .key_by(|r: &(u8, i64)| r.0)
+        .process(FailsAt13)
+        .collect();
+    match env.execute() {
+        Err(weir::WeirError::OperatorFailed { operator, message, .. }) => {
+            assert_eq!(operator, "process");
+            assert_eq!(message, "record 13 is unlucky");
+        }
+        other => panic!("expected the operator's failure, got {other:?}"),
+    }
+}

@@ -21,7 +21,7 @@ use crate::state::{KeyedStateStore, StateCodec, StateError};
 use crate::time::{Progress, Timestamp, WatermarkMerger};
 
 use super::ProcessContext;
-use super::process::{TimerRequest, open_keyed_store, snapshot_keyed_store};
+use super::process::{TimerRequest, failed, open_keyed_store, snapshot_keyed_store};
 
 /// A keyed co-process function: sees the records of both inputs with their (common) key.
 /// Per-key state goes in the job's state backend: declare it in `open` and reach it through
@@ -242,7 +242,7 @@ where
             let (ctx, f, key_left) = (&st.ctx, &mut st.f, &mut st.key_left);
             let (out, store, timers) = (&mut st.out.records, &mut st.store, &mut st.timer_requests);
             let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
-            guarded(ctx, || {
+            let failure = guarded(ctx, || {
                 for r in batch.records.drain(..) {
                     let key = key_left(&r);
                     let mut pctx = ProcessContext::keyed(
@@ -255,9 +255,16 @@ where
                         max_parallelism,
                     );
                     f.process_left(&key, r, &mut pctx);
+                    if let Some(message) = pctx.take_failure() {
+                        return Some(message);
+                    }
                 }
                 timers.clear();
+                None
             })?;
+            if let Some(message) = failure {
+                return Err(failed(ctx, message));
+            }
         }
         st.last_ingest = batch.ingest;
         st.emit(batch.ingest)
@@ -296,7 +303,7 @@ where
             let (ctx, f, key_right) = (&st.ctx, &mut st.f, &mut st.key_right);
             let (out, store, timers) = (&mut st.out.records, &mut st.store, &mut st.timer_requests);
             let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
-            guarded(ctx, || {
+            let failure = guarded(ctx, || {
                 for r in batch.records.drain(..) {
                     let key = key_right(&r);
                     let mut pctx = ProcessContext::keyed(
@@ -309,9 +316,16 @@ where
                         max_parallelism,
                     );
                     f.process_right(&key, r, &mut pctx);
+                    if let Some(message) = pctx.take_failure() {
+                        return Some(message);
+                    }
                 }
                 timers.clear();
+                None
             })?;
+            if let Some(message) = failure {
+                return Err(failed(ctx, message));
+            }
         }
         st.last_ingest = batch.ingest;
         st.emit(batch.ingest)

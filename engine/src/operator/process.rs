@@ -26,6 +26,8 @@ pub struct ProcessContext<'a, Out> {
     keyed: Option<KeyedScope<'a>>,
     sides: Option<&'a mut SideOutputs>,
     timer_domain: Option<TimeDomain>,
+    /// Set by `fail`: the operator fails with it once the call returns.
+    failure: Option<String>,
 }
 
 /// The keyed services of a keyed process function: state scoped to the current key, and
@@ -88,6 +90,7 @@ impl<'a, Out> ProcessContext<'a, Out> {
             }),
             sides: None,
             timer_domain: None,
+            failure: None,
         }
     }
 
@@ -105,6 +108,7 @@ impl<'a, Out> ProcessContext<'a, Out> {
             keyed: None,
             sides: None,
             timer_domain: None,
+            failure: None,
         }
     }
 
@@ -180,6 +184,22 @@ impl<'a, Out> ProcessContext<'a, Out> {
                 .timers
                 .push(TimerRequest::Delete(TimeDomain::ProcessingTime, timestamp));
         }
+    }
+
+    /// Fails the operator with `error` once this call returns: the job stops with
+    /// `WeirError::OperatorFailed` naming the operator and shard (a checkpointed job restarts
+    /// from its latest checkpoint). For errors the function cannot handle — typically a
+    /// `StateError` from the state backend (an LSM store's I/O) — which must not be dropped
+    /// with the record. The first failure of a call wins.
+    pub fn fail(&mut self, error: impl std::fmt::Display) {
+        if self.failure.is_none() {
+            self.failure = Some(error.to_string());
+        }
+    }
+
+    /// What `fail` recorded, if anything (taken).
+    pub(crate) fn take_failure(&mut self) -> Option<String> {
+        self.failure.take()
     }
 
     /// Inside `on_timer`: which clock the firing timer belongs to.
@@ -309,13 +329,21 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             keyed: None,
             sides: Some(&mut self.sides),
             timer_domain: None,
+            failure: None,
         };
         let f = &mut self.f;
-        guarded(&self.ctx, || {
+        let failure = guarded(&self.ctx, || {
             for r in batch.records.drain(..) {
                 f.process(r, &mut pctx);
+                if let Some(message) = pctx.take_failure() {
+                    return Some(message);
+                }
             }
+            None
         })?;
+        if let Some(message) = failure {
+            return Err(failed(&self.ctx, message));
+        }
         self.out.ingest = batch.ingest;
         self.sides.flush(batch.ingest)?;
         self.emit()
@@ -332,6 +360,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
                 keyed: None,
                 sides: Some(&mut self.sides),
                 timer_domain: None,
+                failure: None,
             };
             let f = &mut self.f;
             guarded(&self.ctx, || f.on_watermark(w, &mut pctx))?;
@@ -363,6 +392,7 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
             keyed: None,
             sides: Some(&mut self.sides),
             timer_domain: None,
+            failure: None,
         };
         let f = &mut self.f;
         guarded(&self.ctx, || f.on_end(&mut pctx))?;
@@ -508,6 +538,15 @@ pub(crate) fn snapshot_keyed_store(
     }
 }
 
+/// The error of an operator whose function called `ProcessContext::fail`.
+pub(crate) fn failed(ctx: &OperatorCtx, message: String) -> WeirError {
+    WeirError::OperatorFailed {
+        operator: ctx.name.clone(),
+        shard: ctx.shard,
+        message,
+    }
+}
+
 /// The error of an operator whose checkpointed state cannot be restored.
 pub(crate) fn restore_failed(ctx: &OperatorCtx, e: impl std::fmt::Display) -> WeirError {
     WeirError::Checkpoint(format!(
@@ -571,7 +610,7 @@ where
             self.ctx.shards,
             self.max_parallelism,
         );
-        guarded(&self.ctx, || {
+        let failure = guarded(&self.ctx, || {
             for r in batch.records.drain(..) {
                 let key = key_fn(&r);
                 let mut pctx = ProcessContext {
@@ -588,13 +627,21 @@ where
                     }),
                     sides: Some(&mut *sides),
                     timer_domain: None,
+                    failure: None,
                 };
                 f.process(&key, r, &mut pctx);
+                if let Some(message) = pctx.take_failure() {
+                    return Some(message);
+                }
                 if !requests.is_empty() {
                     apply_timers(timers, &key, requests);
                 }
             }
+            None
         })?;
+        if let Some(message) = failure {
+            return Err(failed(&self.ctx, message));
+        }
         self.sides.flush(batch.ingest)?;
         if self.out.is_empty() {
             return Ok(());
@@ -616,7 +663,7 @@ where
             );
             let (shard, shards, max_parallelism) =
                 (self.ctx.shard, self.ctx.shards, self.max_parallelism);
-            guarded(&self.ctx, || {
+            let failure = guarded(&self.ctx, || {
                 // Timers fire in timestamp order; one may register another that is also due.
                 // Processing-time timers are checked here too; end of input fires them all.
                 let now = if w == crate::time::END_OF_TIME {
@@ -645,8 +692,12 @@ where
                             }),
                             sides: Some(&mut *sides),
                             timer_domain: Some(domain),
+                            failure: None,
                         };
                         f.on_timer(&timer.key, timer.timestamp, &mut pctx);
+                        if let Some(message) = pctx.take_failure() {
+                            return Some(message);
+                        }
                         if !requests.is_empty() {
                             apply_timers(timers, &timer.key, requests);
                         }
@@ -660,9 +711,14 @@ where
                     keyed: None,
                     sides: Some(&mut *sides),
                     timer_domain: None,
+                    failure: None,
                 };
                 f.on_watermark(w, &mut pctx);
+                pctx.take_failure()
             })?;
+            if let Some(message) = failure {
+                return Err(failed(&self.ctx, message));
+            }
             self.sides.flush(self.last_ingest)?;
             if !self.out.is_empty() {
                 self.out.ingest = self.last_ingest;
