@@ -40,7 +40,8 @@ pub struct LsmArgs {
     /// compare like with like against fjall, which uses the page cache.
     #[arg(long)]
     pub weir_buffered: bool,
-    /// Engines to run, comma separated: weir, fjall.
+    /// Engines to run, comma separated: weir, weir-direct (weir reading
+    /// with O_DIRECT instead of through the page cache), fjall.
     #[arg(long, default_value = "weir,fjall")]
     pub engines: String,
 }
@@ -67,8 +68,14 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
         .filter(|e| !e.is_empty())
     {
         match engine {
-            "weir" => {
+            "weir" | "weir-direct" => {
                 let a = args.clone();
+                let read_io = if engine == "weir" {
+                    weir_storage::ReadIo::PageCache
+                } else {
+                    weir_storage::ReadIo::Direct
+                };
+                let label = if engine == "weir" { "weir" } else { "weir-d" };
                 std::thread::spawn(move || -> anyhow::Result<()> {
                     let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
                         .io_memory(2 << 20)
@@ -77,7 +84,7 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
                     // Note: running this in a `Latency::Matters(1ms)` foreground
                     // queue hung (all tasks asleep) in 2 of 3 runs; not yet
                     // root-caused, so the foreground uses the default queue.
-                    ex.run(weir_store::run(&a))
+                    ex.run(weir_store::run(&a, label, read_io))
                 })
                 .join()
                 .map_err(|_| anyhow::anyhow!("weir bench thread panicked"))??;
@@ -233,7 +240,7 @@ mod weir_store {
 
     use super::*;
 
-    fn opts(args: &LsmArgs) -> StoreOptions {
+    fn opts(args: &LsmArgs, read_io: weir_storage::ReadIo) -> StoreOptions {
         // Flush/compaction in their own queue whose shares (100..1000 vs
         // the foreground's 1000) follow the compaction debt.
         let shares = weir_storage::BackgroundShares::new(100, 1000);
@@ -252,6 +259,7 @@ mod weir_store {
             } else {
                 weir_storage::IoMode::Auto
             },
+            read_io,
             ..StoreOptions::default()
         }
     }
@@ -259,12 +267,13 @@ mod weir_store {
     async fn fill(
         args: &LsmArgs,
         dir: &Path,
+        (label, read_io): (&str, weir_storage::ReadIo),
         name: &str,
         random: bool,
         pool: &[u8],
     ) -> anyhow::Result<Store> {
         fresh_dir(dir)?;
-        let s = Store::open(dir, opts(args)).await?;
+        let s = Store::open(dir, opts(args, read_io)).await?;
         let mut rec = Recorder::new();
         for i in 0..args.keys {
             let k = if random { permuted(i, args.keys) } else { i };
@@ -273,19 +282,24 @@ mod weir_store {
             rec.record(t.elapsed());
         }
         s.flush().await?;
-        rec.print("weir", name);
+        rec.print(label, name);
         Ok(s)
     }
 
-    pub(super) async fn run(args: &LsmArgs) -> anyhow::Result<()> {
+    pub(super) async fn run(
+        args: &LsmArgs,
+        label: &str,
+        read_io: weir_storage::ReadIo,
+    ) -> anyhow::Result<()> {
         let pool = value_pool(args.value_size);
         let reads = args.reads.unwrap_or(args.keys.min(1_000_000));
         let dir = args.dir.join("weir");
-        let s = fill(args, &dir, "fillseq", false, &pool).await?;
+        let how = (label, read_io);
+        let s = fill(args, &dir, how, "fillseq", false, &pool).await?;
         s.close().await?;
 
         let io0 = proc_write_bytes();
-        let s = fill(args, &dir, "fillrandom", true, &pool).await?;
+        let s = fill(args, &dir, how, "fillrandom", true, &pool).await?;
         let mut r = Rng(42);
 
         let mut rec = Recorder::new();
@@ -296,7 +310,7 @@ mod weir_store {
             found += u64::from(s.get(k).await?.is_some());
             rec.record(t.elapsed());
         }
-        rec.print("weir", "readrandom");
+        rec.print(label, "readrandom");
         anyhow::ensure!(found == reads, "weir readrandom found {found}/{reads}");
 
         let mut rec = Recorder::new();
@@ -306,7 +320,7 @@ mod weir_store {
             anyhow::ensure!(s.get(k).await?.is_none(), "missing key found");
             rec.record(t.elapsed());
         }
-        rec.print("weir", "readmissing");
+        rec.print(label, "readmissing");
 
         let mut rec = Recorder::new();
         for _ in 0..reads / 10 {
@@ -320,7 +334,7 @@ mod weir_store {
             }
             rec.record(t.elapsed());
         }
-        rec.print("weir", "seekrandom");
+        rec.print(label, "seekrandom");
 
         let mut rec = Recorder::new();
         for i in 0..args.keys {
@@ -330,14 +344,14 @@ mod weir_store {
             rec.record(t.elapsed());
         }
         s.flush().await?;
-        rec.print("weir", "overwrite");
+        rec.print(label, "overwrite");
 
         let st = s.stats();
         let live = dir_bytes(&dir);
         let disk = proc_write_bytes().saturating_sub(io0);
         let logical = args.keys * (16 + args.value_size as u64);
         print_amp(
-            "weir",
+            label,
             st.user_bytes,
             disk,
             Some(st.flush_bytes + st.compaction_bytes),
@@ -345,11 +359,12 @@ mod weir_store {
             logical,
         );
         println!(
-            "weir   levels(files)={:?} cache(hits,misses)={:?} mem={:?} direct_io={}",
+            "{label:<6} levels(files)={:?} cache(hits,misses)={:?} mem={:?} direct_io={} direct_reads={}",
             s.level_file_counts(),
             s.cache_hits_misses(),
             s.memory_usage(),
-            s.direct_io()
+            s.direct_io(),
+            s.direct_reads()
         );
         s.close().await?;
         Ok(())

@@ -124,7 +124,7 @@ impl Store {
             let t = Table::open(
                 &path,
                 meta.clone(),
-                self.inner.direct,
+                self.inner.read_direct,
                 self.inner.cache.clone(),
             )
             .await?;

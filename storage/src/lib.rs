@@ -54,7 +54,7 @@ pub mod fuzzing;
 
 pub use checkpoint::{CheckpointFile, CheckpointInfo};
 pub use error::{Error, Result};
-pub use file::IoMode;
+pub use file::{IoMode, ReadIo};
 pub use merge::{ConcatMerge, MergeOperator};
 pub use options::StoreOptions;
 pub use pressure::BackgroundShares;

@@ -18,7 +18,7 @@ use glommio::sync::Semaphore;
 use crate::cache::BlockCache;
 use crate::entry::{Entry, resolve};
 use crate::error::{Error, Result};
-use crate::file::{Io, probe_direct_io, read_all, sync_dir};
+use crate::file::{Io, ReadIo, probe_direct_io, read_all, sync_dir};
 use crate::iter::{MergeIter, Source};
 use crate::manifest::{MANIFEST, Manifest, ManifestState, VersionEdit, replay, write_snapshot};
 use crate::memtable::Memtable;
@@ -79,7 +79,11 @@ pub(crate) struct State {
 pub(crate) struct Inner {
     pub(crate) dir: PathBuf,
     pub(crate) opts: StoreOptions,
+    /// SSTables are written with O_DIRECT.
     pub(crate) direct: bool,
+    /// SSTables are read with O_DIRECT (`direct` and [`ReadIo::Direct`]);
+    /// otherwise through the page cache.
+    pub(crate) read_direct: bool,
     pub(crate) cache: Rc<BlockCache>,
     pub(crate) level_cfg: LevelConfig,
     pub(crate) state: RefCell<State>,
@@ -233,6 +237,7 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let direct = probe_direct_io(&dir, opts.io_mode).await;
+        let read_direct = direct && opts.read_io == ReadIo::Direct;
         let cache = Rc::new(BlockCache::new(opts.block_cache_bytes));
         let level_cfg = LevelConfig {
             num_levels: opts.num_levels,
@@ -289,7 +294,7 @@ impl Store {
             let t = Table::open(
                 &dir.join(sst_name(*id)),
                 meta.clone(),
-                direct,
+                read_direct,
                 cache.clone(),
             )
             .await?;
@@ -306,6 +311,7 @@ impl Store {
             dir: dir.clone(),
             level_cfg,
             direct,
+            read_direct,
             cache,
             state: RefCell::new(State {
                 mem: Rc::new(RefCell::new(Memtable::new(None))),
@@ -357,7 +363,7 @@ impl Store {
             store.inner.state.borrow().mem.borrow_mut().wal_id = Some(id);
             *store.inner.wal.borrow_mut() = Some(wal);
         }
-        tracing::debug!(dir = %dir.display(), direct, "store opened");
+        tracing::debug!(dir = %dir.display(), direct, read_direct, "store opened");
         Ok(store)
     }
 
@@ -829,7 +835,7 @@ impl Store {
             let table = Table::open(
                 &path,
                 meta.clone(),
-                self.inner.direct,
+                self.inner.read_direct,
                 self.inner.cache.clone(),
             )
             .await?;
@@ -1091,6 +1097,11 @@ impl Store {
     /// Whether SSTables use O_DIRECT (false: buffered fallback).
     pub fn direct_io(&self) -> bool {
         self.inner.direct
+    }
+
+    /// Are SSTables read with O_DIRECT (rather than through the page cache)?
+    pub fn direct_reads(&self) -> bool {
+        self.inner.read_direct
     }
 
     /// Flushes the memtable, waits for background work and closes files.
