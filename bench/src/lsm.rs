@@ -36,12 +36,13 @@ pub struct LsmArgs {
     /// Operations for the read / seek workloads (default: min(keys, 1M)).
     #[arg(long)]
     pub reads: Option<u64>,
-    /// Run weir with buffered (page-cache) I/O instead of O_DIRECT, to
-    /// compare like with like against fjall, which uses the page cache.
+    /// Force `IoMode::Buffered` for the `weir` engine (page-cache writes
+    /// and reads, whatever the store's default is).
     #[arg(long)]
     pub weir_buffered: bool,
-    /// Engines to run, comma separated: weir, weir-direct (weir reading
-    /// with O_DIRECT instead of through the page cache), fjall.
+    /// Engines to run, comma separated: weir (the store's default I/O
+    /// options), weir-odw (O_DIRECT writes, page-cache reads), weir-odirect
+    /// (O_DIRECT writes and reads), fjall.
     #[arg(long, default_value = "weir,fjall")]
     pub engines: String,
 }
@@ -58,7 +59,7 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
         args.dir.display()
     );
     println!(
-        "{:<6} {:<12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "{:<8} {:<12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8}",
         "engine", "workload", "ops/s", "p50 us", "p99 us", "p99.9 us", "max us", "secs"
     );
     for engine in args
@@ -68,14 +69,31 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
         .filter(|e| !e.is_empty())
     {
         match engine {
-            "weir" | "weir-direct" => {
+            "weir" | "weir-odw" | "weir-odirect" => {
                 let a = args.clone();
-                let read_io = if engine == "weir" {
-                    weir_storage::ReadIo::PageCache
-                } else {
-                    weir_storage::ReadIo::Direct
+                let defaults = weir_storage::StoreOptions::default();
+                let flavor = match engine {
+                    "weir" if args.weir_buffered => Flavor {
+                        label: "weir",
+                        io_mode: weir_storage::IoMode::Buffered,
+                        read_io: defaults.read_io,
+                    },
+                    "weir" => Flavor {
+                        label: "weir",
+                        io_mode: defaults.io_mode,
+                        read_io: defaults.read_io,
+                    },
+                    "weir-odw" => Flavor {
+                        label: "weir-odw",
+                        io_mode: weir_storage::IoMode::Auto,
+                        read_io: weir_storage::ReadIo::PageCache,
+                    },
+                    _ => Flavor {
+                        label: "weir-od",
+                        io_mode: weir_storage::IoMode::Auto,
+                        read_io: weir_storage::ReadIo::Direct,
+                    },
                 };
-                let label = if engine == "weir" { "weir" } else { "weir-d" };
                 std::thread::spawn(move || -> anyhow::Result<()> {
                     let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
                         .io_memory(2 << 20)
@@ -84,7 +102,7 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
                     // Note: running this in a `Latency::Matters(1ms)` foreground
                     // queue hung (all tasks asleep) in 2 of 3 runs; not yet
                     // root-caused, so the foreground uses the default queue.
-                    ex.run(weir_store::run(&a, label, read_io))
+                    ex.run(weir_store::run(&a, flavor))
                 })
                 .join()
                 .map_err(|_| anyhow::anyhow!("weir bench thread panicked"))??;
@@ -94,6 +112,14 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// I/O configuration of one weir run.
+#[derive(Debug, Clone, Copy)]
+struct Flavor {
+    label: &'static str,
+    io_mode: weir_storage::IoMode,
+    read_io: weir_storage::ReadIo,
 }
 
 /// Latency recorder + printer shared by both engines.
@@ -222,7 +248,7 @@ fn print_amp(
         format!(" (engine-counted {:.2})", b as f64 / user_bytes as f64)
     });
     println!(
-        "{engine:<6} write-amp {:.2}{internal} [{} MiB written for {} MiB user data]; space-amp {:.2} [{} MiB on disk for {} MiB live]",
+        "{engine:<8} write-amp {:.2}{internal} [{} MiB written for {} MiB user data]; space-amp {:.2} [{} MiB on disk for {} MiB live]",
         disk_written as f64 / user_bytes as f64,
         disk_written >> 20,
         user_bytes >> 20,
@@ -240,7 +266,7 @@ mod weir_store {
 
     use super::*;
 
-    fn opts(args: &LsmArgs, read_io: weir_storage::ReadIo) -> StoreOptions {
+    fn opts(args: &LsmArgs, flavor: Flavor) -> StoreOptions {
         // Flush/compaction in their own queue whose shares (100..1000 vs
         // the foreground's 1000) follow the compaction debt.
         let shares = weir_storage::BackgroundShares::new(100, 1000);
@@ -254,12 +280,8 @@ mod weir_store {
             background_shares: Some(shares),
             memtable_bytes: (args.memtable_mb << 20) as usize,
             block_cache_bytes: (args.cache_mb << 20) as usize,
-            io_mode: if args.weir_buffered {
-                weir_storage::IoMode::Buffered
-            } else {
-                weir_storage::IoMode::Auto
-            },
-            read_io,
+            io_mode: flavor.io_mode,
+            read_io: flavor.read_io,
             ..StoreOptions::default()
         }
     }
@@ -267,13 +289,13 @@ mod weir_store {
     async fn fill(
         args: &LsmArgs,
         dir: &Path,
-        (label, read_io): (&str, weir_storage::ReadIo),
+        flavor: Flavor,
         name: &str,
         random: bool,
         pool: &[u8],
     ) -> anyhow::Result<Store> {
         fresh_dir(dir)?;
-        let s = Store::open(dir, opts(args, read_io)).await?;
+        let s = Store::open(dir, opts(args, flavor)).await?;
         let mut rec = Recorder::new();
         for i in 0..args.keys {
             let k = if random { permuted(i, args.keys) } else { i };
@@ -282,24 +304,20 @@ mod weir_store {
             rec.record(t.elapsed());
         }
         s.flush().await?;
-        rec.print(label, name);
+        rec.print(flavor.label, name);
         Ok(s)
     }
 
-    pub(super) async fn run(
-        args: &LsmArgs,
-        label: &str,
-        read_io: weir_storage::ReadIo,
-    ) -> anyhow::Result<()> {
+    pub(super) async fn run(args: &LsmArgs, flavor: Flavor) -> anyhow::Result<()> {
+        let label = flavor.label;
         let pool = value_pool(args.value_size);
         let reads = args.reads.unwrap_or(args.keys.min(1_000_000));
         let dir = args.dir.join("weir");
-        let how = (label, read_io);
-        let s = fill(args, &dir, how, "fillseq", false, &pool).await?;
+        let s = fill(args, &dir, flavor, "fillseq", false, &pool).await?;
         s.close().await?;
 
         let io0 = proc_write_bytes();
-        let s = fill(args, &dir, how, "fillrandom", true, &pool).await?;
+        let s = fill(args, &dir, flavor, "fillrandom", true, &pool).await?;
         let mut r = Rng(42);
 
         let mut rec = Recorder::new();
@@ -359,7 +377,7 @@ mod weir_store {
             logical,
         );
         println!(
-            "{label:<6} levels(files)={:?} cache(hits,misses)={:?} mem={:?} direct_io={} direct_reads={}",
+            "{label:<8} levels(files)={:?} cache(hits,misses)={:?} mem={:?} direct_io={} direct_reads={}",
             s.level_file_counts(),
             s.cache_hits_misses(),
             s.memory_usage(),

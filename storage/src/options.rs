@@ -39,7 +39,10 @@ pub struct StoreOptions {
     /// or checkpoint are lost on crash.
     pub wal: Option<WalSync>,
     /// Direct I/O selection for writing SSTables (and for reading them
-    /// with [`ReadIo::Direct`]).
+    /// with [`ReadIo::Direct`]). Default `Buffered`: flushes and
+    /// compactions write through the page cache, so freshly written tables
+    /// are read from memory (RocksDB's default too); `Auto`/`Direct` keep
+    /// SSTable writes out of the page cache.
     pub io_mode: IoMode,
     /// Where block-cache misses are read from: the OS page cache (default)
     /// or O_DIRECT.
@@ -68,7 +71,7 @@ impl Default for StoreOptions {
             target_file_bytes: 64 << 20,
             manifest_rewrite_bytes: 4 << 20,
             wal: None,
-            io_mode: IoMode::Auto,
+            io_mode: IoMode::Buffered,
             read_io: ReadIo::PageCache,
             merge_operator: None,
             background_queue: None,
