@@ -40,6 +40,11 @@ pub struct LsmArgs {
     /// and reads, whatever the store's default is).
     #[arg(long)]
     pub weir_buffered: bool,
+    /// glommio preemption period of weir's executor in ms (how long one
+    /// task queue, e.g. the background compactions, may run before the
+    /// writer's queue gets the core back; glommio's default is 100).
+    #[arg(long, default_value_t = 100)]
+    pub preempt_ms: u64,
     /// Engines to run, comma separated: weir (the store's default I/O
     /// options), weir-odw (O_DIRECT writes, page-cache reads), weir-odirect
     /// (O_DIRECT writes and reads), fjall.
@@ -97,6 +102,7 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
                 std::thread::spawn(move || -> anyhow::Result<()> {
                     let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
                         .io_memory(2 << 20)
+                        .preempt_timer(Duration::from_millis(a.preempt_ms))
                         .make()
                         .map_err(|e| anyhow::anyhow!("glommio executor: {e}"))?;
                     // Note: running this in a `Latency::Matters(1ms)` foreground
