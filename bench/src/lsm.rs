@@ -36,11 +36,18 @@ pub struct LsmArgs {
     /// Operations for the read / seek workloads (default: min(keys, 1M)).
     #[arg(long)]
     pub reads: Option<u64>,
-    /// Run weir with buffered (page-cache) I/O instead of O_DIRECT, to
-    /// compare like with like against fjall, which uses the page cache.
+    /// Force `IoMode::Buffered` for the `weir` engine (page-cache writes
+    /// and reads, whatever the store's default is).
     #[arg(long)]
     pub weir_buffered: bool,
-    /// Engines to run, comma separated: weir, fjall.
+    /// glommio preemption period of weir's executor in ms (how long one
+    /// task queue, e.g. the background compactions, may run before the
+    /// writer's queue gets the core back; glommio's default is 100).
+    #[arg(long, default_value_t = 100)]
+    pub preempt_ms: u64,
+    /// Engines to run, comma separated: weir (the store's default I/O
+    /// options), weir-odw (O_DIRECT writes, page-cache reads), weir-odirect
+    /// (O_DIRECT writes and reads), fjall.
     #[arg(long, default_value = "weir,fjall")]
     pub engines: String,
 }
@@ -57,7 +64,7 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
         args.dir.display()
     );
     println!(
-        "{:<6} {:<12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "{:<8} {:<12} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8}",
         "engine", "workload", "ops/s", "p50 us", "p99 us", "p99.9 us", "max us", "secs"
     );
     for engine in args
@@ -67,17 +74,41 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
         .filter(|e| !e.is_empty())
     {
         match engine {
-            "weir" => {
+            "weir" | "weir-odw" | "weir-odirect" => {
                 let a = args.clone();
+                let defaults = weir_storage::StoreOptions::default();
+                let flavor = match engine {
+                    "weir" if args.weir_buffered => Flavor {
+                        label: "weir",
+                        io_mode: weir_storage::IoMode::Buffered,
+                        read_io: defaults.read_io,
+                    },
+                    "weir" => Flavor {
+                        label: "weir",
+                        io_mode: defaults.io_mode,
+                        read_io: defaults.read_io,
+                    },
+                    "weir-odw" => Flavor {
+                        label: "weir-odw",
+                        io_mode: weir_storage::IoMode::Auto,
+                        read_io: weir_storage::ReadIo::PageCache,
+                    },
+                    _ => Flavor {
+                        label: "weir-od",
+                        io_mode: weir_storage::IoMode::Auto,
+                        read_io: weir_storage::ReadIo::Direct,
+                    },
+                };
                 std::thread::spawn(move || -> anyhow::Result<()> {
                     let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
                         .io_memory(2 << 20)
+                        .preempt_timer(Duration::from_millis(a.preempt_ms))
                         .make()
                         .map_err(|e| anyhow::anyhow!("glommio executor: {e}"))?;
                     // Note: running this in a `Latency::Matters(1ms)` foreground
                     // queue hung (all tasks asleep) in 2 of 3 runs; not yet
                     // root-caused, so the foreground uses the default queue.
-                    ex.run(weir_store::run(&a))
+                    ex.run(weir_store::run(&a, flavor))
                 })
                 .join()
                 .map_err(|_| anyhow::anyhow!("weir bench thread panicked"))??;
@@ -87,6 +118,14 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// I/O configuration of one weir run.
+#[derive(Debug, Clone, Copy)]
+struct Flavor {
+    label: &'static str,
+    io_mode: weir_storage::IoMode,
+    read_io: weir_storage::ReadIo,
 }
 
 /// Latency recorder + printer shared by both engines.
@@ -215,7 +254,7 @@ fn print_amp(
         format!(" (engine-counted {:.2})", b as f64 / user_bytes as f64)
     });
     println!(
-        "{engine:<6} write-amp {:.2}{internal} [{} MiB written for {} MiB user data]; space-amp {:.2} [{} MiB on disk for {} MiB live]",
+        "{engine:<8} write-amp {:.2}{internal} [{} MiB written for {} MiB user data]; space-amp {:.2} [{} MiB on disk for {} MiB live]",
         disk_written as f64 / user_bytes as f64,
         disk_written >> 20,
         user_bytes >> 20,
@@ -233,7 +272,7 @@ mod weir_store {
 
     use super::*;
 
-    fn opts(args: &LsmArgs) -> StoreOptions {
+    fn opts(args: &LsmArgs, flavor: Flavor) -> StoreOptions {
         // Flush/compaction in their own queue whose shares (100..1000 vs
         // the foreground's 1000) follow the compaction debt.
         let shares = weir_storage::BackgroundShares::new(100, 1000);
@@ -247,11 +286,8 @@ mod weir_store {
             background_shares: Some(shares),
             memtable_bytes: (args.memtable_mb << 20) as usize,
             block_cache_bytes: (args.cache_mb << 20) as usize,
-            io_mode: if args.weir_buffered {
-                weir_storage::IoMode::Buffered
-            } else {
-                weir_storage::IoMode::Auto
-            },
+            io_mode: flavor.io_mode,
+            read_io: flavor.read_io,
             ..StoreOptions::default()
         }
     }
@@ -259,12 +295,13 @@ mod weir_store {
     async fn fill(
         args: &LsmArgs,
         dir: &Path,
+        flavor: Flavor,
         name: &str,
         random: bool,
         pool: &[u8],
     ) -> anyhow::Result<Store> {
         fresh_dir(dir)?;
-        let s = Store::open(dir, opts(args)).await?;
+        let s = Store::open(dir, opts(args, flavor)).await?;
         let mut rec = Recorder::new();
         for i in 0..args.keys {
             let k = if random { permuted(i, args.keys) } else { i };
@@ -273,19 +310,20 @@ mod weir_store {
             rec.record(t.elapsed());
         }
         s.flush().await?;
-        rec.print("weir", name);
+        rec.print(flavor.label, name);
         Ok(s)
     }
 
-    pub(super) async fn run(args: &LsmArgs) -> anyhow::Result<()> {
+    pub(super) async fn run(args: &LsmArgs, flavor: Flavor) -> anyhow::Result<()> {
+        let label = flavor.label;
         let pool = value_pool(args.value_size);
         let reads = args.reads.unwrap_or(args.keys.min(1_000_000));
         let dir = args.dir.join("weir");
-        let s = fill(args, &dir, "fillseq", false, &pool).await?;
+        let s = fill(args, &dir, flavor, "fillseq", false, &pool).await?;
         s.close().await?;
 
         let io0 = proc_write_bytes();
-        let s = fill(args, &dir, "fillrandom", true, &pool).await?;
+        let s = fill(args, &dir, flavor, "fillrandom", true, &pool).await?;
         let mut r = Rng(42);
 
         let mut rec = Recorder::new();
@@ -296,7 +334,7 @@ mod weir_store {
             found += u64::from(s.get(k).await?.is_some());
             rec.record(t.elapsed());
         }
-        rec.print("weir", "readrandom");
+        rec.print(label, "readrandom");
         anyhow::ensure!(found == reads, "weir readrandom found {found}/{reads}");
 
         let mut rec = Recorder::new();
@@ -306,7 +344,7 @@ mod weir_store {
             anyhow::ensure!(s.get(k).await?.is_none(), "missing key found");
             rec.record(t.elapsed());
         }
-        rec.print("weir", "readmissing");
+        rec.print(label, "readmissing");
 
         let mut rec = Recorder::new();
         for _ in 0..reads / 10 {
@@ -320,7 +358,7 @@ mod weir_store {
             }
             rec.record(t.elapsed());
         }
-        rec.print("weir", "seekrandom");
+        rec.print(label, "seekrandom");
 
         let mut rec = Recorder::new();
         for i in 0..args.keys {
@@ -330,14 +368,14 @@ mod weir_store {
             rec.record(t.elapsed());
         }
         s.flush().await?;
-        rec.print("weir", "overwrite");
+        rec.print(label, "overwrite");
 
         let st = s.stats();
         let live = dir_bytes(&dir);
         let disk = proc_write_bytes().saturating_sub(io0);
         let logical = args.keys * (16 + args.value_size as u64);
         print_amp(
-            "weir",
+            label,
             st.user_bytes,
             disk,
             Some(st.flush_bytes + st.compaction_bytes),
@@ -345,11 +383,12 @@ mod weir_store {
             logical,
         );
         println!(
-            "weir   levels(files)={:?} cache(hits,misses)={:?} mem={:?} direct_io={}",
+            "{label:<8} levels(files)={:?} cache(hits,misses)={:?} mem={:?} direct_io={} direct_reads={}",
             s.level_file_counts(),
             s.cache_hits_misses(),
             s.memory_usage(),
-            s.direct_io()
+            s.direct_io(),
+            s.direct_reads()
         );
         s.close().await?;
         Ok(())

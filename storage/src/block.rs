@@ -19,6 +19,8 @@ pub(crate) struct BlockBuilder {
     restarts: Vec<u32>,
     last_key: Vec<u8>,
     count: usize,
+    /// Reused encoding buffer for non-put values.
+    scratch: Vec<u8>,
 }
 
 impl BlockBuilder {
@@ -28,6 +30,7 @@ impl BlockBuilder {
             restarts: Vec::new(),
             last_key: Vec::new(),
             count: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -56,14 +59,24 @@ impl BlockBuilder {
                 .take_while(|(a, b)| a == b)
                 .count()
         };
-        let mut value = Vec::new();
-        entry.encode_value(&mut value);
         put_varint(&mut self.buf, shared as u64);
         put_varint(&mut self.buf, (key.len() - shared) as u64);
         self.buf.push(entry.kind());
-        put_varint(&mut self.buf, value.len() as u64);
-        self.buf.extend_from_slice(&key[shared..]);
-        self.buf.extend_from_slice(&value);
+        match entry {
+            // The common case without a scratch buffer: one copy of the value.
+            Entry::Put(v) => {
+                put_varint(&mut self.buf, v.len() as u64);
+                self.buf.extend_from_slice(&key[shared..]);
+                self.buf.extend_from_slice(v);
+            }
+            _ => {
+                self.scratch.clear();
+                entry.encode_value(&mut self.scratch);
+                put_varint(&mut self.buf, self.scratch.len() as u64);
+                self.buf.extend_from_slice(&key[shared..]);
+                self.buf.extend_from_slice(&self.scratch);
+            }
+        }
         self.last_key.clear();
         self.last_key.extend_from_slice(key);
         self.count += 1;

@@ -124,7 +124,7 @@ impl Store {
             let t = Table::open(
                 &path,
                 meta.clone(),
-                self.inner.direct,
+                self.inner.read_direct,
                 self.inner.cache.clone(),
             )
             .await?;
@@ -146,11 +146,20 @@ impl Store {
             st.stats.compaction_bytes += written;
         })
         .await?;
-        for t in inputs {
+        // Release the inputs one at a time, yielding in between: the last
+        // reference to a table closes its descriptors, and freeing an
+        // unlinked 64 MiB file (its page-cache pages, its extents) costs
+        // milliseconds, tens of milliseconds for a large compaction's inputs
+        // if done together.
+        drop(inputs);
+        drop(iter);
+        for t in pick.upper.into_iter().chain(pick.lower) {
             self.inner.cache.evict_file(t.id());
             if let Err(e) = std::fs::remove_file(t.path()) {
                 tracing::warn!(path = %t.path().display(), error = %e, "cannot remove compacted SSTable");
             }
+            drop(t);
+            glommio::yield_if_needed().await;
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! `weir-storage`: a per-shard LSM key-value store on glommio / io_uring.
 //!
 //! One [`Store`] per shard, no locks, no background threads: flushes and
-//! compactions are glommio tasks on the shard's own executor. SSTables use
-//! O_DIRECT DMA files where the filesystem allows it. See `FORMAT.md` for
-//! the on-disk format.
+//! compactions are glommio tasks on the shard's own executor. SSTables are
+//! written and read through the page cache by default (reads of resident
+//! blocks never block: `preadv2(RWF_NOWAIT)`, else an io_uring read);
+//! O_DIRECT DMA files are an option ([`IoMode`], [`ReadIo`]). See
+//! `FORMAT.md` for the on-disk format.
 //!
 //! ```no_run
 //! use glommio::{LocalExecutorBuilder, Placement};
@@ -54,7 +56,7 @@ pub mod fuzzing;
 
 pub use checkpoint::{CheckpointFile, CheckpointInfo, FileTransfer};
 pub use error::{Error, Result};
-pub use file::IoMode;
+pub use file::{IoMode, ReadIo};
 pub use merge::{ConcatMerge, MergeOperator};
 pub use options::StoreOptions;
 pub use pressure::BackgroundShares;

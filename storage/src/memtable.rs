@@ -14,6 +14,9 @@ use crate::merge::MergeOperator;
 /// Per-entry bookkeeping overhead used for the size estimate.
 const OVERHEAD: usize = 48;
 
+/// Entries freed between two yields in [`Memtable::drop_yielding`].
+const DROP_CHUNK: usize = 1024;
+
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
     map: BTreeMap<Bytes, Entry>,
@@ -110,6 +113,33 @@ impl Memtable {
         self.map.iter()
     }
 
+    /// Up to `n` entries in key order after `after` (from the start if
+    /// `None`), cloned, so a flush can stream the memtable in chunks and
+    /// yield between them instead of copying it all in one step.
+    pub(crate) fn chunk_after(&self, after: Option<&Bytes>, n: usize) -> Vec<(Bytes, Entry)> {
+        let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.as_ref()));
+        self.map
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take(n)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    }
+
+    /// Frees the memtable a chunk of entries at a time, yielding to the
+    /// executor between chunks: freeing a large memtable in one go (hundreds
+    /// of thousands of allocations) kept the core for up to ~0.4 s.
+    pub(crate) async fn drop_yielding(self) {
+        let mut entries = self.map.into_iter();
+        loop {
+            for _ in 0..DROP_CHUNK {
+                if entries.next().is_none() {
+                    return;
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+
     /// Range tombstones sorted and coalesced, as SSTables store them.
     pub(crate) fn range_dels(&self) -> Vec<(Bytes, Bytes)> {
         coalesce(self.range_dels.clone())
@@ -157,6 +187,37 @@ mod tests {
         assert_eq!(m.get(b"b"), Some(&Entry::Put(b("2y"))));
         m.merge(b("c"), b("z"), &ConcatMerge).unwrap();
         assert_eq!(m.get(b"c"), Some(&Entry::Merge(vec![b("z")])));
+    }
+
+    #[test]
+    fn chunks_cover_every_entry_once_in_order() {
+        let mut m = Memtable::new(None);
+        for i in (0..1000u32).rev() {
+            m.insert(Bytes::from(format!("k{i:04}")), Entry::Put(b("v")));
+        }
+        let mut seen = Vec::new();
+        let mut last = None;
+        loop {
+            let chunk = m.chunk_after(last.as_ref(), 64);
+            let Some((k, _)) = chunk.last() else { break };
+            assert!(chunk.len() <= 64);
+            last = Some(k.clone());
+            seen.extend(chunk.into_iter().map(|(k, _)| k));
+        }
+        let want: Vec<Bytes> = m.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(seen, want);
+        assert_eq!(seen.len(), 1000);
+        // Dropping in chunks frees everything (and finishes).
+        let v = Bytes::from(vec![1u8; 100]);
+        let mut big = Memtable::new(None);
+        for i in 0..5000u32 {
+            big.insert(Bytes::from(i.to_be_bytes().to_vec()), Entry::Put(v.clone()));
+        }
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .unwrap()
+            .run(big.drop_yielding());
+        assert!(v.is_unique(), "every value clone was freed");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use glommio::TaskQueueHandle;
 
-use crate::file::IoMode;
+use crate::file::{IoMode, ReadIo};
 use crate::merge::MergeOperator;
 use crate::pressure::BackgroundShares;
 use crate::wal::WalSync;
@@ -38,8 +38,15 @@ pub struct StoreOptions {
     /// Write-ahead log; `None` (default) means writes since the last flush
     /// or checkpoint are lost on crash.
     pub wal: Option<WalSync>,
-    /// Direct I/O selection for SSTables.
+    /// Direct I/O selection for writing SSTables (and for reading them
+    /// with [`ReadIo::Direct`]). Default `Buffered`: flushes and
+    /// compactions write through the page cache, so freshly written tables
+    /// are read from memory (RocksDB's default too); `Auto`/`Direct` keep
+    /// SSTable writes out of the page cache.
     pub io_mode: IoMode,
+    /// Where block-cache misses are read from: the OS page cache (default)
+    /// or O_DIRECT.
+    pub read_io: ReadIo,
     /// Needed for [`crate::Store::merge`].
     pub merge_operator: Option<Rc<dyn MergeOperator>>,
     /// Queue for flush/compaction tasks (give it fewer shares than record
@@ -64,7 +71,8 @@ impl Default for StoreOptions {
             target_file_bytes: 64 << 20,
             manifest_rewrite_bytes: 4 << 20,
             wal: None,
-            io_mode: IoMode::Auto,
+            io_mode: IoMode::Buffered,
+            read_io: ReadIo::PageCache,
             merge_operator: None,
             background_queue: None,
             background_shares: None,
@@ -86,6 +94,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("target_file_bytes", &self.target_file_bytes)
             .field("wal", &self.wal)
             .field("io_mode", &self.io_mode)
+            .field("read_io", &self.read_io)
             .field("merge_operator", &self.merge_operator.is_some())
             .finish_non_exhaustive()
     }

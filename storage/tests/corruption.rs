@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{collect, run};
-use weir_storage::{Error, Store, StoreOptions};
+use weir_storage::{Error, IoMode, ReadIo, Store, StoreOptions};
 
 fn opts() -> StoreOptions {
     StoreOptions {
@@ -67,8 +67,18 @@ fn meta_offsets(sst: &Path) -> [u64; 3] {
 
 /// Opens the store and reads everything; returns the first error.
 fn open_and_read(dir: PathBuf) -> Result<usize, Error> {
+    let d = StoreOptions::default();
+    open_and_read_with(dir, d.io_mode, d.read_io)
+}
+
+fn open_and_read_with(dir: PathBuf, io_mode: IoMode, read_io: ReadIo) -> Result<usize, Error> {
     run(move || async move {
-        let s = Store::open(&dir, opts()).await?;
+        let o = StoreOptions {
+            io_mode,
+            read_io,
+            ..opts()
+        };
+        let s = Store::open(&dir, o).await?;
         for i in (0..2000u32).step_by(97) {
             s.get(format!("key{i:06}")).await?;
         }
@@ -131,6 +141,39 @@ fn every_block_type_and_manifest() {
     let b = std::fs::read(&f).unwrap();
     std::fs::write(&f, &b[..b.len() - 100]).unwrap();
     assert!(matches!(open_and_read(dir), Err(Error::Corruption { .. })));
+}
+
+/// A flipped data block is reported with its file and offset whichever way
+/// blocks are read (page cache or O_DIRECT, on a store that writes with
+/// O_DIRECT), by `get` and by `get_sync`.
+#[test]
+fn data_block_corruption_in_both_read_modes() {
+    let root = tempfile::tempdir().unwrap();
+    let src = pristine(root.path());
+    for (i, read_io) in [ReadIo::PageCache, ReadIo::Direct].into_iter().enumerate() {
+        let dir = root.path().join(format!("mode{i}"));
+        copy_dir(&src, &dir);
+        let f = sst_file(&dir);
+        flip(&f, 4096 + 7);
+        expect_corruption(
+            open_and_read_with(dir.clone(), IoMode::Auto, read_io),
+            &f,
+            4096,
+        );
+        let res = run(move || async move {
+            let o = StoreOptions {
+                io_mode: IoMode::Auto,
+                read_io,
+                ..opts()
+            };
+            let s = Store::open(&dir, o).await?;
+            for i in 0..2000u32 {
+                s.get_sync(format!("key{i:06}"))?;
+            }
+            Ok(0)
+        });
+        expect_corruption(res, &f, 4096);
+    }
 }
 
 /// Every 11th byte of a real SSTable flipped in turn through the fuzz entry

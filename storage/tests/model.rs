@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use common::{collect, run};
 use proptest::prelude::*;
-use weir_storage::{ConcatMerge, Store, StoreOptions, WalSync};
+use weir_storage::{ConcatMerge, IoMode, ReadIo, Store, StoreOptions, WalSync};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -47,8 +47,18 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn opts(wal: bool) -> StoreOptions {
+/// The three I/O configurations: page cache for writes and reads (the
+/// default), O_DIRECT writes with page-cache reads, O_DIRECT for both.
+const IO: [(IoMode, ReadIo); 3] = [
+    (IoMode::Buffered, ReadIo::PageCache),
+    (IoMode::Auto, ReadIo::PageCache),
+    (IoMode::Auto, ReadIo::Direct),
+];
+
+fn opts(wal: bool, io: usize) -> StoreOptions {
     StoreOptions {
+        io_mode: IO[io].0,
+        read_io: IO[io].1,
         wal: wal.then_some(WalSync::Manual),
         memtable_bytes: 2 << 10,
         block_cache_bytes: 16 << 10,
@@ -63,12 +73,12 @@ fn opts(wal: bool) -> StoreOptions {
     }
 }
 
-fn check(ops: Vec<Op>, wal: bool) -> Result<(), String> {
+fn check(ops: Vec<Op>, wal: bool, io: usize) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().to_path_buf();
     run(move || async move {
         let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut s = Store::open(&path, opts(wal))
+        let mut s = Store::open(&path, opts(wal, io))
             .await
             .map_err(|e| e.to_string())?;
         for (i, op) in ops.into_iter().enumerate() {
@@ -117,7 +127,7 @@ fn check(ops: Vec<Op>, wal: bool) -> Result<(), String> {
                 Op::Compact => s.compact().await.map_err(ctx)?,
                 Op::Reopen => {
                     s.close().await.map_err(ctx)?;
-                    s = Store::open(&path, opts(wal)).await.map_err(ctx)?;
+                    s = Store::open(&path, opts(wal, io)).await.map_err(ctx)?;
                 }
                 Op::DropReopen => {
                     // Without a WAL only flushed data survives a drop.
@@ -127,7 +137,7 @@ fn check(ops: Vec<Op>, wal: bool) -> Result<(), String> {
                     // In-process we cannot kill a running background job the
                     // way a crash would; abandon waits for it, then stops.
                     s.abandon().await.map_err(ctx)?;
-                    s = Store::open(&path, opts(wal)).await.map_err(ctx)?;
+                    s = Store::open(&path, opts(wal, io)).await.map_err(ctx)?;
                 }
             }
         }
@@ -157,7 +167,11 @@ fn cases() -> u32 {
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
     #[test]
-    fn matches_btreemap_model(ops in proptest::collection::vec(op(), 1..400), wal in any::<bool>()) {
-        check(ops, wal).map_err(TestCaseError::fail)?;
+    fn matches_btreemap_model(
+        ops in proptest::collection::vec(op(), 1..400),
+        wal in any::<bool>(),
+        io in 0..IO.len(),
+    ) {
+        check(ops, wal, io).map_err(TestCaseError::fail)?;
     }
 }

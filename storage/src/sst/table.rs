@@ -14,7 +14,7 @@ use crate::cache::BlockCache;
 use crate::codec::{Reader, unseal};
 use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::file::{Io, RandomFile, pread};
+use crate::file::{Io, RandomFile, pread, pread_cached};
 
 #[derive(Debug, Clone)]
 pub(crate) struct IndexEntry {
@@ -44,7 +44,10 @@ impl std::fmt::Debug for Table {
 
 impl Table {
     /// Opens and validates footer and meta blocks. `meta` comes from the
-    /// manifest; its size is checked against the file.
+    /// manifest; its size is checked against the file. `direct`: read
+    /// through an O_DIRECT DMA file; otherwise through the page cache
+    /// (resident blocks without an io_uring round trip, see
+    /// [`crate::file::ReadIo`]).
     pub(crate) async fn open(
         path: &Path,
         meta: FileMeta,
@@ -179,9 +182,14 @@ impl Table {
         if let Some(b) = self.cache.get(key) {
             return Ok(b);
         }
+        let len = ie.len as usize;
         let raw = match io {
-            Io::Async => self.file.read_at(ie.offset, ie.len as usize).await?,
-            Io::Sync => pread(&self.sync_file, self.path(), ie.offset, ie.len as usize)?,
+            Io::Async if self.file.is_direct() => self.file.read_at(ie.offset, len).await?,
+            Io::Async => match pread_cached(&self.sync_file, self.path(), ie.offset, len)? {
+                Some(raw) => raw,
+                None => self.file.read_at(ie.offset, len).await?,
+            },
+            Io::Sync => pread(&self.sync_file, self.path(), ie.offset, len)?,
         };
         if raw.len() as u64 != ie.len {
             return Err(Error::corrupt(
