@@ -218,7 +218,9 @@ fn ctx_fail_stops_the_job_with_the_operators_error() {
         .process(FailsAt13)
         .collect();
     match env.execute() {
-        Err(weir::WeirError::OperatorFailed { operator, message, .. }) => {
+        Err(weir::WeirError::OperatorFailed {
+            operator, message, ..
+        }) => {
             assert_eq!(operator, "process");
             assert_eq!(message, "record 13 is unlucky");
         }
