@@ -480,22 +480,31 @@ where
                 continue;
             }
             placed = true;
-            // The trigger sees the record before it is moved into the last window's contents.
-            let mut tctx = Ctx::new(
-                &key,
-                window,
-                watermark,
-                &mut self.timers,
-                &mut state.trigger_state,
-            );
-            let result = self.spec.trigger.on_element(record, ts, &window, &mut tctx);
+            let fresh = state.contents_mut(&state_window).is_none();
+            // The trigger sees the record before it is moved into the last window's contents
+            // (unless it declared that repeat elements of an open window change nothing).
+            let skip = !fresh
+                && !merging
+                && window.max_timestamp() > watermark
+                && self.spec.trigger.repeat_elements_are_no_ops();
+            let result = if skip {
+                TriggerResult::Continue
+            } else {
+                let mut tctx = Ctx::new(
+                    &key,
+                    window,
+                    watermark,
+                    &mut self.timers,
+                    &mut state.trigger_state,
+                );
+                self.spec.trigger.on_element(record, ts, &window, &mut tctx)
+            };
             // Clone for every window but the last, which takes the record itself.
             let value = if i == last {
                 slot.take()
             } else {
                 Some(record.clone())
             };
-            let fresh = state.contents_mut(&state_window).is_none();
             if fresh {
                 let acc = self.spec.contents.create();
                 state.contents.push((state_window, acc));

@@ -133,6 +133,14 @@ pub trait Trigger<T> {
 
     /// Called when the window is purged for good: drop timers and state.
     fn clear(&self, window: &Window, ctx: &mut dyn TriggerContext);
+
+    /// True if `on_element` for a window that already holds records, before the watermark
+    /// passed its end, does nothing the window's first `on_element` did not already do
+    /// (returns `Continue`, registers the same timers). The operator then skips the call: for
+    /// the default event-time trigger that saves a timer lookup per record.
+    fn repeat_elements_are_no_ops(&self) -> bool {
+        false
+    }
 }
 
 /// Fires once the watermark passes the window's end; elements arriving later
@@ -141,6 +149,13 @@ pub trait Trigger<T> {
 pub struct EventTimeTrigger;
 
 impl<T> Trigger<T> for EventTimeTrigger {
+    fn repeat_elements_are_no_ops(&self) -> bool {
+        // Before the end: register the end-of-window timer (already registered by the
+        // window's first element; only `clear` deletes it, and a cleared window holds no
+        // records) and continue.
+        true
+    }
+
     fn on_element(
         &self,
         _element: &T,
