@@ -437,3 +437,135 @@ fn a_checkpoint_of_another_job_is_refused() {
     assert!(!result.status.success(), "q5 resumed from q7's checkpoint");
     assert!(stderr.contains("belongs to a different job"), "{stderr}");
 }
+
+/// q18 (deduplication: state grows with every (bidder, auction)) with its state on the LSM
+/// backend: killed at random moments and restarted (the stores come back from the
+/// checkpoints' linked files), then a savepoint (copied files) resumed at 1 and 3 shards
+/// (key-group ranges copied between stores). Compared on what ties determine.
+#[test]
+fn q18_on_the_lsm_backend_survives_kills_and_rescales() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let args = |cores: usize| -> Vec<String> {
+        [
+            "nexmark",
+            "--query",
+            "q18",
+            "--events",
+            "600000",
+            "--rate",
+            "400000",
+            "--event-rate",
+            "10000",
+            "--cores",
+            &cores.to_string(),
+            "--state",
+            "lsm",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let reference = dir.path().join("reference.csv");
+    run(&args(2), &["--output", reference.to_str().expect("utf-8")]);
+    let expected = canonical("q18", table(&reference));
+
+    // Kills.
+    let ckpt = dir.path().join("checkpoints");
+    let out = dir.path().join("out.csv");
+    let mut killed_args = args(2);
+    killed_args.extend(
+        [
+            "--checkpoint-dir",
+            ckpt.to_str().expect("utf-8"),
+            "--checkpoint-interval-ms",
+            "150",
+            "--output",
+            out.to_str().expect("utf-8"),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    for kill in 0..3u64 {
+        // Each run must complete a checkpoint of its own before it is killed, a little later
+        // each time (retention keeps only the newest few, so count by id).
+        let newest = |dir: &Path| -> String {
+            if !dir.exists() {
+                return String::new();
+            }
+            completed_checkpoints(dir)
+                .last()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default()
+        };
+        let before = newest(&ckpt);
+        let mut child = Command::new(BIN)
+            .args(&killed_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn weir-bench");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && newest(&ckpt) <= before {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(40 * kill));
+        let _ = child.kill();
+        child.wait().expect("reap child");
+    }
+    let report = run(&killed_args, &[]);
+    assert!(report.contains("resumed from checkpoint"), "{report}");
+    assert_eq!(canonical("q18", table(&out)), expected, "after kills");
+
+    // Savepoint at 2 shards, resumed at 1 and 3.
+    let first = dir.path().join("first");
+    let stopped = dir.path().join("stopped.csv");
+    let report = run(
+        &args(2),
+        &[
+            "--checkpoint-dir",
+            first.to_str().expect("utf-8"),
+            "--checkpoint-interval-ms",
+            "100000",
+            "--stop-with-savepoint-after-ms",
+            "700",
+            "--output",
+            stopped.to_str().expect("utf-8"),
+        ],
+    );
+    let savepoint = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("savepoint: "))
+        .unwrap_or_else(|| panic!("no savepoint reported: {report}"))
+        .to_string();
+    assert!(
+        Path::new(&savepoint).join("lsm").is_dir(),
+        "the savepoint holds the LSM stores' files"
+    );
+    for cores in [1, 3] {
+        let resumed = dir.path().join(format!("resumed-{cores}.csv"));
+        std::fs::copy(&stopped, &resumed).expect("copy committed output");
+        let ckpt = dir.path().join(format!("resume-{cores}"));
+        run(
+            &args(cores),
+            &[
+                "--checkpoint-dir",
+                ckpt.to_str().expect("utf-8"),
+                "--restore-from",
+                &savepoint,
+                "--output",
+                resumed.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(
+            canonical("q18", table(&resumed)),
+            expected,
+            "resumed at {cores} shard(s)"
+        );
+    }
+}

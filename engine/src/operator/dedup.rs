@@ -3,6 +3,12 @@
 //! The result table holds one row per key: the first or the last record by an ordering field
 //! (event time, typically). A key's first record is an `Insert`; a record that replaces the
 //! kept one is an `UpdateBefore` of the old row followed by an `UpdateAfter` of the new one.
+//!
+//! Where the kept rows live follows the job's state backend: on the heap backend, as objects
+//! in a map of the function (one hash lookup per record, checkpointed through
+//! `snapshot_state`); on the LSM backend, in a `ValueState` of the managed keyed state, so the
+//! rows can outgrow memory and checkpoint as the store's files. (Keeping them in a heap
+//! `ValueState` instead measured 8× slower for q18: the heap backend stores encoded bytes.)
 
 use std::hash::Hash;
 
@@ -10,7 +16,7 @@ use super::process::{KeyedProcessFunction, ProcessContext};
 use crate::changelog::Change;
 use crate::checkpoint::{StateRestore, StateSnapshot};
 use crate::key::KeyMap;
-use crate::state::{StateCodec, StateError};
+use crate::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
 
 /// Which record of a key the result keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +35,10 @@ pub enum Keep {
 pub struct Deduplicate<K, T, F> {
     keep: Keep,
     field: F,
+    /// The kept rows, on the heap backend.
     state: KeyMap<K, T>,
+    /// The kept row of the current key, on the LSM backend (declared in `open`).
+    managed: Option<ValueState<T>>,
 }
 
 impl<K, T, F, V> Deduplicate<K, T, F>
@@ -45,6 +54,17 @@ where
             keep,
             field,
             state: KeyMap::default(),
+            managed: None,
+        }
+    }
+
+    /// True if `value` replaces the kept `old`.
+    #[inline]
+    fn replaces(keep: Keep, field: &F, value: &T, old: &T) -> bool {
+        let (new, old) = (field(value), field(old));
+        match keep {
+            Keep::First => new < old,
+            Keep::Last => new >= old,
         }
     }
 
@@ -52,17 +72,13 @@ where
     ///
     /// Separate from `process` so the logic is testable without an operator around it.
     pub fn insert(&mut self, key: &K, value: T, mut emit: impl FnMut(Change<T>)) {
+        let (keep, field) = (self.keep, &self.field);
         let Some(kept) = self.state.get_mut(key) else {
             emit(Change::Insert(value.clone()));
             self.state.insert(key.clone(), value);
             return;
         };
-        let (new, old) = ((self.field)(&value), (self.field)(kept));
-        let replaces = match self.keep {
-            Keep::First => new < old,
-            Keep::Last => new >= old,
-        };
-        if replaces {
+        if Self::replaces(keep, field, &value, kept) {
             let old = std::mem::replace(kept, value);
             emit(Change::UpdateBefore(old));
             emit(Change::UpdateAfter(kept.clone()));
@@ -77,17 +93,55 @@ where
     F: Fn(&T) -> V + Clone + Send + 'static,
     V: Ord,
 {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some(store.value_state(&ValueStateDescriptor::new("dedup-kept"))?);
+        }
+        Ok(())
+    }
+
     #[inline]
     fn process(&mut self, key: &K, value: T, ctx: &mut ProcessContext<'_, Change<T>>) {
-        self.insert(key, value, |c| ctx.emit(c));
+        let Some(kept) = self.managed else {
+            self.insert(key, value, |c| ctx.emit(c));
+            return;
+        };
+        let (keep, field) = (self.keep, &self.field);
+        let decided = ctx.state().and_then(|store| {
+            let old = kept.get(store)?;
+            let replace = old
+                .as_ref()
+                .is_none_or(|old| Self::replaces(keep, field, &value, old));
+            if replace {
+                kept.set(store, &value)?;
+            }
+            Ok((old, replace))
+        });
+        match decided {
+            Ok((None, _)) => ctx.emit(Change::Insert(value)),
+            Ok((Some(old), true)) => {
+                ctx.emit(Change::UpdateBefore(old));
+                ctx.emit(Change::UpdateAfter(value));
+            }
+            Ok((Some(_), false)) => {}
+            Err(e) => ctx.fail(e),
+        }
     }
 
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        // On the LSM backend the rows are in the keyed state, snapshotted with it.
         out.key_map(&self.state);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.state = state.key_map()?;
+        let rows: KeyMap<K, T> = state.key_map()?;
+        if self.managed.is_some() && !rows.is_empty() {
+            return Err(StateError::BackendLayout {
+                what: "deduplicated rows",
+                written: "heap",
+            });
+        }
+        self.state = rows;
         Ok(())
     }
 }
@@ -174,7 +228,25 @@ mod tests {
 
     #[test]
     fn runs_as_a_keyed_process_function_on_shards() {
-        let env = Env::builder().cores(2).build().expect("env");
+        runs_on(crate::state::StateBackendConfig::Heap);
+    }
+
+    /// On the LSM backend the rows live in the managed keyed state (small memtables: they
+    /// flush while the job runs).
+    #[test]
+    fn runs_on_the_lsm_backend() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = crate::state::LsmStateConfig::new(dir.path());
+        config.memtable_bytes = 4096;
+        runs_on(crate::state::StateBackendConfig::Lsm(config));
+    }
+
+    fn runs_on(backend: crate::state::StateBackendConfig) {
+        let env = Env::builder()
+            .cores(2)
+            .state_backend(backend)
+            .build()
+            .expect("env");
         let input: Vec<(u32, i64)> = (0..500u32)
             .map(|i| (i % 11, i64::from(i * 7 % 53)))
             .collect();

@@ -58,6 +58,15 @@ pub enum StateError {
     /// A keyed state was used before `set_current_key`.
     #[error("no current key set on the keyed state store")]
     NoCurrentKey,
+    /// A checkpoint holds an operator's state in the layout of the other state backend.
+    #[error(
+        "the checkpoint holds {what} in the {written} backend's layout: restore it with the \
+         {written} state backend"
+    )]
+    BackendLayout {
+        what: &'static str,
+        written: &'static str,
+    },
 }
 
 impl StateError {
