@@ -6,6 +6,9 @@
 //! entry point. The changes are emitted bottom-up (first the row pushed out of rank N, then
 //! the rows moving down one rank, last the new row), so that at every point of the changelog a
 //! key has at most one row per rank: a sink keyed by (key, rank) never sees two at once.
+//!
+//! Like deduplication, the rankings live where the job's state backend says: as objects in a
+//! map of the function on the heap backend, in a `ValueState` per key on the LSM backend.
 
 use std::cmp::Ordering;
 use std::hash::Hash;
@@ -14,7 +17,7 @@ use super::process::{KeyedProcessFunction, ProcessContext};
 use crate::changelog::Change;
 use crate::checkpoint::{StateRestore, StateSnapshot};
 use crate::key::KeyMap;
-use crate::state::{StateCodec, StateError};
+use crate::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
 
 /// Keeps, per key, the `n` best records by `order` (best first: `order(a, b) == Less` means
 /// `a` ranks before `b`) and emits `Change<(record, rank)>` with ranks from 1.
@@ -25,8 +28,12 @@ use crate::state::{StateCodec, StateError};
 pub struct TopN<K, T, O> {
     n: usize,
     order: O,
-    /// Per key, the current top records, best first (never more than `n`).
+    /// Per key, the current top records, best first (never more than `n`): heap backend.
     state: KeyMap<K, Vec<T>>,
+    /// The current key's ranking in the managed keyed state: LSM backend (from `open`).
+    managed: Option<ValueState<Vec<T>>>,
+    /// Changes of one record on the managed path, emitted once the state is written.
+    changes: Vec<Change<(T, usize)>>,
 }
 
 impl<K, T, O> TopN<K, T, O>
@@ -41,6 +48,8 @@ where
             n,
             order,
             state: KeyMap::default(),
+            managed: None,
+            changes: Vec::new(),
         }
     }
 
@@ -57,25 +66,38 @@ where
             // Only a key's first record clones the key.
             None => self.state.entry(key.clone()).or_default(),
         };
-        // First position whose record is strictly worse: ties keep their earlier rank.
-        let pos = rows.partition_point(|kept| order(kept, &value) != Ordering::Greater);
-        if pos >= self.n {
-            return;
-        }
-        if rows.len() == self.n {
-            // The last row leaves the top N; `pos < n` guarantees it exists.
-            if let Some(out) = rows.pop() {
-                emit(Change::Delete((out, self.n)));
-            }
-        }
-        // Rows at pos.. move down one rank; walk from the bottom (see the module docs).
-        for (i, moved) in rows.iter().enumerate().skip(pos).rev() {
-            emit(Change::UpdateBefore((moved.clone(), i + 1)));
-            emit(Change::UpdateAfter((moved.clone(), i + 2)));
-        }
-        emit(Change::Insert((value.clone(), pos + 1)));
-        rows.insert(pos, value);
+        rank(rows, self.n, order, value, &mut emit);
     }
+}
+
+/// Puts `value` into `rows` (the key's top `n`, best first) and passes the changes to `emit`;
+/// returns false if it did not enter the top `n` (nothing changed).
+fn rank<T: Clone>(
+    rows: &mut Vec<T>,
+    n: usize,
+    order: impl Fn(&T, &T) -> Ordering,
+    value: T,
+    mut emit: impl FnMut(Change<(T, usize)>),
+) -> bool {
+    // First position whose record is strictly worse: ties keep their earlier rank.
+    let pos = rows.partition_point(|kept| order(kept, &value) != Ordering::Greater);
+    if pos >= n {
+        return false;
+    }
+    if rows.len() == n {
+        // The last row leaves the top N; `pos < n` guarantees it exists.
+        if let Some(out) = rows.pop() {
+            emit(Change::Delete((out, n)));
+        }
+    }
+    // Rows at pos.. move down one rank; walk from the bottom (see the module docs).
+    for (i, moved) in rows.iter().enumerate().skip(pos).rev() {
+        emit(Change::UpdateBefore((moved.clone(), i + 1)));
+        emit(Change::UpdateAfter((moved.clone(), i + 2)));
+    }
+    emit(Change::Insert((value.clone(), pos + 1)));
+    rows.insert(pos, value);
+    true
 }
 
 impl<K, T, O> KeyedProcessFunction<K, T, Change<(T, usize)>> for TopN<K, T, O>
@@ -84,17 +106,57 @@ where
     T: Clone + Send + StateCodec + 'static,
     O: Fn(&T, &T) -> Ordering + Clone + Send + 'static,
 {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some(store.value_state(&ValueStateDescriptor::new("top-n-rows"))?);
+        }
+        Ok(())
+    }
+
     #[inline]
     fn process(&mut self, key: &K, value: T, ctx: &mut ProcessContext<'_, Change<(T, usize)>>) {
-        self.insert(key, value, |c| ctx.emit(c));
+        let Some(ranking) = self.managed else {
+            self.insert(key, value, |c| ctx.emit(c));
+            return;
+        };
+        if self.n == 0 {
+            return;
+        }
+        let (n, order, changes) = (self.n, &self.order, &mut self.changes);
+        let written = ctx.state().and_then(|store| {
+            let mut rows = ranking.get(store)?.unwrap_or_default();
+            if rank(&mut rows, n, order, value, |c| changes.push(c)) {
+                ranking.set(store, &rows)?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                for c in self.changes.drain(..) {
+                    ctx.emit(c);
+                }
+            }
+            Err(e) => {
+                self.changes.clear();
+                ctx.fail(e);
+            }
+        }
     }
 
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        // On the LSM backend the rankings are in the keyed state, snapshotted with it.
         out.key_map(&self.state);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.state = state.key_map()?;
+        let rows: KeyMap<K, Vec<T>> = state.key_map()?;
+        if self.managed.is_some() && !rows.is_empty() {
+            return Err(StateError::BackendLayout {
+                what: "top-N rankings",
+                written: "heap",
+            });
+        }
+        self.state = rows;
         Ok(())
     }
 }
@@ -216,7 +278,25 @@ mod tests {
 
     #[test]
     fn runs_as_a_keyed_process_function_on_shards() {
-        let env = Env::builder().cores(2).build().expect("env");
+        runs_on(crate::state::StateBackendConfig::Heap);
+    }
+
+    /// On the LSM backend the rankings live in the managed keyed state (tiny memtables: they
+    /// flush while the job runs).
+    #[test]
+    fn runs_on_the_lsm_backend() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = crate::state::LsmStateConfig::new(dir.path());
+        config.memtable_bytes = 4096;
+        runs_on(crate::state::StateBackendConfig::Lsm(config));
+    }
+
+    fn runs_on(backend: crate::state::StateBackendConfig) {
+        let env = Env::builder()
+            .cores(2)
+            .state_backend(backend)
+            .build()
+            .expect("env");
         let input: Vec<(u32, u32)> = (0..500u32).map(|i| (i % 7, (i * 37) % 101)).collect();
         let changes = env
             .from_iter(input.clone())
