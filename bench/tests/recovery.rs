@@ -171,51 +171,70 @@ fn an_operator_panic_restarts_from_the_latest_checkpoint() {
     assert_eq!(table(&out), expected);
 }
 
-#[test]
-fn savepoint_at_two_shards_resumes_at_one_and_four() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let expected = reference(dir.path(), 2);
-    let first = dir.path().join("first");
-    let out = dir.path().join("stopped.csv");
+/// Runs `args` into `out` with a fresh checkpoint directory under `dir` and stops it with a
+/// savepoint after `after_ms`; returns the savepoint's path.
+fn stop_with_savepoint(args: &[String], dir: &Path, after_ms: &str, out: &Path) -> String {
+    let first = dir.join("first");
     let report = run(
-        &q7_args(2),
+        args,
         &[
             "--checkpoint-dir",
             first.to_str().expect("utf-8"),
             "--checkpoint-interval-ms",
             "100000",
             "--stop-with-savepoint-after-ms",
-            "700",
+            after_ms,
             "--output",
             out.to_str().expect("utf-8"),
         ],
     );
-    let savepoint = report
+    report
         .lines()
         .find_map(|l| l.trim().strip_prefix("savepoint: "))
         .unwrap_or_else(|| panic!("no savepoint reported: {report}"))
-        .to_string();
+        .to_string()
+}
+
+/// Resumes `savepoint` with `args` (another shard count) into a copy of the output `stopped`
+/// committed; returns the resumed output's table.
+fn resume(
+    args: &[String],
+    dir: &Path,
+    savepoint: &str,
+    stopped: &Path,
+    cores: usize,
+) -> (String, Vec<String>) {
+    let resumed = dir.join(format!("resumed-{cores}.csv"));
+    std::fs::copy(stopped, &resumed).expect("copy committed output");
+    let ckpt = dir.join(format!("resume-{cores}"));
+    run(
+        args,
+        &[
+            "--checkpoint-dir",
+            ckpt.to_str().expect("utf-8"),
+            "--restore-from",
+            savepoint,
+            "--output",
+            resumed.to_str().expect("utf-8"),
+        ],
+    );
+    table(&resumed)
+}
+
+#[test]
+fn savepoint_at_two_shards_resumes_at_one_and_four() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = reference(dir.path(), 2);
+    let out = dir.path().join("stopped.csv");
+    let savepoint = stop_with_savepoint(&q7_args(2), dir.path(), "700", &out);
     let (_, before) = table(&out);
     assert!(
         before.len() < expected.1.len(),
         "the savepoint came after the end"
     );
     for cores in [1, 4] {
-        let resumed = dir.path().join(format!("resumed-{cores}.csv"));
-        std::fs::copy(&out, &resumed).expect("copy committed output");
-        let ckpt = dir.path().join(format!("resume-{cores}"));
-        run(
-            &q7_args(cores),
-            &[
-                "--checkpoint-dir",
-                ckpt.to_str().expect("utf-8"),
-                "--restore-from",
-                &savepoint,
-                "--output",
-                resumed.to_str().expect("utf-8"),
-            ],
-        );
-        assert_eq!(table(&resumed), expected, "resumed at {cores} shard(s)");
+        let resumed = resume(&q7_args(cores), dir.path(), &savepoint, &out, cores);
+        assert_eq!(resumed, expected, "resumed at {cores} shard(s)");
     }
 }
 
@@ -523,47 +542,16 @@ fn q18_on_the_lsm_backend_survives_kills_and_rescales() {
     assert_eq!(canonical("q18", table(&out)), expected, "after kills");
 
     // Savepoint at 2 shards, resumed at 1 and 3.
-    let first = dir.path().join("first");
     let stopped = dir.path().join("stopped.csv");
-    let report = run(
-        &args(2),
-        &[
-            "--checkpoint-dir",
-            first.to_str().expect("utf-8"),
-            "--checkpoint-interval-ms",
-            "100000",
-            "--stop-with-savepoint-after-ms",
-            "700",
-            "--output",
-            stopped.to_str().expect("utf-8"),
-        ],
-    );
-    let savepoint = report
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("savepoint: "))
-        .unwrap_or_else(|| panic!("no savepoint reported: {report}"))
-        .to_string();
+    let savepoint = stop_with_savepoint(&args(2), dir.path(), "700", &stopped);
     assert!(
         Path::new(&savepoint).join("lsm").is_dir(),
         "the savepoint holds the LSM stores' files"
     );
     for cores in [1, 3] {
-        let resumed = dir.path().join(format!("resumed-{cores}.csv"));
-        std::fs::copy(&stopped, &resumed).expect("copy committed output");
-        let ckpt = dir.path().join(format!("resume-{cores}"));
-        run(
-            &args(cores),
-            &[
-                "--checkpoint-dir",
-                ckpt.to_str().expect("utf-8"),
-                "--restore-from",
-                &savepoint,
-                "--output",
-                resumed.to_str().expect("utf-8"),
-            ],
-        );
+        let resumed = resume(&args(cores), dir.path(), &savepoint, &stopped, cores);
         assert_eq!(
-            canonical("q18", table(&resumed)),
+            canonical("q18", resumed),
             expected,
             "resumed at {cores} shard(s)"
         );

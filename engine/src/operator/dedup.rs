@@ -236,9 +236,7 @@ mod tests {
     #[test]
     fn runs_on_the_lsm_backend() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = crate::state::LsmStateConfig::new(dir.path());
-        config.memtable_bytes = 4096;
-        runs_on(crate::state::StateBackendConfig::Lsm(config));
+        runs_on(crate::state::tiny_lsm(dir.path()));
     }
 
     fn runs_on(backend: crate::state::StateBackendConfig) {

@@ -60,6 +60,14 @@ impl LsmStateConfig {
     }
 }
 
+/// An LSM backend under `dir` with 4 KiB memtables, so tests flush and compact while jobs run.
+#[cfg(test)]
+pub(crate) fn tiny_lsm(dir: &Path) -> StateBackendConfig {
+    let mut config = LsmStateConfig::new(dir);
+    config.memtable_bytes = 4096;
+    StateBackendConfig::Lsm(config)
+}
+
 /// Prefix of the per-run working directories, followed by `<pid>-<run>`.
 const RUN_DIR_PREFIX: &str = "weir-run-";
 

@@ -43,6 +43,8 @@ pub use codec::{ByteString, StateCodec};
 pub use crc32::crc32;
 pub use error::StateError;
 pub use heap::HeapStateBackend;
+#[cfg(test)]
+pub(crate) use job_backend::tiny_lsm;
 pub use job_backend::{JobStateBackend, LsmStateConfig, StateBackendConfig};
 pub(crate) use job_backend::{new_run_dir, open_lsm};
 pub use key::{KeyGroup, StateId};
