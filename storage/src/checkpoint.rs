@@ -176,9 +176,7 @@ impl Store {
                 std::fs::remove_file(&dst).map_err(|e| Error::io(&dst, e))?;
             }
             match transfer {
-                FileTransfer::HardLink => {
-                    std::fs::hard_link(&src, &dst).map_err(|e| Error::io(&dst, e))?;
-                }
+                FileTransfer::HardLink => link_or_copy(&src, &dst)?,
                 FileTransfer::Copy => {
                     std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
                     fsync_file(&dst)?;
@@ -243,6 +241,19 @@ fn memtable_as_log(mem: &crate::memtable::Memtable, out: &mut Vec<u8>) {
                 }
             }
         }
+    }
+}
+
+/// Hard-links `src` to `dst`, or copies it (durably) when they are on different filesystems
+/// (say, state on a local disk and checkpoints on another mount), where links are impossible.
+pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            std::fs::copy(src, dst).map_err(|e| Error::io(dst, e))?;
+            fsync_file(dst)
+        }
+        Err(e) => Err(Error::io(dst, e)),
     }
 }
 

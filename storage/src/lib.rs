@@ -54,7 +54,7 @@ mod wal;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use checkpoint::{CheckpointFile, CheckpointInfo, FileTransfer};
+pub use checkpoint::{CheckpointFile, CheckpointInfo, FileTransfer, link_or_copy};
 pub use error::{Error, Result};
 pub use file::{IoMode, ReadIo};
 pub use merge::{ConcatMerge, MergeOperator};

@@ -146,3 +146,51 @@ fn unflushed_frozen_memtables_are_included() {
     }
     check(before, vec![Op::Put(1, 99), Op::Delete(2)], false);
 }
+
+/// A checkpoint directory on another filesystem than the store (here tmpfs vs the temp dir's
+/// disk) cannot take hard links: the SSTables are copied instead, and the checkpoint restores.
+/// Skipped (with a message) where `/dev/shm` is missing or on the same filesystem.
+#[test]
+fn checkpoint_across_filesystems_copies_instead_of_linking() {
+    use std::os::unix::fs::MetadataExt;
+    let shm = std::path::Path::new("/dev/shm");
+    let root = tempfile::tempdir().unwrap();
+    let same_fs = match (std::fs::metadata(shm), std::fs::metadata(root.path())) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => true,
+    };
+    if same_fs {
+        eprintln!("skipped: no second filesystem at /dev/shm");
+        return;
+    }
+    let live = tempfile::tempdir_in(shm).unwrap();
+    let live_dir = live.path().join("store");
+    let snap = root.path().join("checkpoint");
+    run(move || async move {
+        let bg = glommio::executor().create_task_queue(
+            glommio::Shares::Static(100),
+            glommio::Latency::NotImportant,
+            "bg",
+        );
+        let store = Store::open(&live_dir, options(bg)).await.unwrap();
+        let mut model = BTreeMap::new();
+        for i in 0..200u8 {
+            apply(&store, &mut model, &Op::Put(i, i)).await;
+        }
+        store.flush().await.unwrap();
+        apply(&store, &mut model, &Op::Merge(3, 9)).await;
+        let info = store
+            .checkpoint_sync(&snap, FileTransfer::HardLink)
+            .unwrap();
+        assert!(!info.files.is_empty(), "the checkpoint has SSTables");
+        store.close().await.unwrap();
+        let restored = Store::open(&snap, options(glommio::executor().current_task_queue()))
+            .await
+            .unwrap();
+        let got = collect(restored.scan::<&[u8], _>(..).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got, model.into_iter().collect::<Vec<_>>());
+        restored.close().await.unwrap();
+    });
+}

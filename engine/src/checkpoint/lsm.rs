@@ -170,8 +170,9 @@ fn contiguous(key_groups: &[u32]) -> Vec<Range<u32>> {
 }
 
 /// Fills `to` (created) with the store files of `from`: SSTables as hard links (immutable,
-/// and the store only ever unlinks them), the small mutable files (manifest, memtable log)
-/// as copies, so the live store never writes into a checkpoint's files.
+/// and the store only ever unlinks them; copies across filesystems), the small mutable files
+/// (manifest, memtable log) as copies, so the live store never writes into a checkpoint's
+/// files.
 fn link_store(from: &Path, to: &Path) -> Result<(), StateError> {
     std::fs::create_dir_all(to).map_err(|e| io_error(to, "creating a state store directory", e))?;
     let entries =
@@ -181,12 +182,12 @@ fn link_store(from: &Path, to: &Path) -> Result<(), StateError> {
         let src = entry.path();
         let dst = to.join(entry.file_name());
         let is_sst = src.extension().is_some_and(|e| e == "sst");
-        let result = if is_sst {
-            std::fs::hard_link(&src, &dst)
+        if is_sst {
+            weir_storage::link_or_copy(&src, &dst)?;
         } else {
-            std::fs::copy(&src, &dst).map(|_| ())
-        };
-        result.map_err(|e| io_error(&dst, "restoring an LSM snapshot file", e))?;
+            std::fs::copy(&src, &dst)
+                .map_err(|e| io_error(&dst, "restoring an LSM snapshot file", e))?;
+        }
     }
     Ok(())
 }
