@@ -13,7 +13,7 @@ use weir::key::KeyMap;
 use weir::nexmark::csv::write_i64;
 use weir::nexmark::{Bid, Event, Str};
 use weir::operator::{Deduplicate, Keep, TopN};
-use weir::state::{StateCodec, StateError};
+use weir::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
 use weir::{Change, CsvRecord, KeyedProcessFunction, ProcessContext, Stream};
 
 use super::bids;
@@ -163,6 +163,11 @@ impl StatsState {
 trait GroupState<K>: Default + Clone + Send + StateCodec + 'static {
     /// The group's result row.
     type Row: Clone + Send + 'static;
+    /// The state has a fixed, small size (q17's counters), so reading and writing it whole
+    /// per record is cheap: on the LSM backend it goes to a `ValueState`. States holding
+    /// distinct sets (q15, q16) stay in the function's map on every backend, since a whole-
+    /// state value would decode the sets per record.
+    const FIXED_SIZE: bool;
     /// Folds one bid of the group in.
     fn add(&mut self, b: &Bid);
     /// The group's current row.
@@ -171,16 +176,20 @@ trait GroupState<K>: Default + Clone + Send + StateCodec + 'static {
 
 /// An unbounded group-by (no window): after each bid, the change of its group's row — an
 /// `Insert` for a new group, `UpdateBefore`/`UpdateAfter` otherwise — as Flink emits it
-/// without mini-batching.
+/// without mini-batching. Groups live as objects in a map of the function (heap backend, or
+/// states with distinct sets), or in a `ValueState` on the LSM backend for fixed-size states.
 #[derive(Clone)]
 struct GroupBy<K, S> {
     groups: KeyMap<K, S>,
+    /// The current group's state in the managed keyed state (LSM backend, fixed-size `S`).
+    managed: Option<ValueState<S>>,
 }
 
 impl<K, S> Default for GroupBy<K, S> {
     fn default() -> Self {
         GroupBy {
             groups: KeyMap::default(),
+            managed: None,
         }
     }
 }
@@ -190,17 +199,50 @@ where
     K: std::hash::Hash + Eq + Clone + Send + StateCodec + 'static,
     S: GroupState<K>,
 {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if S::FIXED_SIZE && store.backend().as_lsm().is_some() {
+            self.managed = Some(store.value_state(&ValueStateDescriptor::new("group"))?);
+        }
+        Ok(())
+    }
+
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        // Managed groups are in the keyed state, snapshotted with it.
         out.key_map(&self.groups);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.groups = state.key_map()?;
+        let groups: KeyMap<K, S> = state.key_map()?;
+        if self.managed.is_some() && !groups.is_empty() {
+            return Err(StateError::BackendLayout {
+                what: "group-by state",
+                written: "heap",
+            });
+        }
+        self.groups = groups;
         Ok(())
     }
 
     #[inline]
     fn process(&mut self, key: &K, b: Bid, ctx: &mut ProcessContext<'_, Change<S::Row>>) {
+        if let Some(group) = self.managed {
+            let folded = ctx.state().and_then(|store| {
+                let before = group.get(store)?;
+                let mut after = before.clone().unwrap_or_default();
+                after.add(&b);
+                group.set(store, &after)?;
+                Ok((before, after))
+            });
+            match folded {
+                Ok((Some(before), after)) => {
+                    ctx.emit(Change::UpdateBefore(before.row(key)));
+                    ctx.emit(Change::UpdateAfter(after.row(key)));
+                }
+                Ok((None, after)) => ctx.emit(Change::Insert(after.row(key))),
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         match self.groups.get_mut(key) {
             Some(group) => {
                 ctx.emit(Change::UpdateBefore(group.row(key)));
@@ -232,6 +274,7 @@ impl CsvRecord for Q15Row {
 
 impl GroupState<i64> for StatsState {
     type Row = Q15Row;
+    const FIXED_SIZE: bool = false;
 
     #[inline]
     fn add(&mut self, b: &Bid) {
@@ -296,6 +339,7 @@ struct ChannelState {
 
 impl GroupState<(ChannelKey, i64)> for ChannelState {
     type Row = Q16Row;
+    const FIXED_SIZE: bool = false;
 
     #[inline]
     fn add(&mut self, b: &Bid) {
@@ -375,6 +419,7 @@ struct AuctionDayState {
 
 impl GroupState<(i64, i64)> for AuctionDayState {
     type Row = Q17Row;
+    const FIXED_SIZE: bool = true;
 
     #[inline]
     fn add(&mut self, b: &Bid) {
