@@ -87,19 +87,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let (header, expected) = reference(dir.path(), 2);
     let ckpt = dir.path().join("checkpoints");
     let out = dir.path().join("out.csv");
-    let mut args = q7_args(2);
-    args.extend(
-        [
-            "--checkpoint-dir",
-            ckpt.to_str().expect("utf-8"),
-            "--checkpoint-interval-ms",
-            "150",
-            "--output",
-            out.to_str().expect("utf-8"),
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    let args = with_checkpoints(q7_args(2), &ckpt, "150", Some(&out));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_nanos() as u64);
@@ -169,6 +157,33 @@ fn an_operator_panic_restarts_from_the_latest_checkpoint() {
     );
     assert!(report.contains("resumed from checkpoint"), "{report}");
     assert_eq!(table(&out), expected);
+}
+
+/// `args` plus checkpoints into `ckpt` every `interval_ms`, and the output file if any.
+fn with_checkpoints(
+    mut args: Vec<String>,
+    ckpt: &Path,
+    interval_ms: &str,
+    out: Option<&Path>,
+) -> Vec<String> {
+    let ckpt = ckpt.to_str().expect("utf-8");
+    args.extend(
+        [
+            "--checkpoint-dir",
+            ckpt,
+            "--checkpoint-interval-ms",
+            interval_ms,
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    if let Some(out) = out {
+        args.extend([
+            "--output".to_string(),
+            out.to_str().expect("utf-8").to_string(),
+        ]);
+    }
+    args
 }
 
 /// Runs `args` into `out` with a fresh checkpoint directory under `dir` and stops it with a
@@ -366,23 +381,37 @@ fn partitioned_output_is_refused_with_checkpoints() {
 }
 
 /// Runs `args` and kills it after `after`, leaving its checkpoints behind.
-/// Runs the harness and SIGKILLs it once `checkpoints` checkpoints completed in `dir`
-/// (polled, so a loaded machine only makes the test slower, not wrong), or after a minute.
-fn run_and_kill(args: &[String], dir: &Path, checkpoints: usize) {
+/// Runs the harness and SIGKILLs it `then` after `checkpoints` new checkpoints completed in
+/// `dir` (polled, so a loaded machine only makes the test slower, not wrong), or after a
+/// minute.
+fn run_and_kill(args: &[String], dir: &Path, checkpoints: usize, then: Duration) {
+    // Counted by name (ids are zero-padded): retention may delete older ones meanwhile.
+    let completed = || -> Vec<std::path::PathBuf> {
+        if dir.exists() {
+            completed_checkpoints(dir)
+        } else {
+            Vec::new()
+        }
+    };
+    let before = completed().last().cloned();
     let mut child = Command::new(BIN)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn weir-bench");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        let done = dir.exists() && completed_checkpoints(dir).len() >= checkpoints;
-        if done || child.try_wait().ok().flatten().is_some() {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let new = completed()
+            .into_iter()
+            .filter(|c| before.as_ref().is_none_or(|b| c > b))
+            .count();
+        if new >= checkpoints || child.try_wait().ok().flatten().is_some() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
+    std::thread::sleep(then);
     // It may have finished already; then there is nothing to kill.
     let _ = child.kill();
     child.wait().expect("reap child");
@@ -410,23 +439,11 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
     let expected = reference(dir.path(), 2);
     let ckpt = dir.path().join("checkpoints");
     let out = dir.path().join("out.csv");
-    let mut args = q7_args(2);
-    args.extend(
-        [
-            "--checkpoint-dir",
-            ckpt.to_str().expect("utf-8"),
-            "--checkpoint-interval-ms",
-            "150",
-            "--output",
-            out.to_str().expect("utf-8"),
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    let args = with_checkpoints(q7_args(2), &ckpt, "150", Some(&out));
     // Three completed: the coordinator commits a checkpoint's output before it completes the
     // next one, so the second newest surely committed. Drop the newest (as if the process had
     // died before completing it) and corrupt the one before, which committed output.
-    run_and_kill(&args, &ckpt, 3);
+    run_and_kill(&args, &ckpt, 3, Duration::ZERO);
     let mut done = completed_checkpoints(&ckpt);
     assert!(done.len() >= 3, "need three checkpoints, got {done:?}");
     if let Some(last) = done.pop() {
@@ -456,18 +473,8 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
 fn a_checkpoint_of_another_job_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ckpt = dir.path().join("checkpoints");
-    let mut args = q7_args(2);
-    args.extend(
-        [
-            "--checkpoint-dir",
-            ckpt.to_str().expect("utf-8"),
-            "--checkpoint-interval-ms",
-            "100",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    run_and_kill(&args, &ckpt, 1);
+    let args = with_checkpoints(q7_args(2), &ckpt, "100", None);
+    run_and_kill(&args, &ckpt, 1, Duration::ZERO);
     assert!(
         !completed_checkpoints(&ckpt).is_empty(),
         "no checkpoint taken"
@@ -520,48 +527,10 @@ fn q18_on_the_lsm_backend_survives_kills_and_rescales() {
     // Kills.
     let ckpt = dir.path().join("checkpoints");
     let out = dir.path().join("out.csv");
-    let mut killed_args = args(2);
-    killed_args.extend(
-        [
-            "--checkpoint-dir",
-            ckpt.to_str().expect("utf-8"),
-            "--checkpoint-interval-ms",
-            "150",
-            "--output",
-            out.to_str().expect("utf-8"),
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    let killed_args = with_checkpoints(args(2), &ckpt, "150", Some(&out));
     for kill in 0..3u64 {
-        // Each run must complete a checkpoint of its own before it is killed, a little later
-        // each time (retention keeps only the newest few, so count by id).
-        let newest = |dir: &Path| -> String {
-            if !dir.exists() {
-                return String::new();
-            }
-            completed_checkpoints(dir)
-                .last()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_default()
-        };
-        let before = newest(&ckpt);
-        let mut child = Command::new(BIN)
-            .args(&killed_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn weir-bench");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && newest(&ckpt) <= before {
-            if child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(40 * kill));
-        let _ = child.kill();
-        child.wait().expect("reap child");
+        // Each run completes a checkpoint of its own, then dies a little later each time.
+        run_and_kill(&killed_args, &ckpt, 1, Duration::from_millis(40 * kill));
     }
     let report = run(&killed_args, &[]);
     assert!(report.contains("resumed from checkpoint"), "{report}");

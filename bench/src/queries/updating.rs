@@ -69,25 +69,29 @@ pub struct BidStats {
     pub rank3_auctions: i64,
 }
 
+impl BidStats {
+    /// The twelve counts in column order (CSV and checkpoint encoding).
+    fn counts(&self) -> [i64; 12] {
+        [
+            self.total_bids,
+            self.rank1_bids,
+            self.rank2_bids,
+            self.rank3_bids,
+            self.total_bidders,
+            self.rank1_bidders,
+            self.rank2_bidders,
+            self.rank3_bidders,
+            self.total_auctions,
+            self.rank1_auctions,
+            self.rank2_auctions,
+            self.rank3_auctions,
+        ]
+    }
+}
+
 impl CsvRecord for BidStats {
     fn write_csv(&self, out: &mut Vec<u8>) {
-        write_ints(
-            out,
-            &[
-                self.total_bids,
-                self.rank1_bids,
-                self.rank2_bids,
-                self.rank3_bids,
-                self.total_bidders,
-                self.rank1_bidders,
-                self.rank2_bidders,
-                self.rank3_bidders,
-                self.total_auctions,
-                self.rank1_auctions,
-                self.rank2_auctions,
-                self.rank3_auctions,
-            ],
-        );
+        write_ints(out, &self.counts());
     }
 }
 
@@ -559,20 +563,7 @@ fn map_change<A, B>(c: Change<A>, f: impl FnOnce(A) -> B) -> Change<B> {
 
 impl StateCodec for BidStats {
     fn encode(&self, out: &mut Vec<u8>) {
-        for v in [
-            self.total_bids,
-            self.rank1_bids,
-            self.rank2_bids,
-            self.rank3_bids,
-            self.total_bidders,
-            self.rank1_bidders,
-            self.rank2_bidders,
-            self.rank3_bidders,
-            self.total_auctions,
-            self.rank1_auctions,
-            self.rank2_auctions,
-            self.rank3_auctions,
-        ] {
+        for v in self.counts() {
             v.encode(out);
         }
     }
