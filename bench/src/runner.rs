@@ -240,6 +240,15 @@ pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
     };
     build_with(spec.query, &events, &mut sink, &options)?;
     let result = env.execute()?;
+    for op in &result.operators {
+        tracing::info!(
+            operator = %op.name,
+            records_in = op.records_in,
+            records_out = op.records_out,
+            records_late = op.records_late,
+            "operator counts"
+        );
+    }
     Ok(Report {
         query: spec.query,
         cores: result.shards,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use weir::nexmark::NexmarkConfig;
 use weir::source::nexmark::NexmarkSource;
+use weir::window::{EventTimeTrigger, Trigger, TriggerContext, TriggerResult, Window};
 use weir::{Change, CsvRecord, Data, Env, Stream};
 use weir_bench::queries::{Query, RowSink, build};
 
@@ -92,5 +93,48 @@ pub fn quoted(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+/// `EventTimeTrigger` without its claim to fire only at a window's end, so a job runs the
+/// general window operator (a timer per key and window) instead of the aligned one: tests
+/// compare the two.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GeneralPath;
+
+impl<T> Trigger<T> for GeneralPath {
+    fn on_element(
+        &self,
+        element: &T,
+        timestamp: i64,
+        window: &Window,
+        ctx: &mut dyn TriggerContext,
+    ) -> TriggerResult {
+        <EventTimeTrigger as Trigger<T>>::on_element(
+            &EventTimeTrigger,
+            element,
+            timestamp,
+            window,
+            ctx,
+        )
+    }
+    fn on_event_time(
+        &self,
+        time: i64,
+        window: &Window,
+        ctx: &mut dyn TriggerContext,
+    ) -> TriggerResult {
+        <EventTimeTrigger as Trigger<T>>::on_event_time(&EventTimeTrigger, time, window, ctx)
+    }
+    fn on_processing_time(
+        &self,
+        time: i64,
+        window: &Window,
+        ctx: &mut dyn TriggerContext,
+    ) -> TriggerResult {
+        <EventTimeTrigger as Trigger<T>>::on_processing_time(&EventTimeTrigger, time, window, ctx)
+    }
+    fn clear(&self, window: &Window, ctx: &mut dyn TriggerContext) {
+        <EventTimeTrigger as Trigger<T>>::clear(&EventTimeTrigger, window, ctx)
     }
 }

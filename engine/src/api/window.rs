@@ -8,8 +8,8 @@ use super::keyed::KeyedStream;
 use super::stream::{OutputTag, Stream};
 use crate::Data;
 use crate::operator::{
-    AggregateFunction, Buffer, EvictingBuffer, Incremental, WindowFunction, WindowOp, WindowResult,
-    WindowSpec,
+    AggregateFunction, AlignedWindowOp, Buffer, EvictingBuffer, Incremental, WindowFunction,
+    WindowOp, WindowResult, WindowSpec, is_aligned,
 };
 use crate::runtime::{JobContext, ShardPart};
 use crate::state::StateCodec;
@@ -203,6 +203,7 @@ where
         }
         let input_node = input.node;
         let id = graph.next_id();
+        let aligned = is_aligned(&self.assigner, &self.trigger);
         let node = graph.add(
             name,
             Box::new(move |ctx: &JobContext| {
@@ -211,8 +212,16 @@ where
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<Out>(id)?;
                         let late = b.take_side_output::<T>(id, LATE_DATA)?;
-                        let op = WindowOp::new(spec, out, late, b.operator_ctx(id))?;
-                        b.add_input::<T>(input_node, Box::new(op));
+                        let ctx = b.operator_ctx(id);
+                        // Aligned windows keep their state window-first on the heap; the
+                        // general operator serves every other case and the LSM backend.
+                        let op: Box<dyn crate::operator::Push<T>> =
+                            if aligned && !ctx.has_state_backend() {
+                                Box::new(AlignedWindowOp::new(spec, out, late, ctx)?)
+                            } else {
+                                Box::new(WindowOp::new(spec, out, late, ctx)?)
+                            };
+                        b.add_input::<T>(input_node, op);
                         Ok(())
                     });
                     part

@@ -6,6 +6,7 @@
 //! through generics and inlined.
 
 mod aggregate;
+mod aligned_window;
 mod basic;
 mod connect;
 mod dedup;
@@ -18,6 +19,8 @@ mod union;
 mod window;
 
 pub use aggregate::{AggregateFunction, AggregateOp};
+pub use aligned_window::AlignedWindowOp;
+pub(crate) use aligned_window::is_aligned;
 pub use basic::{Discard, FilterOp, FlatMapOp, MapOp, Tee};
 pub(crate) use connect::keyed_co_process;
 pub use connect::{CoLeft, CoRight, KeyedCoProcessFunction};

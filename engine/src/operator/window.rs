@@ -325,12 +325,12 @@ pub struct WindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
 }
 
 /// Part tags of the window operator's snapshot.
-const PART_KEYS: u8 = 1;
-const PART_TIMERS: u8 = 2;
+pub(super) const PART_KEYS: u8 = 1;
+pub(super) const PART_TIMERS: u8 = 2;
 
 /// One key's windows as they are checkpointed: contents, session windows (merging assigners)
 /// and trigger state.
-type KeySnapshot<Acc> = (
+pub(super) type KeySnapshot<Acc> = (
     Vec<(Window, Acc)>,
     Option<Vec<(TimeWindow, TimeWindow)>>,
     Vec<(Window, &'static str, i64)>,

@@ -83,6 +83,12 @@ impl OperatorCtx {
             .unwrap_or_default()
     }
 
+    /// Whether the job opened a state backend of its own (an LSM store) for this operator
+    /// instance.
+    pub(crate) fn has_state_backend(&self) -> bool {
+        self.state_backends.borrow().contains_key(&self.node)
+    }
+
     /// Counts records a source emitted.
     #[inline]
     pub(crate) fn count_out(&self, n: usize) {

@@ -1,17 +1,20 @@
 //! The per-shard timer service: event-time and processing-time timers per
 //! (key, namespace, timestamp), fired in timestamp order.
 //!
-//! Each clock keeps a hash set of pending timers (registering twice is one timer, found in
-//! O(1): window triggers re-register the same timer for every record, so this is the hot
-//! path) and the timers grouped by timestamp in a `BTreeMap`. Window timers cluster on window
-//! ends, so firing takes a whole group at once, sorts it by (key, namespace) and drains it
-//! sequentially — cache-friendly, unlike a heap of millions of entries. Deletes remove from the
-//! set only; stale entries are skipped when their group fires. Within a timestamp, timers fire
-//! in key then namespace order, so a replay after restore fires in exactly the same order no
-//! matter in which order the timers were re-inserted. A timer registered while a group is
-//! firing, at or below that group's time, fires right after the group.
+//! Each clock keeps its pending timers grouped by timestamp: a `BTreeMap` from timestamp to a
+//! hash set of (key, namespace). Registering twice is one timer, found with one probe of its
+//! group's set (window triggers re-register the same timer for every record, so this is the
+//! hot path), and a delete is one probe too. Window timers cluster on window ends, so firing
+//! takes a whole group at once: its set is moved into a vector, sorted by (key, namespace) and
+//! drained sequentially — no hash lookup per fired timer and no per-timer removal, which
+//! dominated window firing when every timer lived in one big set. Within a timestamp, timers
+//! fire in key then namespace order, so a replay after restore fires in exactly the same order
+//! no matter in which order the timers were re-inserted. While a group fires, a delete of one
+//! of its timers that has not fired yet cancels it (found by binary search in the sorted
+//! rest), and registering it again is a no-op; a timer registered while a group is firing, at
+//! or below that group's time and not already pending in it, fires right after the group.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::Hash;
 
 use super::types::{TimeDomain, Window};
@@ -29,88 +32,184 @@ pub struct Timer<K, N = Window> {
     pub namespace: N,
 }
 
+/// The timers of one timestamp.
+type Group<K, N> = HashSet<(K, N), KeyBuildHasher>;
+
+/// The group being fired: its timers in firing order and how far firing got.
+#[derive(Debug, Clone)]
+struct Firing<K, N> {
+    timestamp: i64,
+    /// Sorted, without duplicates.
+    order: Vec<(K, N)>,
+    /// `order[..next]` has fired.
+    next: usize,
+    /// Timers of `order[next..]` deleted before they fired (rare: usually empty).
+    cancelled: Group<K, N>,
+}
+
+impl<K: Ord + Hash, N: Ord + Hash> Firing<K, N> {
+    /// Whether `entry` is in the part of the group that has not fired, and not cancelled.
+    fn is_pending(&self, entry: &(K, N)) -> bool {
+        let rest = &self.order[self.next..];
+        // Fast reject: the timer that just fired (a window clearing its own timer) or
+        // anything before it.
+        if rest.first().is_none_or(|first| entry < first) {
+            return false;
+        }
+        rest.binary_search(entry).is_ok()
+            && (self.cancelled.is_empty() || !self.cancelled.contains(entry))
+    }
+
+    /// Timers still to fire.
+    fn remaining(&self) -> usize {
+        self.order.len() - self.next - self.cancelled.len()
+    }
+}
+
 /// The timers of one clock.
 #[derive(Debug, Clone)]
 struct Clock<K, N> {
-    pending: HashSet<Timer<K, N>, KeyBuildHasher>,
-    by_time: BTreeMap<i64, Vec<(K, N)>>,
-    /// The group being fired, in order.
-    firing: VecDeque<Timer<K, N>>,
+    /// Pending timers by timestamp; no group is empty.
+    groups: BTreeMap<i64, Group<K, N>>,
+    /// Timers in `groups`.
+    grouped: usize,
+    /// The group being fired, if any (taken out of `groups`).
+    firing: Option<Firing<K, N>>,
 }
 
 impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> Clock<K, N> {
     fn new() -> Self {
         Clock {
-            pending: HashSet::default(),
-            by_time: BTreeMap::new(),
-            firing: VecDeque::new(),
+            groups: BTreeMap::new(),
+            grouped: 0,
+            firing: None,
         }
+    }
+
+    fn len(&self) -> usize {
+        self.grouped + self.firing.as_ref().map_or(0, Firing::remaining)
     }
 
     fn insert(&mut self, timer: Timer<K, N>) -> bool {
-        if self.pending.contains(&timer) {
+        let Timer {
+            timestamp,
+            key,
+            namespace,
+        } = timer;
+        let entry = (key, namespace);
+        if let Some(f) = self.firing.as_mut().filter(|f| f.timestamp == timestamp) {
+            if !f.cancelled.is_empty() && f.cancelled.remove(&entry) {
+                // Deleted while its group fires, registered again: it fires in its place.
+                return true;
+            }
+            if f.is_pending(&entry) {
+                return false;
+            }
+        }
+        let fresh = self.groups.entry(timestamp).or_default().insert(entry);
+        self.grouped += usize::from(fresh);
+        fresh
+    }
+
+    fn remove(&mut self, timestamp: i64, entry: &(K, N)) -> bool {
+        if let Some(f) = self.firing.as_mut().filter(|f| f.timestamp == timestamp)
+            && f.is_pending(entry)
+        {
+            f.cancelled.insert(entry.clone());
+            return true;
+        }
+        let Some(group) = self.groups.get_mut(&timestamp) else {
+            return false;
+        };
+        if !group.remove(entry) {
             return false;
         }
-        self.by_time
-            .entry(timer.timestamp)
-            .or_default()
-            .push((timer.key.clone(), timer.namespace.clone()));
-        self.pending.insert(timer);
+        self.grouped -= 1;
+        if group.is_empty() {
+            self.groups.remove(&timestamp);
+        }
         true
     }
 
-    fn remove(&mut self, timer: &Timer<K, N>) -> bool {
-        self.pending.remove(timer)
+    fn contains(&self, timestamp: i64, entry: &(K, N)) -> bool {
+        self.firing
+            .as_ref()
+            .is_some_and(|f| f.timestamp == timestamp && f.is_pending(entry))
+            || self
+                .groups
+                .get(&timestamp)
+                .is_some_and(|group| group.contains(entry))
     }
 
     fn pop_due(&mut self, up_to: i64) -> Option<Timer<K, N>> {
         loop {
-            while let Some(timer) = self.firing.pop_front() {
-                // A deleted timer is stale: skip it.
-                if self.pending.remove(&timer) {
-                    return Some(timer);
+            if let Some(f) = self.firing.as_mut() {
+                while let Some(entry) = f.order.get(f.next) {
+                    f.next += 1;
+                    // A deleted timer is skipped (and forgotten: it cannot come again).
+                    if !f.cancelled.is_empty() && f.cancelled.remove(entry) {
+                        continue;
+                    }
+                    return Some(Timer {
+                        timestamp: f.timestamp,
+                        key: entry.0.clone(),
+                        namespace: entry.1.clone(),
+                    });
                 }
+                self.firing = None;
             }
-            let (&timestamp, _) = self.by_time.first_key_value()?;
+            let (&timestamp, _) = self.groups.first_key_value()?;
             if timestamp > up_to {
                 return None;
             }
-            let (timestamp, mut group) = self.by_time.pop_first()?;
-            group.sort_unstable();
-            self.firing
-                .extend(group.into_iter().map(|(key, namespace)| Timer {
-                    timestamp,
-                    key,
-                    namespace,
-                }));
+            let (timestamp, group) = self.groups.pop_first()?;
+            self.grouped -= group.len();
+            let mut order: Vec<(K, N)> = group.into_iter().collect();
+            order.sort_unstable();
+            self.firing = Some(Firing {
+                timestamp,
+                order,
+                next: 0,
+                cancelled: Group::default(),
+            });
         }
     }
 
-    fn first(&mut self) -> Option<i64> {
-        // Drop deleted timers from the front so the answer is exact.
-        loop {
-            match self.firing.front() {
-                Some(t) if self.pending.contains(t) => return Some(t.timestamp),
-                Some(_) => {
-                    self.firing.pop_front();
-                }
-                None => break,
-            }
+    /// The earliest pending timestamp (a timer registered below the firing group's time is
+    /// earlier, though it fires after the group).
+    fn first(&self) -> Option<i64> {
+        let firing = self
+            .firing
+            .as_ref()
+            .filter(|f| f.remaining() > 0)
+            .map(|f| f.timestamp);
+        let grouped = self.groups.first_key_value().map(|(&t, _)| t);
+        match (firing, grouped) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        loop {
-            let (&timestamp, group) = self.by_time.first_key_value()?;
-            let live = group.iter().any(|(key, namespace)| {
-                self.pending.contains(&Timer {
-                    timestamp,
+    }
+
+    /// Every pending timer, in no particular order.
+    fn timers(&self) -> impl Iterator<Item = Timer<K, N>> + '_ {
+        let firing = self.firing.iter().flat_map(|f| {
+            f.order[f.next..]
+                .iter()
+                .filter(|e| f.cancelled.is_empty() || !f.cancelled.contains(*e))
+                .map(|(key, namespace)| Timer {
+                    timestamp: f.timestamp,
                     key: key.clone(),
                     namespace: namespace.clone(),
                 })
-            });
-            if live {
-                return Some(timestamp);
-            }
-            self.by_time.pop_first();
-        }
+        });
+        let grouped = self.groups.iter().flat_map(|(&timestamp, group)| {
+            group.iter().map(move |(key, namespace)| Timer {
+                timestamp,
+                key: key.clone(),
+                namespace: namespace.clone(),
+            })
+        });
+        firing.chain(grouped)
     }
 }
 
@@ -184,12 +283,8 @@ impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> TimerService<K, N> {
 
     fn remove(&mut self, domain: TimeDomain, key: &K, namespace: &N, timestamp: i64) -> bool {
         // Set lookups need an owned probe; keys are small (ids, short bytes).
-        let probe = Timer {
-            timestamp,
-            key: key.clone(),
-            namespace: namespace.clone(),
-        };
-        self.clock(domain).remove(&probe)
+        let probe = (key.clone(), namespace.clone());
+        self.clock(domain).remove(timestamp, &probe)
     }
 
     /// Adds a timer of either clock (checkpoint restore); returns false if present.
@@ -252,7 +347,7 @@ impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> TimerService<K, N> {
 
     /// Pending timers of both clocks.
     pub fn len(&self) -> usize {
-        self.event.pending.len() + self.processing.pending.len()
+        self.event.len() + self.processing.len()
     }
 
     /// Whether no timer is pending.
@@ -262,36 +357,31 @@ impl<K: Ord + Hash + Clone, N: Ord + Hash + Clone> TimerService<K, N> {
 
     /// Pending event-time timers.
     pub fn event_time_len(&self) -> usize {
-        self.event.pending.len()
+        self.event.len()
     }
 
     /// Pending processing-time timers.
     pub fn processing_time_len(&self) -> usize {
-        self.processing.pending.len()
+        self.processing.len()
     }
 
     /// Every pending timer with its clock, in no particular order (for checkpoints; restore
     /// with `insert`, which restores the firing order).
-    pub fn timers(&self) -> impl Iterator<Item = (TimeDomain, &Timer<K, N>)> + '_ {
+    pub fn timers(&self) -> impl Iterator<Item = (TimeDomain, Timer<K, N>)> + '_ {
         self.event
-            .pending
-            .iter()
+            .timers()
             .map(|t| (TimeDomain::EventTime, t))
             .chain(
                 self.processing
-                    .pending
-                    .iter()
+                    .timers()
                     .map(|t| (TimeDomain::ProcessingTime, t)),
             )
     }
 
     /// Whether this exact event-time timer is pending.
     pub fn contains_event_time(&self, key: &K, namespace: &N, timestamp: i64) -> bool {
-        self.event.pending.contains(&Timer {
-            timestamp,
-            key: key.clone(),
-            namespace: namespace.clone(),
-        })
+        self.event
+            .contains(timestamp, &(key.clone(), namespace.clone()))
     }
 }
 
@@ -396,6 +486,97 @@ mod tests {
             2 => (0u8..4, 0u8..3, -20i64..20).prop_map(|(k, n, t)| Op::Delete(k, n, t)),
             1 => (-25i64..25).prop_map(Op::Advance),
         ]
+    }
+
+    /// The firing rule spelled out on a plain set: the earliest due timestamp's timers are
+    /// frozen in (key, namespace) order and each fires if it is still pending when its turn
+    /// comes; anything registered meanwhile waits for the next round.
+    struct Reference {
+        pending: BTreeSet<(i64, u8, u8)>,
+        watermark: i64,
+        group: Vec<(i64, u8, u8)>,
+    }
+
+    impl Reference {
+        fn pop(&mut self, wm: i64) -> Option<(i64, u8, u8)> {
+            self.watermark = self.watermark.max(wm);
+            loop {
+                while !self.group.is_empty() {
+                    let t = self.group.remove(0);
+                    if self.pending.remove(&t) {
+                        return Some(t);
+                    }
+                }
+                let &(ts, _, _) = self.pending.first()?;
+                if ts > self.watermark {
+                    return None;
+                }
+                self.group = self.pending.iter().copied().filter(|t| t.0 == ts).collect();
+            }
+        }
+    }
+
+    fn reentrant_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..4, 0u8..3, -2i64..3).prop_map(|(k, n, t)| Op::Register(k, n, t)),
+            (0u8..4, 0u8..3, -2i64..3).prop_map(|(k, n, t)| Op::Delete(k, n, t)),
+        ]
+    }
+
+    proptest! {
+        /// Registrations and deletes while a group fires (timestamps relative to the timer
+        /// that just fired, so they hit the firing group, earlier and later ones): same
+        /// timers, same order, same answers as the reference.
+        #[test]
+        fn reentrant_changes_match_reference(
+            setup in proptest::collection::vec(op(), 0..80),
+            during in proptest::collection::vec(reentrant_op(), 1..40),
+            wm in -25i64..25,
+        ) {
+            let mut s = TimerService::<u8, u8>::new();
+            let mut r = Reference { pending: BTreeSet::new(), watermark: i64::MIN, group: Vec::new() };
+            for op in setup {
+                match op {
+                    Op::Register(k, n, t) => {
+                        prop_assert_eq!(s.register_event_time(k, n, t), r.pending.insert((t, k, n)));
+                    }
+                    Op::Delete(k, n, t) => {
+                        prop_assert_eq!(s.delete_event_time(&k, &n, t), r.pending.remove(&(t, k, n)));
+                    }
+                    Op::Advance(_) => {}
+                }
+            }
+            let mut i = 0;
+            for round_wm in [wm, i64::MAX] {
+                loop {
+                    let got = s.pop_event_time(round_wm).map(|t| (t.timestamp, t.key, t.namespace));
+                    let want = r.pop(round_wm);
+                    prop_assert_eq!(got, want);
+                    let Some((ts, _, _)) = got else { break };
+                    if i < during.len() {
+                        match during[i] {
+                            Op::Register(k, n, dt) => {
+                                let t = ts.saturating_add(dt);
+                                prop_assert_eq!(s.register_event_time(k, n, t), r.pending.insert((t, k, n)));
+                            }
+                            Op::Delete(k, n, dt) => {
+                                let t = ts.saturating_add(dt);
+                                prop_assert_eq!(s.delete_event_time(&k, &n, t), r.pending.remove(&(t, k, n)));
+                            }
+                            Op::Advance(_) => {}
+                        }
+                        i += 1;
+                    }
+                    let live = r.pending.len();
+                    prop_assert_eq!(s.len(), live);
+                    prop_assert_eq!(s.next_event_time(), r.pending.first().map(|t| t.0));
+                    let mut listed: Vec<_> = s.timers().map(|(_, t)| (t.timestamp, t.key, t.namespace)).collect();
+                    listed.sort_unstable();
+                    prop_assert_eq!(listed, r.pending.iter().copied().collect::<Vec<_>>());
+                }
+            }
+            prop_assert!(s.is_empty());
+        }
     }
 
     proptest! {

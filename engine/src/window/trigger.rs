@@ -122,6 +122,14 @@ pub trait Trigger<T> {
         ctx: &mut dyn TriggerContext,
     ) -> TriggerResult;
 
+    /// True if this trigger fires a window exactly when the watermark passes its end (and
+    /// for every element arriving within the allowed lateness after that), keeps no state
+    /// and registers no other timers — `EventTimeTrigger`'s contract. The window operator
+    /// then keeps aligned windows window-first, without a timer per key and window.
+    fn fires_only_at_window_end(&self) -> bool {
+        false
+    }
+
     /// Whether the trigger supports merging windows; the operator must refuse
     /// a session assigner with a trigger that does not.
     fn can_merge(&self) -> bool {
@@ -149,6 +157,10 @@ pub trait Trigger<T> {
 pub struct EventTimeTrigger;
 
 impl<T> Trigger<T> for EventTimeTrigger {
+    fn fires_only_at_window_end(&self) -> bool {
+        true
+    }
+
     fn repeat_elements_are_no_ops(&self) -> bool {
         // Before the end: register the end-of-window timer (already registered by the
         // window's first element; only `clear` deletes it, and a cleared window holds no

@@ -1,0 +1,350 @@
+//! The window operator for aligned windows: tumbling and sliding event-time windows that fire
+//! only when the watermark passes their end (`EventTimeTrigger`).
+//!
+//! Such windows have the same boundaries for every key, so their state is kept window-first:
+//! one map from key to contents per window, in firing order. A window's timer is implied by
+//! its end, so there is no timer per (key, window) to register, deduplicate or pop; firing a
+//! window walks its map once (sorted by key, the order of the general operator's timers) and
+//! drops it. This is the layout streaming SQL engines use for window aggregates; the general
+//! [`super::WindowOp`] (one map per key, a timer per window) stays for session windows, custom
+//! triggers, processing time and the LSM state backend.
+//!
+//! Results are exactly the general operator's, in the same order, and its checkpoints use the
+//! general operator's layout, so either operator restores the other's snapshot.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::time::Instant;
+
+use super::window::{KeySnapshot, PART_KEYS, PART_TIMERS};
+use super::{Push, WindowContents, WindowFunction, WindowSpec, guarded};
+use crate::batch::Batch;
+use crate::checkpoint::Barrier;
+use crate::error::Result;
+use crate::key::KeyMap;
+use crate::runtime::OperatorCtx;
+use crate::state::StateCodec;
+use crate::time::{Progress, Timestamp};
+use crate::window::{TimeWindow, Trigger, Window, cleanup_time, is_late};
+
+/// Every key's contents of one window.
+struct WindowKeys<K, Acc> {
+    keys: KeyMap<K, Acc>,
+    /// The watermark passed the window's end: it fired, and only waits for its cleanup
+    /// (allowed lateness); records still arriving fire it again at once.
+    fired: bool,
+}
+
+/// The aligned-window operator (see the module docs).
+pub struct AlignedWindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
+    spec: WindowSpec<KF, TF, Tr, C, WF>,
+    /// Live windows by (end, window): the order they fire in.
+    windows: BTreeMap<(Timestamp, Window), WindowKeys<K, C::Acc>>,
+    watermark: Timestamp,
+    assigned: Vec<Window>,
+    /// Fired entries of one window, sorted by key before they fire (reused).
+    firing: Vec<(K, C::Acc)>,
+    out: Batch<Out>,
+    late: Batch<T>,
+    next: Box<dyn Push<Out>>,
+    late_out: Box<dyn Push<T>>,
+    ctx: OperatorCtx,
+    /// Ingest time of the last batch seen: results fired by a watermark are stamped with it,
+    /// so their latency runs from the record that closed the window to the sink.
+    last_ingest: Instant,
+}
+
+/// Whether windows of `assigner` under `trigger` are aligned: same boundaries for every key,
+/// event time, and fired only by the watermark passing their end.
+pub(crate) fn is_aligned<T, Tr: Trigger<T>>(
+    assigner: &crate::window::WindowAssigner,
+    trigger: &Tr,
+) -> bool {
+    !assigner.is_merging() && assigner.is_event_time() && trigger.fires_only_at_window_end()
+}
+
+impl<K, T, Out, KF, TF, Tr, C, WF> AlignedWindowOp<K, T, Out, KF, TF, Tr, C, WF>
+where
+    K: Hash + Eq + Ord + Clone + StateCodec,
+    T: Clone,
+    KF: FnMut(&T) -> K,
+    TF: Fn(&T) -> Timestamp,
+    Tr: Trigger<T>,
+    C: WindowContents<T>,
+    C::Acc: StateCodec,
+    WF: WindowFunction<K, C::Acc, Out>,
+{
+    /// Restores this shard's key groups if the job resumes from a checkpoint (written by this
+    /// operator or the general one).
+    pub fn new(
+        spec: WindowSpec<KF, TF, Tr, C, WF>,
+        next: Box<dyn Push<Out>>,
+        late_out: Box<dyn Push<T>>,
+        ctx: OperatorCtx,
+    ) -> Result<Self> {
+        let restore = ctx.take_restore();
+        let mut windows: BTreeMap<(Timestamp, Window), WindowKeys<K, C::Acc>> = BTreeMap::new();
+        for entry in restore.part(PART_KEYS).keyed::<K, KeySnapshot<C::Acc>>() {
+            let (key, (contents, sessions, trigger_state)) =
+                entry.map_err(|e| super::process::restore_failed(&ctx, e))?;
+            if sessions.is_some() || !trigger_state.is_empty() {
+                return Err(super::process::restore_failed(
+                    &ctx,
+                    "the checkpoint holds session windows or trigger state, which aligned \
+                     windows do not have: was the job's window assigner or trigger changed?",
+                ));
+            }
+            for (window, acc) in contents {
+                // Fired unless a timer at its end says otherwise (below).
+                windows
+                    .entry((window.max_timestamp(), window))
+                    .or_insert_with(|| WindowKeys {
+                        keys: KeyMap::default(),
+                        fired: true,
+                    })
+                    .keys
+                    .insert(key.clone(), acc);
+            }
+        }
+        for entry in restore.part(PART_TIMERS).keyed::<K, (u8, Window, i64)>() {
+            let (_, (domain, window, t)) =
+                entry.map_err(|e| super::process::restore_failed(&ctx, e))?;
+            if domain == 0
+                && t == window.max_timestamp()
+                && let Some(w) = windows.get_mut(&(t, window))
+            {
+                w.fired = false;
+            }
+        }
+        Ok(AlignedWindowOp {
+            spec,
+            windows,
+            watermark: i64::MIN,
+            assigned: Vec::new(),
+            firing: Vec::new(),
+            out: Batch::with_capacity(ctx.batch_size),
+            late: Batch::with_capacity(0),
+            next,
+            late_out,
+            ctx,
+            last_ingest: Instant::now(),
+        })
+    }
+
+    /// Writes every window in the general operator's layout: per key its windows' contents,
+    /// and the timers it would have (end of an unfired window, cleanup after lateness).
+    fn snapshot(&self, barrier: Barrier) -> Result<()> {
+        let lateness = self.spec.allowed_lateness;
+        let mut by_key: KeyMap<&K, Vec<(Window, &C::Acc)>> = KeyMap::default();
+        for ((_, window), w) in &self.windows {
+            for (key, acc) in &w.keys {
+                by_key.entry(key).or_default().push((*window, acc));
+            }
+        }
+        let windows = &self.windows;
+        self.ctx.save_state(barrier, |out| {
+            out.set_part(PART_KEYS);
+            for (key, contents) in &by_key {
+                out.keyed_encoded(*key, |bytes| {
+                    (contents.len() as u32).encode(bytes);
+                    for (window, acc) in contents {
+                        window.encode(bytes);
+                        acc.encode(bytes);
+                    }
+                    None::<Vec<(TimeWindow, TimeWindow)>>.encode(bytes);
+                    Vec::<(Window, &'static str, i64)>::new().encode(bytes);
+                });
+            }
+            out.set_part(PART_TIMERS);
+            for (&(end, window), w) in windows {
+                let cleanup = cleanup_time(&window, lateness);
+                for key in w.keys.keys() {
+                    if !w.fired {
+                        out.keyed(key, &(0u8, window, end));
+                    }
+                    if cleanup != end && cleanup < i64::MAX {
+                        out.keyed(key, &(0u8, window, cleanup));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn on_record(&mut self, record: T) {
+        let ts = (self.spec.timestamp_fn)(&record);
+        if self.spec.assigner.assign(ts, &mut self.assigned).is_err() {
+            // A timestamp no window can hold cannot be placed: it goes out as late data.
+            self.late.records.push(record);
+            self.ctx.count_late(1);
+            return;
+        }
+        let key = (self.spec.key_fn)(&record);
+        let (watermark, lateness) = (self.watermark, self.spec.allowed_lateness);
+        let last = self.assigned.len().saturating_sub(1);
+        let mut slot = Some(record);
+        let mut placed = false;
+        for (i, window) in self.assigned.iter().enumerate() {
+            let Some(record) = slot.as_ref() else { break };
+            if is_late(window, watermark, lateness) {
+                continue;
+            }
+            placed = true;
+            let end = window.max_timestamp();
+            // Clone for every window but the last, which takes the record itself.
+            let value = if i == last {
+                slot.take()
+            } else {
+                Some(record.clone())
+            };
+            let Some(value) = value else { break };
+            let w = self
+                .windows
+                .entry((end, *window))
+                .or_insert_with(|| WindowKeys {
+                    keys: KeyMap::default(),
+                    fired: end <= watermark,
+                });
+            let acc = match w.keys.get_mut(&key) {
+                Some(acc) => acc,
+                None => w
+                    .keys
+                    .entry(key.clone())
+                    .or_insert_with(|| self.spec.contents.create()),
+            };
+            self.spec.contents.add(acc, value, ts);
+            if w.fired {
+                // Late but within the allowed lateness: the trigger fires the update at once.
+                self.spec
+                    .function
+                    .fire(&key, window, acc, watermark, &mut self.out.records);
+            }
+        }
+        if !placed && let Some(record) = slot {
+            self.late.records.push(record);
+            self.ctx.count_late(1);
+        }
+    }
+
+    /// Fires every window whose end the watermark passed, in (end, key) order, and drops the
+    /// windows whose allowed lateness is over.
+    fn on_watermark(&mut self, watermark: Timestamp) -> Result<()> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        let lateness = self.spec.allowed_lateness;
+        let due: Vec<(Timestamp, Window)> = self
+            .windows
+            .range(..=(watermark, Window::Global))
+            .filter(|(_, w)| !w.fired)
+            .map(|(k, _)| *k)
+            .collect();
+        for (end, window) in due {
+            let cleanup = cleanup_time(&window, lateness) <= watermark;
+            let Some(w) = self.windows.get_mut(&(end, window)) else {
+                continue;
+            };
+            if cleanup {
+                // Fired and cleaned up at once: take the contents.
+                let keys = std::mem::take(&mut w.keys);
+                self.windows.remove(&(end, window));
+                self.firing.extend(keys);
+                self.firing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let mut firing = std::mem::take(&mut self.firing);
+                for (key, acc) in firing.iter_mut() {
+                    self.spec
+                        .function
+                        .fire(key, &window, acc, watermark, &mut self.out.records);
+                    self.flush_full()?;
+                }
+                firing.clear();
+                self.firing = firing;
+            } else {
+                w.fired = true;
+                let mut entries: Vec<(&K, &mut C::Acc)> = w.keys.iter_mut().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (key, acc) in entries {
+                    self.spec
+                        .function
+                        .fire(key, &window, acc, watermark, &mut self.out.records);
+                }
+                self.flush_full()?;
+            }
+        }
+        // Windows that fired earlier and whose lateness is now over.
+        while let Some((&(_, window), w)) = self.windows.first_key_value() {
+            if !(w.fired && cleanup_time(&window, lateness) <= watermark) {
+                break;
+            }
+            self.windows.pop_first();
+        }
+        Ok(())
+    }
+
+    /// Sends the results fired so far once they fill a batch, so a window with many keys
+    /// streams out instead of arriving as one huge batch.
+    fn flush_full(&mut self) -> Result<()> {
+        if self.out.len() >= self.ctx.batch_size {
+            self.out.ingest = self.last_ingest;
+            self.next.push(&mut self.out)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K, T, Out, KF, TF, Tr, C, WF> Push<T> for AlignedWindowOp<K, T, Out, KF, TF, Tr, C, WF>
+where
+    K: Hash + Eq + Ord + Clone + StateCodec,
+    T: Clone,
+    KF: FnMut(&T) -> K,
+    TF: Fn(&T) -> Timestamp,
+    Tr: Trigger<T>,
+    C: WindowContents<T>,
+    C::Acc: StateCodec,
+    WF: WindowFunction<K, C::Acc, Out>,
+{
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        self.ctx.count_in(batch.len());
+        self.last_ingest = batch.ingest;
+        let ctx = self.ctx.clone();
+        guarded(&ctx, || {
+            for r in batch.records.drain(..) {
+                self.on_record(r);
+            }
+        })?;
+        if !self.out.is_empty() {
+            self.out.ingest = batch.ingest;
+            self.next.push(&mut self.out)?;
+        }
+        if !self.late.is_empty() {
+            self.late.ingest = batch.ingest;
+            self.late_out.push(&mut self.late)?;
+        }
+        Ok(())
+    }
+
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        if let Progress::Watermark(w) = progress {
+            let ctx = self.ctx.clone();
+            guarded(&ctx, || self.on_watermark(w))??;
+            if !self.out.is_empty() {
+                self.out.ingest = self.last_ingest;
+                self.next.push(&mut self.out)?;
+            }
+        }
+        self.late_out.progress(progress)?;
+        self.next.progress(progress)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.snapshot(barrier)?;
+        self.late_out.barrier(barrier)?;
+        self.next.barrier(barrier)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.late_out.finish()?;
+        self.next.finish()
+    }
+}
