@@ -12,7 +12,6 @@
 //! Results are exactly the general operator's, in the same order, and its checkpoints use the
 //! general operator's layout, so either operator restores the other's snapshot.
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::time::Instant;
 
@@ -29,6 +28,9 @@ use crate::window::{TimeWindow, Trigger, Window, cleanup_time, is_late};
 
 /// Every key's contents of one window.
 struct WindowKeys<K, Acc> {
+    /// When it fires (its last millisecond) and the window: the operator's sort order.
+    end: Timestamp,
+    window: Window,
     keys: KeyMap<K, Acc>,
     /// The watermark passed the window's end: it fired, and only waits for its cleanup
     /// (allowed lateness); records still arriving fire it again at once.
@@ -38,8 +40,13 @@ struct WindowKeys<K, Acc> {
 /// The aligned-window operator (see the module docs).
 pub struct AlignedWindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
     spec: WindowSpec<KF, TF, Tr, C, WF>,
-    /// Live windows by (end, window): the order they fire in.
-    windows: BTreeMap<(Timestamp, Window), WindowKeys<K, C::Acc>>,
+    /// Live windows sorted by (end, window), the order they fire in. A handful at a time
+    /// (size / slide, plus those waiting out their lateness), and records mostly hit the
+    /// newest: a vector searched from the back beats a tree.
+    windows: Vec<WindowKeys<K, C::Acc>>,
+    /// Keys of the last window that fired: a new window's map starts at that capacity
+    /// instead of rehashing its way up.
+    keys_hint: usize,
     watermark: Timestamp,
     assigned: Vec<Window>,
     /// Fired entries of one window, sorted by key before they fire (reused).
@@ -83,7 +90,7 @@ where
         ctx: OperatorCtx,
     ) -> Result<Self> {
         let restore = ctx.take_restore();
-        let mut windows: BTreeMap<(Timestamp, Window), WindowKeys<K, C::Acc>> = BTreeMap::new();
+        let mut windows: Vec<WindowKeys<K, C::Acc>> = Vec::new();
         for entry in restore.part(PART_KEYS).keyed::<K, KeySnapshot<C::Acc>>() {
             let (key, (contents, sessions, trigger_state)) =
                 entry.map_err(|e| super::process::restore_failed(&ctx, e))?;
@@ -96,14 +103,8 @@ where
             }
             for (window, acc) in contents {
                 // Fired unless a timer at its end says otherwise (below).
-                windows
-                    .entry((window.max_timestamp(), window))
-                    .or_insert_with(|| WindowKeys {
-                        keys: KeyMap::default(),
-                        fired: true,
-                    })
-                    .keys
-                    .insert(key.clone(), acc);
+                let i = window_slot(&mut windows, window, true, 0);
+                windows[i].keys.insert(key.clone(), acc);
             }
         }
         for entry in restore.part(PART_TIMERS).keyed::<K, (u8, Window, i64)>() {
@@ -111,7 +112,7 @@ where
                 entry.map_err(|e| super::process::restore_failed(&ctx, e))?;
             if domain == 0
                 && t == window.max_timestamp()
-                && let Some(w) = windows.get_mut(&(t, window))
+                && let Some(w) = windows.iter_mut().find(|w| w.window == window)
             {
                 w.fired = false;
             }
@@ -119,6 +120,7 @@ where
         Ok(AlignedWindowOp {
             spec,
             windows,
+            keys_hint: 0,
             watermark: i64::MIN,
             assigned: Vec::new(),
             firing: Vec::new(),
@@ -136,9 +138,9 @@ where
     fn snapshot(&self, barrier: Barrier) -> Result<()> {
         let lateness = self.spec.allowed_lateness;
         let mut by_key: KeyMap<&K, Vec<(Window, &C::Acc)>> = KeyMap::default();
-        for ((_, window), w) in &self.windows {
+        for w in &self.windows {
             for (key, acc) in &w.keys {
-                by_key.entry(key).or_default().push((*window, acc));
+                by_key.entry(key).or_default().push((w.window, acc));
             }
         }
         let windows = &self.windows;
@@ -156,14 +158,14 @@ where
                 });
             }
             out.set_part(PART_TIMERS);
-            for (&(end, window), w) in windows {
-                let cleanup = cleanup_time(&window, lateness);
+            for w in windows {
+                let cleanup = cleanup_time(&w.window, lateness);
                 for key in w.keys.keys() {
                     if !w.fired {
-                        out.keyed(key, &(0u8, window, end));
+                        out.keyed(key, &(0u8, w.window, w.end));
                     }
-                    if cleanup != end && cleanup < i64::MAX {
-                        out.keyed(key, &(0u8, window, cleanup));
+                    if cleanup != w.end && cleanup < i64::MAX {
+                        out.keyed(key, &(0u8, w.window, cleanup));
                     }
                 }
             }
@@ -190,7 +192,6 @@ where
                 continue;
             }
             placed = true;
-            let end = window.max_timestamp();
             // Clone for every window but the last, which takes the record itself.
             let value = if i == last {
                 slot.take()
@@ -198,13 +199,13 @@ where
                 Some(record.clone())
             };
             let Some(value) = value else { break };
-            let w = self
-                .windows
-                .entry((end, *window))
-                .or_insert_with(|| WindowKeys {
-                    keys: KeyMap::default(),
-                    fired: end <= watermark,
-                });
+            let i = window_slot(
+                &mut self.windows,
+                *window,
+                window.max_timestamp() <= watermark,
+                self.keys_hint,
+            );
+            let w = &mut self.windows[i];
             let acc = match w.keys.get_mut(&key) {
                 Some(acc) => acc,
                 None => w
@@ -234,50 +235,53 @@ where
         }
         self.watermark = watermark;
         let lateness = self.spec.allowed_lateness;
-        let due: Vec<(Timestamp, Window)> = self
-            .windows
-            .range(..=(watermark, Window::Global))
-            .filter(|(_, w)| !w.fired)
-            .map(|(k, _)| *k)
-            .collect();
-        for (end, window) in due {
-            let cleanup = cleanup_time(&window, lateness) <= watermark;
-            let Some(w) = self.windows.get_mut(&(end, window)) else {
-                continue;
-            };
-            if cleanup {
-                // Fired and cleaned up at once: take the contents.
-                let keys = std::mem::take(&mut w.keys);
-                self.windows.remove(&(end, window));
-                self.firing.extend(keys);
-                self.firing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                let mut firing = std::mem::take(&mut self.firing);
-                for (key, acc) in firing.iter_mut() {
-                    self.spec
-                        .function
-                        .fire(key, &window, acc, watermark, &mut self.out.records);
-                    self.flush_full()?;
-                }
-                firing.clear();
-                self.firing = firing;
-            } else {
-                w.fired = true;
-                let mut entries: Vec<(&K, &mut C::Acc)> = w.keys.iter_mut().collect();
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                for (key, acc) in entries {
-                    self.spec
-                        .function
-                        .fire(key, &window, acc, watermark, &mut self.out.records);
-                }
-                self.flush_full()?;
-            }
-        }
-        // Windows that fired earlier and whose lateness is now over.
-        while let Some((&(_, window), w)) = self.windows.first_key_value() {
-            if !(w.fired && cleanup_time(&window, lateness) <= watermark) {
+        let mut i = 0;
+        while let Some(w) = self.windows.get_mut(i) {
+            if w.end > watermark {
                 break;
             }
-            self.windows.pop_first();
+            let window = w.window;
+            let cleanup = cleanup_time(&window, lateness) <= watermark;
+            if !w.fired {
+                self.keys_hint = w.keys.len();
+                if cleanup {
+                    // Fired and cleaned up at once: take the contents.
+                    self.firing.extend(std::mem::take(&mut w.keys));
+                    self.firing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    let mut firing = std::mem::take(&mut self.firing);
+                    for (key, acc) in firing.iter_mut() {
+                        self.spec.function.fire(
+                            key,
+                            &window,
+                            acc,
+                            watermark,
+                            &mut self.out.records,
+                        );
+                        self.flush_full()?;
+                    }
+                    firing.clear();
+                    self.firing = firing;
+                } else {
+                    w.fired = true;
+                    let mut entries: Vec<(&K, &mut C::Acc)> = w.keys.iter_mut().collect();
+                    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    for (key, acc) in entries {
+                        self.spec.function.fire(
+                            key,
+                            &window,
+                            acc,
+                            watermark,
+                            &mut self.out.records,
+                        );
+                    }
+                    self.flush_full()?;
+                }
+            }
+            if cleanup {
+                self.windows.remove(i);
+            } else {
+                i += 1;
+            }
         }
         Ok(())
     }
@@ -291,6 +295,39 @@ where
         }
         Ok(())
     }
+}
+
+/// The index of `window` in `windows` (sorted by end, then window), inserted in place with
+/// `fired` and room for `capacity` keys if new. Searched from the back: records mostly belong
+/// to the newest windows.
+#[inline]
+fn window_slot<K, Acc>(
+    windows: &mut Vec<WindowKeys<K, Acc>>,
+    window: Window,
+    fired: bool,
+    capacity: usize,
+) -> usize {
+    let end = window.max_timestamp();
+    let key = (end, window);
+    let mut i = windows.len();
+    while i > 0 {
+        let w = &windows[i - 1];
+        match (w.end, w.window).cmp(&key) {
+            std::cmp::Ordering::Equal => return i - 1,
+            std::cmp::Ordering::Less => break,
+            std::cmp::Ordering::Greater => i -= 1,
+        }
+    }
+    windows.insert(
+        i,
+        WindowKeys {
+            end,
+            window,
+            keys: KeyMap::with_capacity_and_hasher(capacity, Default::default()),
+            fired,
+        },
+    );
+    i
 }
 
 impl<K, T, Out, KF, TF, Tr, C, WF> Push<T> for AlignedWindowOp<K, T, Out, KF, TF, Tr, C, WF>
