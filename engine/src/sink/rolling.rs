@@ -576,4 +576,265 @@ mod tests {
         assert_eq!(read("part-0-3-0.csv"), "n\n0\n1\n2\n");
         assert_eq!(read("part-0-3-1.csv"), "n\n3\n");
     }
+
+    /// A step of the model below.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Shard `shard` writes its next `n` records.
+        Write { shard: usize, n: usize },
+        /// Every shard pre-commits for a new checkpoint.
+        Barrier,
+        /// The newest pre-committed checkpoint completes (older ones in flight are given up,
+        /// their parts committed with it, as the coordinator does) and is committed.
+        Complete,
+        /// The process dies: writers are dropped without committing, after (with `Some(k)`)
+        /// the newest checkpoint in flight completed but only its first `k` parts were
+        /// renamed. Then recovery runs and every shard replays from the restored checkpoint.
+        Crash { completed_renaming: Option<usize> },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0..SHARDS, 1usize..12).prop_map(|(shard, n)| Op::Write { shard, n }),
+            2 => Just(Op::Barrier),
+            2 => Just(Op::Complete),
+            1 => proptest::option::of(0usize..6)
+                .prop_map(|completed_renaming| Op::Crash { completed_renaming }),
+        ]
+    }
+
+    const SHARDS: usize = 2;
+    const SINK: u32 = 1;
+
+    type Checkpoint = (u64, Vec<u64>, Vec<crate::checkpoint::OutputPart>);
+
+    /// Shards writing through rolling writers, a coordinator that commits, and crashes.
+    struct Model {
+        dir: tempfile::TempDir,
+        partitioned: bool,
+        policy: RollingPolicy,
+        writers: Vec<Box<dyn SinkWriter<(i64,)>>>,
+        /// Records each shard has written (its source position).
+        pos: Vec<u64>,
+        next_id: u64,
+        in_flight: Vec<Checkpoint>,
+        latest: Option<Checkpoint>,
+    }
+
+    fn bucket_of(v: i64) -> String {
+        format!("b={}", v % 3)
+    }
+
+    fn value(shard: usize, i: u64) -> i64 {
+        (shard as i64) * 1_000_000 + i as i64
+    }
+
+    impl Model {
+        fn writers(&self) -> Vec<Box<dyn SinkWriter<(i64,)>>> {
+            (0..SHARDS)
+                .map(|index| {
+                    let info = ShardInfo {
+                        index,
+                        shards: SHARDS,
+                        max_parallelism: 128,
+                        key_groups: 0..128,
+                        batch_size: 16,
+                    };
+                    let mut w: Box<dyn SinkWriter<(i64,)>> = if self.partitioned {
+                        let sink = super::super::PartitionedFileSink::new(
+                            self.dir.path(),
+                            Csv::with_header("n"),
+                            |r: &(i64,), p: &mut String| p.push_str(&bucket_of(r.0)),
+                        )
+                        .with_policy(self.policy);
+                        Box::new(sink.create_writer(&info).unwrap())
+                    } else {
+                        let sink = RollingFileSink::new(self.dir.path(), Csv::with_header("n"))
+                            .with_policy(self.policy);
+                        Box::new(Sink::<(i64,)>::create_writer(&sink, &info).unwrap())
+                    };
+                    w.begin_parts(Path::new("unused"), SINK as usize, index);
+                    w
+                })
+                .collect()
+        }
+
+        fn barrier(&mut self) {
+            let id = self.next_id;
+            self.next_id += 1;
+            let mut outputs = Vec::new();
+            for (shard, w) in self.writers.iter_mut().enumerate() {
+                let mut parts = Vec::new();
+                w.pre_commit(&mut parts).unwrap();
+                outputs.extend(parts.into_iter().map(|(file, len)| {
+                    crate::checkpoint::OutputPart {
+                        sink: SINK,
+                        shard: shard as u32,
+                        checkpoint: id,
+                        file,
+                        len,
+                    }
+                }));
+            }
+            self.in_flight.push((id, self.pos.clone(), outputs));
+        }
+
+        /// Completes the newest checkpoint in flight; returns its parts to commit.
+        fn complete(&mut self) -> Option<Vec<crate::checkpoint::OutputPart>> {
+            let (id, positions, newest) = self.in_flight.pop()?;
+            let mut outputs: Vec<_> = self.in_flight.drain(..).flat_map(|c| c.2).collect();
+            outputs.extend(newest);
+            self.latest = Some((id, positions, outputs.clone()));
+            Some(outputs)
+        }
+
+        fn committed_positions(&self) -> Vec<u64> {
+            self.latest
+                .as_ref()
+                .map_or(vec![0; SHARDS], |l| l.1.clone())
+        }
+
+        /// Rows of the visible files per (bucket, shard), files in commit order; and whether
+        /// any in-progress file exists.
+        fn visible(&self) -> (std::collections::BTreeMap<(String, u64), Vec<i64>>, bool) {
+            let mut files: Vec<(String, Vec<u64>, PathBuf)> = Vec::new();
+            let mut hidden = false;
+            let mut stack = vec![self.dir.path().to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    let name = p.file_name().unwrap().to_str().unwrap().to_string();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if rolling::is_in_progress(&name) {
+                        hidden = true;
+                    } else {
+                        let n = rolling::parse_visible(&name, ".csv").expect("a part name");
+                        assert_eq!(n.len(), 3, "{name} is not a committed part");
+                        let bucket = d.strip_prefix(self.dir.path()).unwrap();
+                        files.push((bucket.to_str().unwrap().to_string(), n, p));
+                    }
+                }
+            }
+            files.sort();
+            let mut rows: std::collections::BTreeMap<(String, u64), Vec<i64>> = Default::default();
+            for (bucket, n, path) in files {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let mut lines = text.lines();
+                assert_eq!(
+                    lines.next(),
+                    Some("n"),
+                    "{} has the header once",
+                    path.display()
+                );
+                let out = rows.entry((bucket, n[0])).or_default();
+                out.extend(lines.map(|l| l.parse::<i64>().unwrap()));
+            }
+            (rows, hidden)
+        }
+
+        /// What the visible files must hold: each shard's first `positions` records.
+        fn expected(
+            &self,
+            positions: &[u64],
+        ) -> std::collections::BTreeMap<(String, u64), Vec<i64>> {
+            let mut rows: std::collections::BTreeMap<(String, u64), Vec<i64>> = Default::default();
+            for (shard, &n) in positions.iter().enumerate() {
+                for i in 0..n {
+                    let v = value(shard, i);
+                    let bucket = if self.partitioned {
+                        bucket_of(v)
+                    } else {
+                        String::new()
+                    };
+                    rows.entry((bucket, shard as u64)).or_default().push(v);
+                }
+            }
+            rows
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever happens, the committed files hold exactly each shard's records up to the
+        /// last completed checkpoint, in order, once; after a recovery no in-progress file is
+        /// left; at the end every record is committed.
+        #[test]
+        fn committed_rows_are_exactly_the_completed_prefix(
+            partitioned in proptest::prelude::any::<bool>(),
+            max_part_bytes in 3u64..40,
+            roll_by_age in proptest::prelude::any::<bool>(),
+            ops in proptest::collection::vec(op(), 1..40),
+        ) {
+            let mut policy = RollingPolicy::default().max_part_bytes(max_part_bytes);
+            if roll_by_age {
+                policy = policy.rollover_interval(Duration::ZERO);
+            }
+            let mut m = Model {
+                dir: tempfile::tempdir().unwrap(),
+                partitioned,
+                policy,
+                writers: Vec::new(),
+                pos: vec![0; SHARDS],
+                next_id: 1,
+                in_flight: Vec::new(),
+                latest: None,
+            };
+            m.writers = m.writers();
+            for op in ops {
+                match op {
+                    Op::Write { shard, n } => {
+                        let start = m.pos[shard];
+                        let mut batch: Vec<(i64,)> =
+                            (start..start + n as u64).map(|i| (value(shard, i),)).collect();
+                        m.writers[shard].write(&mut batch).unwrap();
+                        m.pos[shard] += n as u64;
+                    }
+                    Op::Barrier => m.barrier(),
+                    Op::Complete => {
+                        if let Some(outputs) = m.complete() {
+                            let id = m.latest.as_ref().unwrap().0;
+                            rolling::commit(m.dir.path(), ".csv", SINK, id, &outputs).unwrap();
+                            let want = m.expected(&m.committed_positions());
+                            proptest::prop_assert_eq!(m.visible().0, want);
+                        }
+                    }
+                    Op::Crash { completed_renaming } => {
+                        if let Some(k) = completed_renaming
+                            && let Some(outputs) = m.complete()
+                        {
+                            let id = m.latest.as_ref().unwrap().0;
+                            let k = k.min(outputs.len());
+                            rolling::commit(m.dir.path(), ".csv", SINK, id, &outputs[..k]).unwrap();
+                        }
+                        m.writers.clear();
+                        m.in_flight.clear();
+                        let (id, outputs) = m
+                            .latest
+                            .as_ref()
+                            .map_or((0, None), |l| (l.0, Some(l.2.as_slice())));
+                        rolling::recover(m.dir.path(), ".csv", SINK, id, outputs).unwrap();
+                        m.pos = m.committed_positions();
+                        let (rows, hidden) = m.visible();
+                        proptest::prop_assert!(!hidden, "in-progress files survived recovery");
+                        proptest::prop_assert_eq!(rows, m.expected(&m.pos));
+                        m.writers = m.writers();
+                    }
+                }
+            }
+            // The end of input: a last checkpoint commits the rest.
+            for w in &mut m.writers {
+                w.finish().unwrap();
+            }
+            m.barrier();
+            let outputs = m.complete().unwrap();
+            rolling::commit(m.dir.path(), ".csv", SINK, m.latest.as_ref().unwrap().0, &outputs)
+                .unwrap();
+            let (rows, hidden) = m.visible();
+            proptest::prop_assert!(!hidden);
+            proptest::prop_assert_eq!(rows, m.expected(&m.pos));
+        }
+    }
 }
