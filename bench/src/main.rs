@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a Nexmark query and report throughput and latency.
-    Nexmark(NexmarkArgs),
+    Nexmark(Box<NexmarkArgs>),
     /// Write the generated events as person.csv, auction.csv and bid.csv.
     NexmarkData(DataArgs),
     /// Run every query at several core counts and print a markdown table of medians.
@@ -186,7 +186,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Nexmark(args) => nexmark(args),
+        Command::Nexmark(args) => nexmark(*args),
         Command::NexmarkData(args) => nexmark_data(args),
         Command::Suite(args) => suite(args),
         Command::Lsm(args) => lsm::run(&args),
