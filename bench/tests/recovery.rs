@@ -220,8 +220,21 @@ fn resume(
     stopped: &Path,
     cores: usize,
 ) -> (String, Vec<String>) {
-    let resumed = dir.join(format!("resumed-{cores}.csv"));
-    std::fs::copy(stopped, &resumed).expect("copy committed output");
+    table(&resume_into(args, dir, savepoint, stopped, cores))
+}
+
+/// Resumes `savepoint` with `args` into a copy of the output (file or directory) `stopped`
+/// committed; returns the resumed output's path.
+fn resume_into(
+    args: &[String],
+    dir: &Path,
+    savepoint: &str,
+    stopped: &Path,
+    cores: usize,
+) -> std::path::PathBuf {
+    let name = stopped.file_name().and_then(|n| n.to_str()).expect("utf-8");
+    let resumed = dir.join(format!("resumed-{cores}-{name}"));
+    copy_all(stopped, &resumed);
     let ckpt = dir.join(format!("resume-{cores}"));
     run(
         args,
@@ -234,7 +247,20 @@ fn resume(
             resumed.to_str().expect("utf-8"),
         ],
     );
-    table(&resumed)
+    resumed
+}
+
+/// Copies a file, or a directory tree.
+fn copy_all(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("create dir");
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("entry");
+            copy_all(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).expect("copy committed output");
+    }
 }
 
 #[test]
@@ -731,4 +757,48 @@ fn rolling_output_dir_is_exactly_once_across_kills() {
         rolled,
         "no checkpoint committed more than one part per shard"
     );
+}
+
+/// q10 stopped with a savepoint at 2 shards resumes at 1 and 3 into (a copy of) the partition
+/// directories the stopped run committed: parts of the new shards never collide with the old
+/// ones, and every partition ends up with exactly the rows of an uninterrupted run.
+#[test]
+fn q10_savepoint_resumes_at_other_shard_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = |cores: usize| -> Vec<String> {
+        [
+            "nexmark",
+            "--query",
+            "q10",
+            "--events",
+            "200000",
+            "--rate",
+            "100000",
+            "--event-rate",
+            "500",
+            "--cores",
+            &cores.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let reference = dir.path().join("reference");
+    run(&args(2), &["--output", reference.to_str().expect("utf-8")]);
+    let expected = dir_table(&reference, Q10_HEADER);
+    let stopped = dir.path().join("stopped");
+    let savepoint = stop_with_savepoint(&args(2), dir.path(), "700", &stopped);
+    let before: usize = dir_table(&stopped, Q10_HEADER).values().map(Vec::len).sum();
+    let all: usize = expected.values().map(Vec::len).sum();
+    assert!(
+        0 < before && before < all,
+        "savepoint after {before} of {all} rows"
+    );
+    for cores in [1, 3] {
+        let resumed = resume_into(&args(cores), dir.path(), &savepoint, &stopped, cores);
+        assert!(
+            dir_table(&resumed, Q10_HEADER) == expected,
+            "resumed at {cores} shard(s): rows differ"
+        );
+    }
 }

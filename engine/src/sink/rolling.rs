@@ -346,6 +346,21 @@ impl RollingParts {
     }
 }
 
+impl Drop for RollingParts {
+    /// A writer dropped before the end (the job failed or was stopped after a savepoint)
+    /// deletes the parts no checkpoint will commit: the open ones and those closed since the
+    /// last pre-commit. Best effort: recovery deletes whatever is left (after a SIGKILL, say).
+    fn drop(&mut self) {
+        let open = self.open.drain().map(|(_, p)| p.hidden);
+        let closed = self.closed.drain(..).map(|(rel, _)| self.root.join(rel));
+        for path in open.chain(closed) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::debug!(part = %path.display(), error = %e, "could not delete an abandoned part");
+            }
+        }
+    }
+}
+
 /// Writes every record under `dir` as rolling part files, `part-<shard>-…<ext>`, each shard
 /// its own, each part starting with the header (CSV) — exactly once with checkpoints.
 pub struct RollingFileSink<E> {
@@ -560,6 +575,10 @@ mod tests {
         let mut again = Vec::new();
         SinkWriter::<(i64,)>::pre_commit(&mut w, &mut again).unwrap();
         assert!(again.is_empty(), "nothing new, no part");
+        // A writer dropped mid-part (a failed job) deletes what no checkpoint has.
+        write(&mut w, 4..9);
+        assert_eq!(files(tmp.path()).len(), 4);
+        drop(w);
         let outputs: Vec<_> = parts
             .into_iter()
             .map(|(file, len)| crate::checkpoint::OutputPart {
@@ -587,10 +606,14 @@ mod tests {
         /// The newest pre-committed checkpoint completes (older ones in flight are given up,
         /// their parts committed with it, as the coordinator does) and is committed.
         Complete,
-        /// The process dies: writers are dropped without committing, after (with `Some(k)`)
-        /// the newest checkpoint in flight completed but only its first `k` parts were
-        /// renamed. Then recovery runs and every shard replays from the restored checkpoint.
-        Crash { completed_renaming: Option<usize> },
+        /// The job fails (writers dropped) or the process dies (`killed`: writers vanish
+        /// without running any code), after (with `Some(k)`) the newest checkpoint in flight
+        /// completed but only its first `k` parts were renamed. Then recovery runs and every
+        /// shard replays from the restored checkpoint.
+        Crash {
+            completed_renaming: Option<usize>,
+            killed: bool,
+        },
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -599,8 +622,8 @@ mod tests {
             6 => (0..SHARDS, 1usize..12).prop_map(|(shard, n)| Op::Write { shard, n }),
             2 => Just(Op::Barrier),
             2 => Just(Op::Complete),
-            1 => proptest::option::of(0usize..6)
-                .prop_map(|completed_renaming| Op::Crash { completed_renaming }),
+            1 => (proptest::option::of(0usize..6), any::<bool>())
+                .prop_map(|(completed_renaming, killed)| Op::Crash { completed_renaming, killed }),
         ]
     }
 
@@ -801,13 +824,17 @@ mod tests {
                             proptest::prop_assert_eq!(m.visible().0, want);
                         }
                     }
-                    Op::Crash { completed_renaming } => {
+                    Op::Crash { completed_renaming, killed } => {
                         if let Some(k) = completed_renaming
                             && let Some(outputs) = m.complete()
                         {
                             let id = m.latest.as_ref().unwrap().0;
                             let k = k.min(outputs.len());
                             rolling::commit(m.dir.path(), ".csv", SINK, id, &outputs[..k]).unwrap();
+                        }
+                        if killed {
+                            // Leaks a few file handles: this is what SIGKILL leaves behind.
+                            std::mem::forget(std::mem::take(&mut m.writers));
                         }
                         m.writers.clear();
                         m.in_flight.clear();
