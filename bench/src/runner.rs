@@ -8,7 +8,10 @@ use weir::checkpoint::CheckpointConfig;
 use weir::nexmark::{Event, NexmarkConfig};
 use weir::source::nexmark::NexmarkSource;
 use weir::state::StateBackendConfig;
-use weir::{Change, Csv, CsvRecord, Data, Env, FileSink, PartitionedFileSink, Stream, TableSink};
+use weir::{
+    Change, Csv, CsvRecord, Data, Env, FileSink, PartitionedFileSink, RollingFileSink,
+    RollingPolicy, Stream, TableSink,
+};
 
 use crate::queries::{Query, QueryOptions, RowSink, SideInputError, build_with};
 
@@ -19,7 +22,12 @@ pub struct RunSpec {
     pub events: u64,
     pub cores: usize,
     pub rate: Option<u64>,
+    /// One CSV file (q10: a directory of partitions).
     pub output: Option<PathBuf>,
+    /// A directory of rolling CSV part files (q10: partitioned below it); instead of `output`.
+    pub output_dir: Option<PathBuf>,
+    /// When directory output closes a part (besides every checkpoint).
+    pub roll: RollingPolicy,
     pub generator: NexmarkConfig,
     pub batch_size: usize,
     /// q13's side table file.
@@ -145,16 +153,24 @@ impl Report {
     }
 }
 
-/// Attaches the harness's sink: a CSV file when an output path is given, a counter otherwise.
+/// Attaches the harness's sink: a CSV file or a directory of rolling CSV parts when an output
+/// is given, a counter otherwise.
 struct HarnessSink {
     output: Option<PathBuf>,
+    output_dir: Option<PathBuf>,
+    roll: RollingPolicy,
+    /// Why the requested output does not fit the query.
+    refused: Option<String>,
 }
 
 impl RowSink for HarnessSink {
     fn attach<R: Data + CsvRecord>(&mut self, query: Query, rows: Stream<R>) {
-        match &self.output {
-            Some(path) => rows.sink(FileSink::new(path, Csv::with_header(query.header()))),
-            None => {
+        match (&self.output_dir, &self.output) {
+            (Some(dir), _) => rows.sink(
+                RollingFileSink::new(dir, Csv::with_header(query.header())).with_policy(self.roll),
+            ),
+            (None, Some(path)) => rows.sink(FileSink::new(path, Csv::with_header(query.header()))),
+            (None, None) => {
                 rows.count();
             }
         }
@@ -166,13 +182,12 @@ impl RowSink for HarnessSink {
         rows: Stream<R>,
         partition: fn(&R, &mut String),
     ) {
-        match &self.output {
-            // The output path is a directory of partitions.
-            Some(dir) => rows.sink(PartitionedFileSink::new(
-                dir,
-                Csv::with_header(query.header()),
-                partition,
-            )),
+        // Either output path is a directory of partitions.
+        match self.output_dir.as_ref().or(self.output.as_ref()) {
+            Some(dir) => rows.sink(
+                PartitionedFileSink::new(dir, Csv::with_header(query.header()), partition)
+                    .with_policy(self.roll),
+            ),
             None => {
                 rows.count();
             }
@@ -180,6 +195,13 @@ impl RowSink for HarnessSink {
     }
 
     fn attach_changelog<R: Data + CsvRecord>(&mut self, query: Query, changes: Stream<Change<R>>) {
+        if self.output_dir.is_some() {
+            self.refused = Some(format!(
+                "{} produces an updating table, written once at the end: use --output FILE, \
+                 not --output-dir",
+                query.name()
+            ));
+        }
         match &self.output {
             Some(path) => changes.sink(TableSink::new(path, query.header())),
             None => {
@@ -196,6 +218,9 @@ pub enum RunError {
     Engine(#[from] weir::WeirError),
     #[error(transparent)]
     SideInput(#[from] SideInputError),
+    /// The requested output does not fit the query.
+    #[error("{0}")]
+    Output(String),
 }
 
 /// Runs `spec` to completion.
@@ -234,11 +259,17 @@ pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
     }
     let mut sink = HarnessSink {
         output: spec.output.clone(),
+        output_dir: spec.output_dir.clone(),
+        roll: spec.roll,
+        refused: None,
     };
     let options = QueryOptions {
         side_input: spec.side_input.clone(),
     };
     build_with(spec.query, &events, &mut sink, &options)?;
+    if let Some(why) = sink.refused {
+        return Err(RunError::Output(why));
+    }
     let result = env.execute()?;
     for op in &result.operators {
         tracing::info!(

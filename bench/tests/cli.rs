@@ -164,3 +164,72 @@ fn q10_writes_files_partitioned_by_day_and_minute() {
     assert!(partitions >= 4, "{partitions} partitions");
     assert_eq!(rows, 4600, "every bid written once");
 }
+
+#[test]
+fn output_dir_rolls_parts_by_size_and_refuses_updating_queries() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("q0");
+    let output = bench()
+        .args([
+            "nexmark",
+            "--query",
+            "q0",
+            "--events",
+            "2000",
+            "--cores",
+            "2",
+            "--roll-bytes",
+            "10000",
+            "--output-dir",
+        ])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .expect("output dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    names.sort();
+    let mut rows = 0;
+    for name in &names {
+        // Visible parts only, each starting with the header, each at most one row over.
+        assert!(
+            name.starts_with("part-") && name.ends_with(".csv"),
+            "{name}"
+        );
+        let text = std::fs::read_to_string(out.join(name)).expect("part");
+        assert!(text.len() < 10_000 + 1_000, "{name} did not roll");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("auction,bidder,price,date_time,extra"));
+        rows += lines.count();
+    }
+    assert_eq!(rows, 1840, "every bid once");
+    for shard in 0..2 {
+        let parts = names
+            .iter()
+            .filter(|n| n.starts_with(&format!("part-{shard}-")))
+            .count();
+        assert!(parts >= 2, "shard {shard} rolled no part: {names:?}");
+    }
+
+    let output = bench()
+        .args([
+            "nexmark",
+            "--query",
+            "q4",
+            "--events",
+            "100",
+            "--output-dir",
+        ])
+        .arg(dir.path().join("q4"))
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("use --output FILE"), "stderr: {stderr}");
+}

@@ -33,7 +33,7 @@ pub use operator::{
 pub use runtime::{JobResult, OperatorStats, ShardInfo};
 pub use sink::{
     CollectSink, CountSink, Csv, CsvRecord, FileSink, JsonLines, JsonRecord, PartitionedFileSink,
-    Sink, SinkWriter, StdoutSink, TableSink,
+    RollingFileSink, RollingPolicy, Sink, SinkWriter, StdoutSink, TableSink,
 };
 pub use source::{Source, SourceReader, SourceStatus, VecSource};
 pub use time::{Progress, Timestamp, WatermarkGenerator, WatermarkStrategy};

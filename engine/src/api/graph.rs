@@ -26,12 +26,12 @@ pub(crate) struct JobGraph {
     pub keyed_state: Vec<usize>,
 }
 
-/// A file sink's output file, committed by the checkpoint coordinator.
+/// A file sink's output (a file or a directory of parts), committed by the checkpoint
+/// coordinator.
 #[derive(Clone, Debug)]
 pub(crate) struct OutputFile {
     pub sink: usize,
-    pub path: std::path::PathBuf,
-    pub header: Vec<u8>,
+    pub target: crate::checkpoint::OutputTarget,
 }
 
 impl JobGraph {

@@ -307,12 +307,8 @@ impl<T: Data> Stream<T> {
         let mut graph = self.env.graph.borrow_mut();
         graph.sinks += 1;
         let id = graph.next_id();
-        if let Some((path, header)) = sink.output_file() {
-            graph.outputs.push(OutputFile {
-                sink: id,
-                path,
-                header,
-            });
+        if let Some(target) = sink.output_target() {
+            graph.outputs.push(OutputFile { sink: id, target });
         }
         graph.add(
             "sink",
@@ -334,7 +330,7 @@ impl<T: Data> Stream<T> {
                             )));
                         }
                         let writer = sink.create_writer(&b.info)?;
-                        let two_phase = sink.output_file().is_some();
+                        let two_phase = sink.output_target().is_some();
                         let push = SinkPush::new(writer, b.operator_ctx(id), two_phase)?;
                         b.add_input::<T>(input, Box::new(push));
                         Ok(())

@@ -5,7 +5,7 @@
 //! checkpoint committed (truncating rows an interrupted commit appended, re-committing a
 //! checkpoint whose commit was interrupted) and deletes pre-committed parts no checkpoint
 //! refers to: rows of a failed attempt after its last checkpoint are produced again by the
-//! replay, once.
+//! replay, once. Directory outputs (rolling parts) are recovered alike, by renames and deletes.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
@@ -75,7 +75,7 @@ pub(crate) fn run_checkpointed(
         let committers: Vec<OutputCommitter> = job
             .outputs
             .iter()
-            .map(|o| OutputCommitter::new(store.dir(), o.sink as u32, &o.path, o.header.clone()))
+            .map(|o| OutputCommitter::for_target(store.dir(), o.sink as u32, &o.target))
             .collect();
         recover_outputs(&committers, latest.as_ref(), external)?;
         let mut stats = CheckpointStats {
@@ -175,6 +175,27 @@ fn recover_outputs(
     external: bool,
 ) -> Result<()> {
     for c in committers {
+        if c.is_directory() {
+            // Rename-committed parts: re-commit the restored checkpoint's (idempotent), abort
+            // every other in-progress part, drop parts of newer, unreadable checkpoints.
+            let restored = latest.map_or(0, |l| l.meta.id);
+            let outputs = latest
+                .filter(|_| !external)
+                .map(|l| l.meta.outputs.as_slice());
+            let done = c
+                .recover_directory(restored, outputs)
+                .map_err(checkpoint_error)?;
+            if done != Default::default() {
+                tracing::info!(
+                    checkpoint = restored,
+                    committed = done.committed,
+                    aborted = done.aborted,
+                    rewound = done.rewound,
+                    "output directory recovered"
+                );
+            }
+            continue;
+        }
         if let (Some(l), true) = (latest, external) {
             // A savepoint from elsewhere: its output was committed by the run that took it.
             c.adopt_existing(l.meta.id).map_err(checkpoint_error)?;

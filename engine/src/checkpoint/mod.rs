@@ -6,7 +6,8 @@
 //! - `shard`: a shard's trigger, collection and acknowledgement;
 //! - `coordinator`: triggers checkpoints, completes them, commits output;
 //! - `job`: runs a job attempt after attempt, each resuming from the latest checkpoint;
-//! - `store` / `output`: the checkpoint directory and the output commit records.
+//! - `store` / `output`: the checkpoint directory and the output commit records;
+//! - `rolling`: committing and recovering directories of rolling part files.
 
 pub mod barrier;
 mod codec;
@@ -16,6 +17,7 @@ mod error;
 pub(crate) mod job;
 pub(crate) mod lsm;
 mod output;
+pub mod rolling;
 pub(crate) mod shard;
 pub mod snapshot;
 mod store;
@@ -30,6 +32,6 @@ pub use shard::ShardTrigger;
 pub use snapshot::{SourceRestore, StateRestore, StateSnapshot};
 pub use store::{CheckpointStore, LoadedCheckpoint, LoadedOperator, LoadedShard, RestoredOperator};
 pub use types::{
-    CheckpointId, CheckpointMeta, EncodedOperator, EncodedShard, OperatorState, OutputPart, Scope,
-    ShardState, StateEntry,
+    CheckpointId, CheckpointMeta, EncodedOperator, EncodedShard, OperatorState, OutputPart,
+    OutputTarget, Scope, ShardState, StateEntry,
 };

@@ -25,8 +25,9 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
 use super::codec::{Reader, Writer};
+use super::rolling::{self, Recovered};
 use super::store::{parent_dir, sync_dir, write_atomic};
-use super::{CheckpointError, CheckpointId, OutputPart};
+use super::{CheckpointError, CheckpointId, OutputPart, OutputTarget};
 
 const RECORD_MAGIC: &[u8; 8] = b"WEIROUTC";
 /// Offset of the sink id in a commit record (after magic, version, body length).
@@ -46,15 +47,19 @@ struct CommitRecord {
     len: u64,
 }
 
-/// Commits pre-committed part files of one sink to its output file, exactly once across
-/// crashes and retries.
+/// Commits pre-committed part files of one sink to its output, exactly once across crashes
+/// and retries: by appending them to one file, or (a directory output) by renaming them into
+/// place (see `rolling`).
 #[derive(Clone, Debug)]
 pub struct OutputCommitter {
     sink: u32,
+    /// The output file, or the output directory.
     path: PathBuf,
     header: Vec<u8>,
     record_path: PathBuf,
     pending: PathBuf,
+    /// `Some(suffix)` for a directory of rolling parts.
+    parts_suffix: Option<String>,
 }
 
 impl OutputCommitter {
@@ -68,6 +73,40 @@ impl OutputCommitter {
             header,
             record_path: store_dir.join(format!("output-{sink}.commit")),
             pending: store_dir.join(PENDING),
+            parts_suffix: None,
+        }
+    }
+
+    /// The committer of sink node `sink` with output `target`.
+    pub fn for_target(store_dir: &Path, sink: u32, target: &OutputTarget) -> Self {
+        match target {
+            OutputTarget::File { path, header } => {
+                OutputCommitter::new(store_dir, sink, path, header.clone())
+            }
+            OutputTarget::Parts { dir, suffix } => OutputCommitter {
+                parts_suffix: Some(suffix.clone()),
+                ..OutputCommitter::new(store_dir, sink, dir, Vec::new())
+            },
+        }
+    }
+
+    /// True for a directory of rolling parts (committed by rename, recovered by
+    /// `recover_directory`); false for one file (committed by append, recovered by `recover`,
+    /// `rewind_to` and `adopt_existing`).
+    pub fn is_directory(&self) -> bool {
+        self.parts_suffix.is_some()
+    }
+
+    /// Recovery of a directory output: makes it hold exactly what checkpoint `restored`
+    /// (0: none) committed, re-committing `outputs` if given (see `rolling::recover`).
+    pub fn recover_directory(
+        &self,
+        restored: CheckpointId,
+        outputs: Option<&[OutputPart]>,
+    ) -> Result<Recovered, CheckpointError> {
+        match &self.parts_suffix {
+            Some(suffix) => rolling::recover(&self.path, suffix, self.sink, restored, outputs),
+            None => Ok(Recovered::default()),
         }
     }
 
@@ -142,6 +181,9 @@ impl OutputCommitter {
     /// if the file is empty, appends each part's pre-committed bytes, fsyncs, records the
     /// commit, and deletes the part files.
     pub fn commit(&self, id: CheckpointId, parts: &[OutputPart]) -> Result<(), CheckpointError> {
+        if let Some(suffix) = &self.parts_suffix {
+            return rolling::commit(&self.path, suffix, self.sink, id, parts).map(|_| ());
+        }
         let record = self.read_record()?;
         if record.id >= id {
             self.delete_parts(parts);
@@ -333,7 +375,11 @@ impl OutputCommitter {
     /// If nothing has been committed to the output yet, makes the file exactly the header, so
     /// a job with no output still leaves a header-only file (as the plain file sink does). The
     /// header is recorded as committed, so `recover` keeps it.
+    /// A directory output is made to exist (empty if nothing was ever written).
     pub fn ensure_header(&self) -> Result<(), CheckpointError> {
+        if self.is_directory() {
+            return fs::create_dir_all(&self.path).map_err(CheckpointError::io(&self.path));
+        }
         let record = self.read_record()?;
         if record.len != 0 {
             return Ok(());

@@ -57,8 +57,10 @@ pub struct EncodedShard {
     pub operators: Vec<EncodedOperator>,
 }
 
-/// A pre-committed piece of transactional sink output: a file in the checkpoint directory's
-/// `pending/` folder, appended to the sink's output file when its checkpoint commits.
+/// A pre-committed piece of transactional sink output: for a single-file output, a file in the
+/// checkpoint directory's `pending/` folder, appended to the output file when its checkpoint
+/// commits; for a directory output, a hidden in-progress part file in that directory, renamed
+/// into place when its checkpoint commits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputPart {
     /// The sink's graph node.
@@ -67,10 +69,29 @@ pub struct OutputPart {
     pub shard: u32,
     /// The checkpoint whose barrier closed it (`u64::MAX`: closed at end of input).
     pub checkpoint: CheckpointId,
-    /// File name inside `pending/`.
+    /// File name inside `pending/`, or (directory output) the hidden part's path relative to
+    /// the output directory, `/`-separated.
     pub file: String,
     /// Its length in bytes when it was pre-committed (fsynced).
     pub len: u64,
+}
+
+/// Where a transactional sink's output is committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// One file: pre-committed parts (in `pending/`) are appended to it at commit, `header`
+    /// (may be empty) written once at its very start.
+    File {
+        path: std::path::PathBuf,
+        header: Vec<u8>,
+    },
+    /// A directory of rolling part files: every part is written as a hidden in-progress file
+    /// under `dir` (or a partition directory below it) and renamed at commit to
+    /// `part-<shard>-<checkpoint>-<k><suffix>` in the same directory (see `rolling`).
+    Parts {
+        dir: std::path::PathBuf,
+        suffix: String,
+    },
 }
 
 /// The record that makes a checkpoint complete.

@@ -8,6 +8,10 @@ pub trait Encoder<T>: Clone + Send + 'static {
     fn header(&self) -> Option<&str>;
     /// Appends one record, with its line ending.
     fn encode(&mut self, record: &T, out: &mut Vec<u8>);
+    /// The file name extension of part files in this format (with its dot), or empty.
+    fn extension(&self) -> &'static str {
+        ""
+    }
 }
 
 /// A record that knows how to write itself as one CSV row (without the line ending).
@@ -138,6 +142,10 @@ impl<T> Csv<T> {
 impl<T: CsvRecord + 'static> Encoder<T> for Csv<T> {
     fn header(&self) -> Option<&str> {
         self.header.as_deref()
+    }
+
+    fn extension(&self) -> &'static str {
+        ".csv"
     }
 
     #[inline]
@@ -278,6 +286,10 @@ impl<T> JsonLines<T> {
 impl<T: JsonRecord + 'static> Encoder<T> for JsonLines<T> {
     fn header(&self) -> Option<&str> {
         None
+    }
+
+    fn extension(&self) -> &'static str {
+        ".jsonl"
     }
 
     #[inline]

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Encoder, Sink, SinkFile, SinkParallelism, SinkWriter};
+use crate::checkpoint::OutputTarget;
 use crate::error::Result;
 use crate::runtime::ShardInfo;
 
@@ -53,8 +54,11 @@ impl<T: 'static, E: Encoder<T>> Sink<T> for FileSink<E> {
         })
     }
 
-    fn output_file(&self) -> Option<(PathBuf, Vec<u8>)> {
-        Some((self.path.clone(), self.header()))
+    fn output_target(&self) -> Option<OutputTarget> {
+        Some(OutputTarget::File {
+            path: self.path.clone(),
+            header: self.header(),
+        })
     }
 }
 
@@ -105,8 +109,9 @@ impl<T, E: Encoder<T>> SinkWriter<T> for FileWriter<E> {
         self.file.begin_parts(dir, sink, shard);
     }
 
-    fn pre_commit(&mut self) -> Result<Option<(String, u64)>> {
+    fn pre_commit(&mut self, parts: &mut Vec<(String, u64)>) -> Result<()> {
         self.flush_buf()?;
-        self.file.pre_commit()
+        parts.extend(self.file.pre_commit()?);
+        Ok(())
     }
 }

@@ -4,12 +4,20 @@
 //! run as a single instance, in which case the job routes every record to shard 0 first (a
 //! file with one header, say). The runtime measures end-to-end latency at the sink, once per
 //! batch.
+//!
+//! File output with checkpoints is exactly-once by two-phase commit: at a barrier a writer
+//! pre-commits (closes and fsyncs) its pending part files and the checkpoint lists them; once
+//! the checkpoint is complete the coordinator commits them — `FileSink` and `TableSink` by
+//! appending to their one file, `RollingFileSink` and `PartitionedFileSink` (directories of
+//! rolling part files, one writer per shard, and per partition) by renaming each hidden part
+//! into place. Recovery re-commits the restored checkpoint's parts and deletes the others.
 
 mod collect;
 mod encode;
 mod file;
 mod output;
 mod partitioned;
+mod rolling;
 mod table;
 
 pub use collect::{CollectSink, CountSink, StdoutSink};
@@ -17,13 +25,14 @@ pub use encode::{Csv, CsvRecord, Encoder, JsonLines, JsonRecord, write_csv_field
 pub use file::FileSink;
 pub use output::SinkFile;
 pub use partitioned::PartitionedFileSink;
+pub use rolling::{RollingFileSink, RollingPolicy};
 pub use table::TableSink;
 
 use crate::checkpoint::shard::TerminalId;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::batch::Batch;
-use crate::checkpoint::{Barrier, OutputPart, StateRestore, StateSnapshot};
+use crate::checkpoint::{Barrier, OutputPart, OutputTarget, StateRestore, StateSnapshot};
 use crate::error::{Result, WeirError};
 use crate::operator::{Push, guarded};
 use crate::runtime::{OperatorCtx, ShardInfo};
@@ -49,9 +58,10 @@ pub trait Sink<T>: Clone + Send + 'static {
     }
     /// Opens the writer of this shard.
     fn create_writer(&self, shard: &ShardInfo) -> Result<Self::Writer>;
-    /// The one file this sink writes and its header, if it is a file sink whose writers
-    /// support two-phase output: with checkpoints, the coordinator commits into this file.
-    fn output_file(&self) -> Option<(PathBuf, Vec<u8>)> {
+    /// Where this sink's output is committed, if it is a file sink whose writers support
+    /// two-phase output: with checkpoints, the coordinator commits into this file (appending
+    /// parts) or directory (renaming parts).
+    fn output_target(&self) -> Option<OutputTarget> {
         None
     }
     /// Why this sink cannot take part in a checkpointed job, if it cannot: a job whose
@@ -67,13 +77,16 @@ pub trait SinkWriter<T>: 'static {
     fn write(&mut self, records: &mut Vec<T>) -> Result<()>;
     /// End of input: flush and close.
     fn finish(&mut self) -> Result<()>;
-    /// The job takes checkpoints: write into part files in `dir` from now on (see
-    /// `SinkFile`). Only writers of sinks with an `output_file` are asked.
+    /// The job takes checkpoints: from now on, write into part files that the checkpoint
+    /// coordinator commits — in `dir` (the checkpoint directory's `pending/`, see `SinkFile`)
+    /// for a file output, hidden in the output directory for a directory output. Only writers
+    /// of sinks with an `output_target` are asked.
     fn begin_parts(&mut self, _dir: &Path, _sink: usize, _shard: usize) {}
-    /// At a barrier and at the end: make what was written since the last call durable in a
-    /// part file and return `(file name, length)`; `None` if there is nothing.
-    fn pre_commit(&mut self) -> Result<Option<(String, u64)>> {
-        Ok(None)
+    /// At a barrier and at the end: make what was written since the last call durable in part
+    /// files and append each as `(file name, length)` to `parts` (nothing if nothing was
+    /// written), in the order they were written.
+    fn pre_commit(&mut self, _parts: &mut Vec<(String, u64)>) -> Result<()> {
+        Ok(())
     }
     /// Writes state the writer holds (a table under construction) into a checkpoint.
     fn snapshot_state(&self, _out: &mut StateSnapshot<'_>) {}
@@ -89,6 +102,8 @@ pub(crate) struct SinkPush<W> {
     ctx: OperatorCtx,
     terminal: TerminalId,
     finished: bool,
+    /// Parts handed over by the last pre-commit (reused: no allocation per barrier).
+    parts: Vec<(String, u64)>,
 }
 
 impl<W> SinkPush<W> {
@@ -111,17 +126,25 @@ impl<W> SinkPush<W> {
             ctx,
             terminal,
             finished: false,
+            parts: Vec::new(),
         })
     }
 
-    fn part(&self, checkpoint: u64, (file, len): (String, u64)) -> OutputPart {
-        OutputPart {
-            sink: self.ctx.node as u32,
-            shard: self.ctx.shard as u32,
+    /// The writer's pre-committed parts since the last call, as parts of `checkpoint`.
+    fn pre_commit<T>(&mut self, checkpoint: u64) -> Result<impl Iterator<Item = OutputPart> + '_>
+    where
+        W: SinkWriter<T>,
+    {
+        self.parts.clear();
+        self.writer.pre_commit(&mut self.parts)?;
+        let (sink, shard) = (self.ctx.node as u32, self.ctx.shard as u32);
+        Ok(self.parts.drain(..).map(move |(file, len)| OutputPart {
+            sink,
+            shard,
             checkpoint,
             file,
             len,
-        }
+        }))
     }
 }
 
@@ -152,9 +175,9 @@ impl<T, W: SinkWriter<T>> Push<T> for SinkPush<W> {
             writer.snapshot_state(out);
             Ok(())
         })?;
-        if let Some(part) = self.writer.pre_commit()? {
-            let part = self.part(barrier.id, part);
-            self.ctx.checkpoints.add_output(barrier, part);
+        let checkpoints = self.ctx.checkpoints.clone();
+        for part in self.pre_commit(barrier.id)? {
+            checkpoints.add_output(barrier, part);
         }
         self.ctx
             .checkpoints
@@ -168,9 +191,9 @@ impl<T, W: SinkWriter<T>> Push<T> for SinkPush<W> {
         self.finished = true;
         let writer = &mut self.writer;
         guarded(&self.ctx, || writer.finish())??;
-        if let Some(part) = self.writer.pre_commit()? {
-            let part = self.part(u64::MAX, part);
-            self.ctx.checkpoints.final_output(part)?;
+        let checkpoints = self.ctx.checkpoints.clone();
+        for part in self.pre_commit(u64::MAX)? {
+            checkpoints.final_output(part)?;
         }
         self.ctx.checkpoints.terminal_finished(self.terminal)
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{CsvRecord, Sink, SinkFile, SinkParallelism, SinkWriter};
 use crate::changelog::{Change, Materialized};
-use crate::checkpoint::{StateRestore, StateSnapshot};
+use crate::checkpoint::{OutputTarget, StateRestore, StateSnapshot};
 use crate::error::{Result, WeirError};
 use crate::runtime::ShardInfo;
 use crate::state::{ByteString, StateCodec, StateError};
@@ -45,8 +45,11 @@ impl<T: CsvRecord + 'static> Sink<Change<T>> for TableSink {
         })
     }
 
-    fn output_file(&self) -> Option<(PathBuf, Vec<u8>)> {
-        Some((self.path.clone(), self.header_line()))
+    fn output_target(&self) -> Option<OutputTarget> {
+        Some(OutputTarget::File {
+            path: self.path.clone(),
+            header: self.header_line(),
+        })
     }
 }
 
@@ -95,9 +98,10 @@ impl<T: CsvRecord> SinkWriter<Change<T>> for TableWriter {
         self.file.begin_parts(dir, sink, shard);
     }
 
-    fn pre_commit(&mut self) -> Result<Option<(String, u64)>> {
+    fn pre_commit(&mut self, parts: &mut Vec<(String, u64)>) -> Result<()> {
         // Rows are written only at the end: until then the table is state, not output.
-        self.file.pre_commit()
+        parts.extend(self.file.pre_commit()?);
+        Ok(())
     }
 
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
