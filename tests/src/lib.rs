@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use weir::nexmark::NexmarkConfig;
 use weir::source::nexmark::NexmarkSource;
-use weir::window::{EventTimeTrigger, Trigger, TriggerContext, TriggerResult, Window};
+use weir::window::{
+    EventTimeTrigger, OnMergeContext, Trigger, TriggerContext, TriggerResult, Window,
+};
 use weir::{Change, CsvRecord, Data, Env, Stream};
 use weir_bench::queries::{Query, RowSink, build};
 
@@ -133,6 +135,12 @@ impl<T> Trigger<T> for GeneralPath {
         ctx: &mut dyn TriggerContext,
     ) -> TriggerResult {
         <EventTimeTrigger as Trigger<T>>::on_processing_time(&EventTimeTrigger, time, window, ctx)
+    }
+    fn can_merge(&self) -> bool {
+        true
+    }
+    fn on_merge(&self, window: &Window, ctx: &mut dyn OnMergeContext) {
+        <EventTimeTrigger as Trigger<T>>::on_merge(&EventTimeTrigger, window, ctx)
     }
     fn clear(&self, window: &Window, ctx: &mut dyn TriggerContext) {
         <EventTimeTrigger as Trigger<T>>::clear(&EventTimeTrigger, window, ctx)

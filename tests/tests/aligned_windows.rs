@@ -1,7 +1,7 @@
-//! Aligned windows (tumbling and sliding under the event-time trigger) run on their own
-//! window-first operator; its checkpoints use the general window operator's layout. A
-//! savepoint taken by either operator resumes on the other, at another shard count, with every
-//! window's result committed exactly once.
+//! Aligned windows (tumbling and sliding under the event-time trigger) and plain session
+//! windows run on operators of their own; their checkpoints use the general window operator's
+//! layout. A savepoint taken by either operator resumes on the other, at another shard count,
+//! with every window's result committed exactly once.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,15 +20,41 @@ type Rec = (u32, i64); // (key, timestamp)
 const RECORDS: i64 = 60_000;
 const KEYS: u32 = 50;
 
+/// Session gap of the session variant: the input pauses for 100 ms every 1000 records, so
+/// every key's sessions end there.
+const GAP: i64 = 30;
+
 fn input() -> Vec<Rec> {
     (0..RECORDS)
-        .map(|i| ((i * 7 % KEYS as i64) as u32, i / 20))
+        .map(|i| ((i * 7 % KEYS as i64) as u32, i / 20 + 100 * (i / 1000)))
         .collect()
 }
 
-/// (key, window start) -> count, computed the plain way for 100 ms windows sliding by 50.
-fn expected() -> BTreeMap<(u32, i64), i64> {
+/// (key, window start) -> count, computed the plain way: 100 ms windows sliding by 50, or
+/// sessions with gap `GAP`.
+fn expected(sessions: bool) -> BTreeMap<(u32, i64), i64> {
     let mut out = BTreeMap::new();
+    if sessions {
+        let mut by_key: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+        for (k, t) in input() {
+            by_key.entry(k).or_default().push(t);
+        }
+        for (k, mut ts) in by_key {
+            ts.sort_unstable();
+            let (mut start, mut last, mut n) = (ts[0], ts[0], 0);
+            for t in ts {
+                if t - last > GAP {
+                    out.insert((k, start), n);
+                    start = t;
+                    n = 0;
+                }
+                last = t;
+                n += 1;
+            }
+            out.insert((k, start), n);
+        }
+        return out;
+    }
     for (k, t) in input() {
         let mut start = t - t.rem_euclid(50);
         while start > t - 100 {
@@ -39,10 +65,12 @@ fn expected() -> BTreeMap<(u32, i64), i64> {
     out
 }
 
-/// Runs the job (general operator if `general`), taking a savepoint and stopping after
-/// `stop_after` if given; rows go to `output` through the two-phase-commit file sink.
+/// Runs the job (sessions or sliding windows; the general operator if `general`), taking a
+/// savepoint and stopping after `stop_after` if given; rows go to `output` through the
+/// two-phase-commit file sink.
 fn run(
     cores: usize,
+    sessions: bool,
     general: bool,
     config: CheckpointConfig,
     output: &Path,
@@ -74,7 +102,11 @@ fn run(
         })
         .key_by(|r: &Rec| r.0)
         .window(
-            WindowAssigner::sliding(100, 50, 0).expect("valid"),
+            if sessions {
+                WindowAssigner::session(GAP).expect("valid")
+            } else {
+                WindowAssigner::sliding(100, 50, 0).expect("valid")
+            },
             |r: &Rec| r.1,
         );
     let results = if general {
@@ -104,21 +136,28 @@ fn counts(path: &Path) -> BTreeMap<(u32, i64), i64> {
 
 #[test]
 fn savepoints_move_between_the_aligned_and_the_general_window_operator() {
+    savepoints_move_between_operators(false);
+}
+
+#[test]
+fn savepoints_move_between_the_session_and_the_general_window_operator() {
+    savepoints_move_between_operators(true);
+}
+
+fn savepoints_move_between_operators(sessions: bool) {
     let root = tempfile::tempdir().expect("tempdir");
-    let want = expected();
-    for (first_general, label) in [
-        (true, "general-then-aligned"),
-        (false, "aligned-then-general"),
-    ] {
+    let want = expected(sessions);
+    for (first_general, label) in [(true, "general-then-own"), (false, "own-then-general")] {
         let dir = root.path().join(label);
         let first = dir.join("first.csv");
         std::fs::create_dir_all(&dir).expect("dir");
         let stopped = run(
             2,
+            sessions,
             first_general,
             CheckpointConfig::new(dir.join("chk"), Duration::from_secs(3600)),
             &first,
-            Some(Duration::from_millis(250)),
+            Some(Duration::from_millis(if sessions { 450 } else { 250 })),
         );
         let savepoint = stopped
             .checkpoints
@@ -138,7 +177,7 @@ fn savepoints_move_between_the_aligned_and_the_general_window_operator() {
                 Duration::from_secs(3600),
             );
             config.restore_from = Some(savepoint.clone());
-            run(cores, !first_general, config, &out, None);
+            run(cores, sessions, !first_general, config, &out, None);
             let got = counts(&out);
             let wrong: Vec<_> = want
                 .iter()

@@ -8,8 +8,8 @@ use super::keyed::KeyedStream;
 use super::stream::{OutputTag, Stream};
 use crate::Data;
 use crate::operator::{
-    AggregateFunction, AlignedWindowOp, Buffer, EvictingBuffer, Incremental, WindowFunction,
-    WindowOp, WindowResult, WindowSpec, is_aligned,
+    AggregateFunction, AlignedWindowOp, Buffer, EvictingBuffer, Incremental, SessionWindowOp,
+    WindowFunction, WindowOp, WindowResult, WindowSpec, is_aligned, is_plain_session,
 };
 use crate::runtime::{JobContext, ShardPart};
 use crate::state::StateCodec;
@@ -204,6 +204,7 @@ where
         let input_node = input.node;
         let id = graph.next_id();
         let aligned = is_aligned(&self.assigner, &self.trigger);
+        let session = is_plain_session(&self.assigner, &self.trigger, self.allowed_lateness);
         let node = graph.add(
             name,
             Box::new(move |ctx: &JobContext| {
@@ -213,14 +214,17 @@ where
                         let out = b.take_output::<Out>(id)?;
                         let late = b.take_side_output::<T>(id, LATE_DATA)?;
                         let ctx = b.operator_ctx(id);
-                        // Aligned windows keep their state window-first on the heap; the
-                        // general operator serves every other case and the LSM backend.
-                        let op: Box<dyn crate::operator::Push<T>> =
-                            if aligned && !ctx.has_state_backend() {
-                                Box::new(AlignedWindowOp::new(spec, out, late, ctx)?)
-                            } else {
-                                Box::new(WindowOp::new(spec, out, late, ctx)?)
-                            };
+                        // Aligned windows and plain sessions have operators of their own on
+                        // the heap; the general one serves every other case and the LSM
+                        // backend.
+                        let own_backend = ctx.has_state_backend();
+                        let op: Box<dyn crate::operator::Push<T>> = if aligned && !own_backend {
+                            Box::new(AlignedWindowOp::new(spec, out, late, ctx)?)
+                        } else if session && !own_backend {
+                            Box::new(SessionWindowOp::new(spec, out, late, ctx)?)
+                        } else {
+                            Box::new(WindowOp::new(spec, out, late, ctx)?)
+                        };
                         b.add_input::<T>(input_node, op);
                         Ok(())
                     });

@@ -13,6 +13,7 @@ mod dedup;
 mod join;
 mod process;
 mod reduce;
+mod session_window;
 mod side;
 mod topn;
 mod union;
@@ -30,6 +31,8 @@ pub use process::{
     KeyedProcessFunction, KeyedProcessOp, ProcessContext, ProcessFunction, ProcessOp,
 };
 pub use reduce::ReduceOp;
+pub use session_window::SessionWindowOp;
+pub(crate) use session_window::is_plain_session;
 pub(crate) use side::TypedSide;
 pub use side::{SideChannel, SideOutputs};
 pub use topn::TopN;
