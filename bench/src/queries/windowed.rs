@@ -68,6 +68,41 @@ impl AggregateFunction<WindowResult<i64, i64>> for SumCounts {
     }
 }
 
+/// The auctions with the highest count in a window, in arrival order: an incremental
+/// arg-max that keeps every key tied at the maximum (instead of buffering all of a window's
+/// counts until it fires).
+#[derive(Clone, Copy, Default)]
+struct HotAuctions;
+
+impl AggregateFunction<WindowResult<i64, i64>> for HotAuctions {
+    /// (the maximum so far, the auctions at it in arrival order)
+    type Acc = (i64, Vec<i64>);
+    type Out = (i64, Vec<i64>);
+    fn create_accumulator(&self) -> Self::Acc {
+        (i64::MIN, Vec::new())
+    }
+    #[inline]
+    fn add(&mut self, acc: &mut Self::Acc, count: WindowResult<i64, i64>) {
+        if count.value > acc.0 {
+            acc.0 = count.value;
+            acc.1.clear();
+        }
+        if count.value == acc.0 {
+            acc.1.push(count.key);
+        }
+    }
+    fn get_result(&self, acc: &Self::Acc) -> Self::Out {
+        acc.clone()
+    }
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        if other.0 > acc.0 {
+            *acc = other;
+        } else if other.0 == acc.0 {
+            acc.1.extend(other.1);
+        }
+    }
+}
+
 /// q5: per sliding window (10 s every 2 s), the auctions with the most bids → auction, num.
 ///
 /// Sliding windows are computed from 2-second panes (Flink SQL slices hop windows the same
@@ -95,19 +130,11 @@ pub fn q5(events: &Stream<Event>) -> Stream<(i64, i64)> {
     counts
         .key_by(|r: &WindowResult<i64, i64>| window_end(&r.window))
         .window(tumbling, |r: &WindowResult<i64, i64>| r.max_timestamp())
-        .process(
-            |_end: &i64,
-             _w: &Window,
-             rows: &[WindowResult<i64, i64>],
-             out: &mut Vec<(i64, i64)>| {
-                let max = rows.iter().map(|r| r.value).max().unwrap_or(0);
-                out.extend(
-                    rows.iter()
-                        .filter(|r| r.value == max)
-                        .map(|r| (r.key, r.value)),
-                );
-            },
-        )
+        .aggregate(HotAuctions)
+        .flat_map(|hot: WindowResult<i64, (i64, Vec<i64>)>| {
+            let (max, auctions) = hot.value;
+            auctions.into_iter().map(move |a| (a, max))
+        })
         .name("q5-hot")
 }
 
