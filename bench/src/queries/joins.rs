@@ -299,50 +299,142 @@ pub fn q20(events: &Stream<Event>) -> Stream<Q20Row> {
         .name("q20-join")
 }
 
+/// What the winning-bid stage keeps of auctions and bids and what it emits: q9 needs whole
+/// rows, q4 only the category and the price, so q4 keeps 24-byte auctions and 16-byte bids
+/// instead of full rows in its per-auction state and changelog (projection pushdown).
+trait WinnerView: Clone + Default + Send + 'static {
+    /// The part of an auction kept.
+    type A: Copy + StateCodec + Send + 'static;
+    /// The part of a bid kept.
+    type B: Copy + StateCodec + Send + 'static;
+    /// A changelog row.
+    type Row: Clone + Send + 'static;
+    fn auction(a: &Auction) -> Self::A;
+    fn bid(b: &Bid) -> Self::B;
+    /// The auction's lifetime: (start, expires).
+    fn lifetime(a: &Self::A) -> (Timestamp, Timestamp);
+    /// The bid's (price, time).
+    fn offer(b: &Self::B) -> (i64, Timestamp);
+    fn row(a: &Self::A, b: &Self::B) -> Self::Row;
+}
+
+/// Whole rows (q9).
+#[derive(Clone, Copy, Default)]
+struct WholeRows;
+
+impl WinnerView for WholeRows {
+    type A = Auction;
+    type B = Bid;
+    type Row = (Auction, Bid);
+    fn auction(a: &Auction) -> Auction {
+        *a
+    }
+    fn bid(b: &Bid) -> Bid {
+        *b
+    }
+    fn lifetime(a: &Auction) -> (Timestamp, Timestamp) {
+        (a.date_time, a.expires)
+    }
+    fn offer(b: &Bid) -> (i64, Timestamp) {
+        (b.price, b.date_time)
+    }
+    fn row(a: &Auction, b: &Bid) -> (Auction, Bid) {
+        (*a, *b)
+    }
+}
+
+/// (category, winning price) (q4): auctions as (start, expires, category), bids as
+/// (price, time).
+#[derive(Clone, Copy, Default)]
+struct CategoryPrice;
+
+impl WinnerView for CategoryPrice {
+    type A = (Timestamp, Timestamp, i64);
+    type B = (i64, Timestamp);
+    type Row = (i64, i64);
+    fn auction(a: &Auction) -> Self::A {
+        (a.date_time, a.expires, a.category)
+    }
+    fn bid(b: &Bid) -> Self::B {
+        (b.price, b.date_time)
+    }
+    fn lifetime(a: &Self::A) -> (Timestamp, Timestamp) {
+        (a.0, a.1)
+    }
+    fn offer(b: &Self::B) -> (i64, Timestamp) {
+        *b
+    }
+    fn row(a: &Self::A, b: &Self::B) -> (i64, i64) {
+        (a.2, b.0)
+    }
+}
+
 /// The winning bid of an auction so far: the highest price among bids inside its lifetime,
 /// ties broken by the earliest time.
 #[derive(Clone)]
-enum Lifetime {
+enum Lifetime<A, B> {
     /// Bids that came before their auction.
-    Waiting(Vec<Bid>),
+    Waiting(Vec<B>),
     /// The auction and its best bid so far.
-    Open(Auction, Option<Bid>),
+    Open(A, Option<B>),
 }
 
 /// Stage 1 of q4 and q9: per auction, the changelog of its winning bid.
-#[derive(Clone, Default)]
-struct WinningBid {
-    slots: KeyMap<i64, Lifetime>,
+struct WinningBid<V: WinnerView> {
+    slots: KeyMap<i64, Lifetime<V::A, V::B>>,
+}
+
+impl<V: WinnerView> Default for WinningBid<V> {
+    fn default() -> Self {
+        WinningBid {
+            slots: KeyMap::default(),
+        }
+    }
+}
+
+impl<V: WinnerView> Clone for WinningBid<V> {
+    fn clone(&self) -> Self {
+        WinningBid {
+            slots: self.slots.clone(),
+        }
+    }
 }
 
 fn beats(new: &Bid, old: &Bid) -> bool {
     new.price > old.price || (new.price == old.price && new.date_time < old.date_time)
 }
 
-fn offer(
-    auction: &Auction,
-    best: &mut Option<Bid>,
-    b: Bid,
-    ctx: &mut ProcessContext<'_, Change<(Auction, Bid)>>,
+/// `beats` on the (price, time) of a view.
+fn view_beats((price, time): (i64, Timestamp), (old_price, old_time): (i64, Timestamp)) -> bool {
+    price > old_price || (price == old_price && time < old_time)
+}
+
+fn offer<V: WinnerView>(
+    auction: &V::A,
+    best: &mut Option<V::B>,
+    b: V::B,
+    ctx: &mut ProcessContext<'_, Change<V::Row>>,
 ) {
-    if b.date_time < auction.date_time || b.date_time > auction.expires {
+    let (start, expires) = V::lifetime(auction);
+    let (_, time) = V::offer(&b);
+    if time < start || time > expires {
         return;
     }
     match best {
-        Some(old) if !beats(&b, old) => {}
+        Some(old) if !view_beats(V::offer(&b), V::offer(old)) => {}
         Some(old) => {
-            ctx.emit(Change::UpdateBefore((*auction, *old)));
-            ctx.emit(Change::UpdateAfter((*auction, b)));
+            ctx.emit(Change::UpdateBefore(V::row(auction, old)));
+            ctx.emit(Change::UpdateAfter(V::row(auction, &b)));
             *old = b;
         }
         None => {
-            ctx.emit(Change::Insert((*auction, b)));
+            ctx.emit(Change::Insert(V::row(auction, &b)));
             *best = Some(b);
         }
     }
 }
 
-impl KeyedCoProcessFunction<i64, Auction, Bid, Change<(Auction, Bid)>> for WinningBid {
+impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> for WinningBid<V> {
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         out.key_map(&self.slots);
     }
@@ -356,42 +448,44 @@ impl KeyedCoProcessFunction<i64, Auction, Bid, Change<(Auction, Bid)>> for Winni
         &mut self,
         key: &i64,
         a: Auction,
-        ctx: &mut ProcessContext<'_, Change<(Auction, Bid)>>,
+        ctx: &mut ProcessContext<'_, Change<V::Row>>,
     ) {
-        let waiting = match self.slots.insert(*key, Lifetime::Open(a, None)) {
+        let waiting = match self
+            .slots
+            .insert(*key, Lifetime::Open(V::auction(&a), None))
+        {
             Some(Lifetime::Waiting(bids)) => bids,
             _ => Vec::new(),
         };
         if let Some(Lifetime::Open(a, best)) = self.slots.get_mut(key) {
             for b in waiting {
-                offer(a, best, b, ctx);
+                offer::<V>(a, best, b, ctx);
             }
         }
     }
 
-    fn process_right(
-        &mut self,
-        key: &i64,
-        b: Bid,
-        ctx: &mut ProcessContext<'_, Change<(Auction, Bid)>>,
-    ) {
+    fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, Change<V::Row>>) {
+        let b = V::bid(&b);
         match self
             .slots
             .entry(*key)
             .or_insert_with(|| Lifetime::Waiting(Vec::new()))
         {
             Lifetime::Waiting(bids) => bids.push(b),
-            Lifetime::Open(a, best) => offer(a, best, b, ctx),
+            Lifetime::Open(a, best) => offer::<V>(a, best, b, ctx),
         }
     }
 }
 
-fn winning_bids(events: &Stream<Event>) -> Stream<Change<(Auction, Bid)>> {
+fn winning_bids<V: WinnerView>(events: &Stream<Event>) -> Stream<Change<V::Row>>
+where
+    V::Row: weir::Data,
+{
     let auctions = auctions(events).key_by(|a: &Auction| a.id);
     let bids = bids(events).key_by(|b: &Bid| b.auction);
     auctions
         .connect(&bids)
-        .process(WinningBid::default())
+        .process(WinningBid::<V>::default())
         .name("winning-bid")
 }
 
@@ -432,7 +526,7 @@ impl CsvRecord for Q9Row {
 
 /// q9: every auction with its winning bid (a changelog: the winner changes as bids arrive).
 pub fn q9(events: &Stream<Event>) -> Stream<Change<Q9Row>> {
-    winning_bids(events).map(|c| c.map(|(auction, bid)| Q9Row { auction, bid }))
+    winning_bids::<WholeRows>(events).map(|c| c.map(|(auction, bid)| Q9Row { auction, bid }))
 }
 
 /// Stage 2 of q4: per category, the average of its auctions' winning prices, maintained
@@ -483,16 +577,7 @@ impl KeyedProcessFunction<i64, Change<(i64, i64)>, Change<(i64, i64)>> for Categ
 
 /// q4: the average winning price per category (a changelog).
 pub fn q4(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
-    winning_bids(events)
-        .map(|c| {
-            let (a, b) = *c.row();
-            let row = (a.category, b.price);
-            if c.adds() {
-                Change::Insert(row)
-            } else {
-                Change::Delete(row)
-            }
-        })
+    winning_bids::<CategoryPrice>(events)
         .key_by(|c: &Change<(i64, i64)>| c.row().0)
         .process(CategoryAverage::default())
         .name("q4-average")
@@ -692,7 +777,7 @@ impl StateCodec for Q20Slot {
     }
 }
 
-impl StateCodec for Lifetime {
+impl<A: StateCodec, B: StateCodec> StateCodec for Lifetime<A, B> {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Lifetime::Waiting(bids) => {
@@ -711,7 +796,7 @@ impl StateCodec for Lifetime {
         match u8::decode_from(input)? {
             0 => Ok(Lifetime::Waiting(Vec::decode_from(input)?)),
             1 => Ok(Lifetime::Open(
-                Auction::decode_from(input)?,
+                A::decode_from(input)?,
                 Option::decode_from(input)?,
             )),
             _ => Err(bad_tag()),
