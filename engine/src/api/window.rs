@@ -202,6 +202,7 @@ where
                 .push(format!("{name}: the trigger cannot merge session windows"));
         }
         let input_node = input.node;
+        let max_parallelism = input.env.max_parallelism();
         let id = graph.next_id();
         let node = graph.add(
             name,
@@ -211,7 +212,8 @@ where
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<Out>(id)?;
                         let late = b.take_side_output::<T>(id, LATE_DATA)?;
-                        let op = WindowOp::new(spec, out, late, b.operator_ctx(id))?;
+                        let op =
+                            WindowOp::new(spec, out, late, b.operator_ctx(id), max_parallelism)?;
                         b.add_input::<T>(input_node, Box::new(op));
                         Ok(())
                     });
@@ -219,6 +221,8 @@ where
                 })
             }),
         );
+        // Its windows live in the job's state backend, opened per shard before the run.
+        graph.keyed_state.push(node);
         drop(graph);
         Stream::new(input.env.clone(), node)
     }
