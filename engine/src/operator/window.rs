@@ -16,7 +16,10 @@ use crate::checkpoint::Barrier;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
-use crate::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
+use crate::state::{
+    KeyedStateStore, ListState, ListStateDescriptor, StateCodec, StateError, ValueState,
+    ValueStateDescriptor,
+};
 use crate::time::{END_OF_TIME, Progress, Timestamp, wall_clock_ms};
 use crate::window::TimestampedValue;
 use crate::window::{
@@ -34,6 +37,15 @@ pub trait WindowContents<T>: Clone + Send + 'static {
     fn add(&mut self, acc: &mut Self::Acc, value: T, timestamp: Timestamp);
     /// Folds `other` into `into` (session windows merging).
     fn merge(&mut self, into: &mut Self::Acc, other: Self::Acc);
+    /// True if the contents are records that only accumulate between firings, so that
+    /// `merge` of the contents added in pieces is the contents added at once: on the LSM
+    /// backend each piece is then appended to a list per window (no read, no rewrite of the
+    /// window per record) instead of stored inside the key's windows.
+    const APPENDS: bool = false;
+    /// True if `acc` holds nothing (only asked when `APPENDS`).
+    fn is_empty(&self, _acc: &Self::Acc) -> bool {
+        false
+    }
 }
 
 /// Incremental aggregation: only the accumulator is kept.
@@ -70,6 +82,10 @@ impl<T: Send + 'static> WindowContents<T> for Buffer {
     fn merge(&mut self, into: &mut Vec<T>, mut other: Vec<T>) {
         into.append(&mut other)
     }
+    const APPENDS: bool = true;
+    fn is_empty(&self, acc: &Vec<T>) -> bool {
+        acc.is_empty()
+    }
 }
 
 /// Full-window processing with an evictor: records are kept with their timestamps, and the
@@ -88,6 +104,10 @@ impl<T: Send + 'static> WindowContents<T> for EvictingBuffer {
     }
     fn merge(&mut self, into: &mut Self::Acc, mut other: Self::Acc) {
         into.append(&mut other)
+    }
+    const APPENDS: bool = true;
+    fn is_empty(&self, acc: &Self::Acc) -> bool {
+        acc.is_empty()
     }
 }
 
@@ -210,23 +230,107 @@ impl<Acc: StateCodec> StateCodec for KeyWindows<Acc> {
 /// The LSM layout is one `ValueState<KeyWindows>` per key rather than a `MapState` keyed by
 /// window: a record touches all of its key's open windows anyway (sliding windows: several;
 /// sessions: the merging set and every merged window), so one read and one write per record
-/// and key is the fewest store operations, and it reuses the heap layout's logic unchanged.
-enum KeyStates<K, Acc> {
+/// and key is the fewest store operations, and the heap layout's logic runs unchanged on it.
+/// Buffered contents (`process` windows, `WindowContents::APPENDS`) are the exception: their
+/// records go to a `ListState` per (key, state window), one append per record, read back
+/// only when the window fires or merges, so a window of n records costs O(n), not O(n²).
+enum KeyStates<K, T, C: WindowContents<T>> {
     /// Objects in a map (heap backend): no encoding per record.
-    Heap(KeyMap<K, KeyWindows<Acc>>),
+    Heap(KeyMap<K, KeyWindows<C::Acc>>),
     /// Encoded in the operator's keyed-state store (LSM backend), so windows can outgrow
     /// memory and checkpoint as the store's files.
-    Lsm(Box<LsmWindows<Acc>>),
+    Lsm(Box<LsmWindows<T, C>>),
 }
 
-/// The LSM layout's store and state handle.
-struct LsmWindows<Acc> {
+/// The LSM layout's store and state handles.
+struct LsmWindows<T, C: WindowContents<T>> {
     store: KeyedStateStore,
-    windows: ValueState<KeyWindows<Acc>>,
+    windows: ValueState<KeyWindows<C::Acc>>,
+    /// Buffered records per (key, state window), if the contents append.
+    lists: Option<ListState<C::Acc>>,
+    /// The operator's contents (a copy), to rebuild buffered contents from their pieces.
+    contents: C,
     max_parallelism: u32,
+    _t: std::marker::PhantomData<fn(T)>,
 }
 
-impl<K: Hash + Eq + Clone + StateCodec, Acc: StateCodec> KeyStates<K, Acc> {
+/// Contents kept outside `KeyWindows`: buffered records of the LSM layout, in a list per
+/// (key, state window). Inside `KeyWindows` such a window holds only the records added since
+/// it was last stored; `load` makes it whole before it is fired or merged, `discard` drops
+/// the stored part with the window.
+enum Lists<'a, K, T, C: WindowContents<T>> {
+    /// Everything is in `KeyWindows` (heap layout; accumulators on LSM).
+    InPlace,
+    /// Buffered records on the LSM layout.
+    Lsm {
+        key: &'a K,
+        group: u32,
+        lsm: &'a mut LsmWindows<T, C>,
+        list: ListState<C::Acc>,
+    },
+}
+
+impl<K: StateCodec, T, C: WindowContents<T>> Lists<'_, K, T, C>
+where
+    C::Acc: StateCodec,
+{
+    /// Makes `acc`, the pending records of `window`, the window's whole contents: the stored
+    /// pieces (taken out of the list, in order) followed by the pending ones.
+    #[inline]
+    fn load(&mut self, window: &Window, acc: &mut C::Acc) -> std::result::Result<(), StateError> {
+        let Lists::Lsm {
+            key,
+            group,
+            lsm,
+            list,
+        } = self
+        else {
+            return Ok(());
+        };
+        lsm.store.set_current_key_with(*group, |buf| {
+            key.encode(buf);
+            window.encode(buf);
+        });
+        let pieces = list.get(&mut lsm.store)?;
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        list.clear(&mut lsm.store)?;
+        let mut whole = lsm.contents.create();
+        for piece in pieces {
+            lsm.contents.merge(&mut whole, piece);
+        }
+        let pending = std::mem::replace(acc, whole);
+        lsm.contents.merge(acc, pending);
+        Ok(())
+    }
+
+    /// Drops what is stored of `window`'s contents (the window was purged or is gone).
+    #[inline]
+    fn discard(&mut self, window: &Window) -> std::result::Result<(), StateError> {
+        let Lists::Lsm {
+            key,
+            group,
+            lsm,
+            list,
+        } = self
+        else {
+            return Ok(());
+        };
+        lsm.store.set_current_key_with(*group, |buf| {
+            key.encode(buf);
+            window.encode(buf);
+        });
+        list.clear(&mut lsm.store)
+    }
+}
+
+impl<K, T, C> KeyStates<K, T, C>
+where
+    K: Hash + Eq + Clone + StateCodec,
+    C: WindowContents<T>,
+    C::Acc: StateCodec,
+{
     /// Runs `f` on `key`'s windows and keeps what it leaves: a key left without windows is
     /// dropped. A key without windows starts empty if `create` says whether its assigner
     /// merges; with `create == None`, `f` is not called for it and the result is `None`.
@@ -235,7 +339,10 @@ impl<K: Hash + Eq + Clone + StateCodec, Acc: StateCodec> KeyStates<K, Acc> {
         &mut self,
         key: &K,
         create: Option<bool>,
-        f: impl FnOnce(&mut KeyWindows<Acc>) -> R,
+        f: impl FnOnce(
+            &mut KeyWindows<C::Acc>,
+            &mut Lists<'_, K, T, C>,
+        ) -> std::result::Result<R, StateError>,
     ) -> std::result::Result<Option<R>, StateError> {
         match self {
             KeyStates::Heap(keys) => {
@@ -248,11 +355,11 @@ impl<K: Hash + Eq + Clone + StateCodec, Acc: StateCodec> KeyStates<K, Acc> {
                         None => return Ok(None),
                     },
                 };
-                let r = f(state);
+                let r = f(state, &mut Lists::InPlace);
                 if state.is_empty() {
                     keys.remove(key);
                 }
-                Ok(Some(r))
+                r.map(Some)
             }
             KeyStates::Lsm(lsm) => {
                 let group = crate::key::key_group(key, lsm.max_parallelism);
@@ -264,11 +371,40 @@ impl<K: Hash + Eq + Clone + StateCodec, Acc: StateCodec> KeyStates<K, Acc> {
                         None => return Ok(None),
                     },
                 };
-                let r = f(&mut state);
+                let windows = lsm.windows;
+                let r = match lsm.lists {
+                    None => f(&mut state, &mut Lists::InPlace)?,
+                    Some(list) => {
+                        let r = f(
+                            &mut state,
+                            &mut Lists::Lsm {
+                                key,
+                                group,
+                                lsm,
+                                list,
+                            },
+                        )?;
+                        // Pending records go to their window's list; the key's windows
+                        // keep empty contents (they only say which windows exist).
+                        for (window, acc) in &mut state.contents {
+                            if lsm.contents.is_empty(acc) {
+                                continue;
+                            }
+                            let pending = std::mem::replace(acc, lsm.contents.create());
+                            lsm.store.set_current_key_with(group, |buf| {
+                                key.encode(buf);
+                                window.encode(buf);
+                            });
+                            list.add(&mut lsm.store, &pending)?;
+                        }
+                        lsm.store.set_current_key_with(group, |buf| key.encode(buf));
+                        r
+                    }
+                };
                 if !state.is_empty() {
-                    lsm.windows.set(&mut lsm.store, &state)?;
+                    windows.set(&mut lsm.store, &state)?;
                 } else if existed {
-                    lsm.windows.clear(&mut lsm.store)?;
+                    windows.clear(&mut lsm.store)?;
                 }
                 Ok(Some(r))
             }
@@ -416,7 +552,7 @@ pub struct WindowSpec<KF, TF, Tr, C, WF> {
 /// The keyed window operator.
 pub struct WindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
     spec: WindowSpec<KF, TF, Tr, C, WF>,
-    keys: KeyStates<K, C::Acc>,
+    keys: KeyStates<K, T, C>,
     timers: TimerService<K, Window>,
     watermark: Timestamp,
     assigned: Vec<Window>,
@@ -479,10 +615,22 @@ where
                     },
                 ));
             }
+            let lists = if C::APPENDS {
+                Some(
+                    store
+                        .list_state(&ListStateDescriptor::new("window-records"))
+                        .map_err(|e| super::process::failed(&ctx, format!("open: {e}")))?,
+                )
+            } else {
+                None
+            };
             KeyStates::Lsm(Box::new(LsmWindows {
                 store,
                 windows,
+                lists,
+                contents: spec.contents.clone(),
                 max_parallelism,
+                _t: std::marker::PhantomData,
             }))
         } else {
             if crate::checkpoint::lsm::has_references(&restore) {
@@ -572,9 +720,9 @@ where
         let assigned = std::mem::take(&mut self.assigned);
         let (spec, timers, out) = (&mut self.spec, &mut self.timers, &mut self.out.records);
         let mut slot = Some(record);
-        let placed = self.keys.with_key(&key, Some(merging), |state| {
+        let placed = self.keys.with_key(&key, Some(merging), |state, lists| {
             place(
-                state, &key, &assigned, &mut slot, ts, watermark, spec, timers, out,
+                state, lists, &key, &assigned, &mut slot, ts, watermark, spec, timers, out,
             )
         });
         self.assigned = assigned;
@@ -624,12 +772,12 @@ where
             let key = timer.key;
             let window = timer.namespace;
             let (spec, timers, out) = (&mut self.spec, &mut self.timers, &mut self.out.records);
-            self.keys.with_key(&key, None, |state| {
+            self.keys.with_key(&key, None, |state, lists| {
                 let state_window = match (&window, state.sessions.as_ref()) {
                     (Window::Time(tw), Some(sessions)) => match sessions.state_window(tw) {
                         Some(sw) => Window::Time(sw),
                         // Merged away: its timers are stale.
-                        None => return,
+                        None => return Ok(()),
                     },
                     _ => window,
                 };
@@ -650,20 +798,24 @@ where
                     &window,
                     &state_window,
                     state,
+                    lists,
                     spec,
                     watermark,
                     out,
-                );
+                )?;
                 if domain == cleanup_domain && timer.timestamp == cleanup_time(&window, lateness) {
                     let mut tctx =
                         Ctx::new(&key, window, watermark, timers, &mut state.trigger_state);
                     spec.trigger.clear(&window, &mut tctx);
-                    state.take_contents(&state_window);
+                    if state.take_contents(&state_window).is_some() {
+                        lists.discard(&state_window)?;
+                    }
                     state.trigger_state.retain(|(w, _, _)| *w != window);
                     if let (Window::Time(tw), Some(sessions)) = (&window, state.sessions.as_mut()) {
                         sessions.retire_window(tw);
                     }
                 }
+                Ok(())
             })?;
         }
         Ok(())
@@ -687,6 +839,7 @@ where
 #[inline]
 fn place<K, T, Out, KF, TF, Tr, C, WF>(
     state: &mut KeyWindows<C::Acc>,
+    lists: &mut Lists<'_, K, T, C>,
     key: &K,
     assigned: &[Window],
     slot: &mut Option<T>,
@@ -695,12 +848,13 @@ fn place<K, T, Out, KF, TF, Tr, C, WF>(
     spec: &mut WindowSpec<KF, TF, Tr, C, WF>,
     timers: &mut TimerService<K, Window>,
     out: &mut Vec<Out>,
-) -> bool
+) -> std::result::Result<bool, StateError>
 where
-    K: Ord + Hash + Clone,
+    K: Ord + Hash + Clone + StateCodec,
     T: Clone,
     Tr: Trigger<T>,
     C: WindowContents<T>,
+    C::Acc: StateCodec,
     WF: WindowFunction<K, C::Acc, Out>,
 {
     let event_time = spec.assigner.is_event_time();
@@ -719,6 +873,7 @@ where
                     *tw,
                     &mut sessions,
                     state,
+                    lists,
                     &spec.trigger,
                     key,
                     watermark,
@@ -727,7 +882,7 @@ where
                     lateness,
                 );
                 state.sessions = Some(sessions);
-                match merged {
+                match merged? {
                     Some(ws) => ws,
                     None => continue,
                 }
@@ -780,28 +935,36 @@ where
             &window,
             &state_window,
             state,
+            lists,
             spec,
             watermark,
             out,
-        );
+        )?;
     }
-    placed
+    Ok(placed)
 }
 
 /// Adds a session window to the key's set, merging contents and trigger state of the windows
 /// it joins. Returns (window, state window), or None if the merged window is already late.
 #[allow(clippy::too_many_arguments)]
-fn merge_session<K: Ord + Hash + Clone, T, Tr: Trigger<T>, C: WindowContents<T>>(
+fn merge_session<K, T, Tr, C>(
     new: TimeWindow,
     sessions: &mut MergingWindowSet,
     state: &mut KeyWindows<C::Acc>,
+    lists: &mut Lists<'_, K, T, C>,
     trigger: &Tr,
     key: &K,
     watermark: Timestamp,
     timers: &mut TimerService<K, Window>,
     contents: &mut C,
     lateness: u64,
-) -> Option<(Window, Window)> {
+) -> std::result::Result<Option<(Window, Window)>, StateError>
+where
+    K: Ord + Hash + Clone + StateCodec,
+    Tr: Trigger<T>,
+    C: WindowContents<T>,
+    C::Acc: StateCodec,
+{
     let result = sessions.add_window(new);
     let window = Window::Time(result.window());
     let state_window = Window::Time(result.state_window());
@@ -827,7 +990,10 @@ fn merge_session<K: Ord + Hash + Clone, T, Tr: Trigger<T>, C: WindowContents<T>>
             timers.delete_event_time(key, m, cleanup_time(m, lateness));
         }
         for sw in merged_state_windows {
-            if let Some(other) = state.take_contents(&Window::Time(*sw)) {
+            let sw = Window::Time(*sw);
+            if let Some(mut other) = state.take_contents(&sw) {
+                // Whole, and out of its list: it moves into the state window's.
+                lists.load(&sw, &mut other)?;
                 match state.contents_mut(&state_window) {
                     Some(acc) => contents.merge(acc, other),
                     None => state.contents.push((state_window, other)),
@@ -840,32 +1006,43 @@ fn merge_session<K: Ord + Hash + Clone, T, Tr: Trigger<T>, C: WindowContents<T>>
         if let Window::Time(tw) = &window {
             sessions.retire_window(tw);
         }
-        state.take_contents(&state_window);
-        return None;
+        if state.take_contents(&state_window).is_some() {
+            lists.discard(&state_window)?;
+        }
+        return Ok(None);
     }
-    Some((window, state_window))
+    Ok(Some((window, state_window)))
 }
 
 /// Applies a trigger's verdict to one window.
 #[allow(clippy::too_many_arguments)]
-fn handle<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF: WindowFunction<K, C::Acc, Out>>(
+fn handle<K, T, Out, KF, TF, Tr, C, WF>(
     result: TriggerResult,
     key: &K,
     window: &Window,
     state_window: &Window,
     state: &mut KeyWindows<C::Acc>,
+    lists: &mut Lists<'_, K, T, C>,
     spec: &mut WindowSpec<KF, TF, Tr, C, WF>,
     watermark: Timestamp,
     out: &mut Vec<Out>,
-) {
+) -> std::result::Result<(), StateError>
+where
+    K: StateCodec,
+    C: WindowContents<T>,
+    C::Acc: StateCodec,
+    WF: WindowFunction<K, C::Acc, Out>,
+{
     if result.is_fire()
         && let Some(acc) = state.contents_mut(state_window)
     {
+        lists.load(state_window, acc)?;
         spec.function.fire(key, window, acc, watermark, out);
     }
-    if result.is_purge() {
-        state.take_contents(state_window);
+    if result.is_purge() && state.take_contents(state_window).is_some() {
+        lists.discard(state_window)?;
     }
+    Ok(())
 }
 
 impl<K, T, Out, KF, TF, Tr, C, WF> Push<T> for WindowOp<K, T, Out, KF, TF, Tr, C, WF>
@@ -1198,6 +1375,97 @@ mod tests {
         }
     }
 
+    /// Buffered session windows with a count evictor keep the last records in arrival order:
+    /// the LSM layout (records appended to a list per window, lists moved on every merge)
+    /// hands the function the same records in the same order as the heap layout.
+    #[test]
+    fn buffered_sessions_keep_record_order_on_both_backends() {
+        // Per key and block: three sessions (gap 6), then records between them that bridge
+        // them into one (merges of several stored windows).
+        let mut input: Vec<Rec> = Vec::new();
+        for block in 0..40i64 {
+            let base = block * 100;
+            for offset in [0, 1, 10, 11, 20, 21, 5, 15, 2] {
+                for k in 0..3u8 {
+                    input.push((k, base + offset + i64::from(k)));
+                }
+            }
+        }
+        let run_on = |lsm: bool| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let env = Env::builder()
+                .cores(1)
+                .batch_size(3)
+                .state_backend(backend(lsm, dir.path()))
+                .build()
+                .expect("env");
+            let fired = env
+                .from_source_with_watermarks(
+                    VecSource::new(input.clone()),
+                    WatermarkStrategy::bounded_out_of_orderness(
+                        Duration::from_millis(250),
+                        |r: &Rec| r.1,
+                    ),
+                )
+                .key_by(|r: &Rec| r.0)
+                .window(assigner(Kind::Session(6)), |r: &Rec| r.1)
+                .evict_and_process(
+                    crate::window::CountEvictor::new(3).expect("max > 0"),
+                    |k: &u8, w: &Window, rs: &[TimestampedValue<Rec>], out: &mut Vec<_>| {
+                        let times: Vec<i64> = rs.iter().map(|r| r.value.1).collect();
+                        out.push((*k, w.max_timestamp(), times));
+                    },
+                )
+                .collect();
+            env.execute().expect("job runs");
+            let mut fired = fired.take();
+            fired.sort_unstable();
+            fired
+        };
+        let heap = run_on(false);
+        // One session per key and block, of 9 records, of which the function sees 3.
+        assert_eq!(heap.len(), 3 * 40);
+        assert!(heap.iter().all(|f| f.2.len() == 3), "{heap:?}");
+        assert_eq!(run_on(true), heap);
+    }
+
+    /// A count trigger fires buffered windows as records arrive: the records added in the
+    /// same call come after the stored ones, as on the heap (the evictor keeps the last 3).
+    #[test]
+    fn early_firings_see_stored_records_first() {
+        let input: Vec<Rec> = (0..300).map(|i: i64| ((i % 3) as u8, i / 2)).collect();
+        let run_on = |lsm: bool| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let env = Env::builder()
+                .cores(1)
+                .batch_size(5)
+                .state_backend(backend(lsm, dir.path()))
+                .build()
+                .expect("env");
+            let fired = env
+                .from_source_with_watermarks(
+                    VecSource::new(input.clone()),
+                    WatermarkStrategy::monotonous(|r: &Rec| r.1),
+                )
+                .key_by(|r: &Rec| r.0)
+                .window(assigner(Kind::Tumbling(40)), |r: &Rec| r.1)
+                .trigger(CountTrigger::new(4).expect("n > 0"))
+                .evict_and_process(
+                    crate::window::CountEvictor::new(3).expect("max > 0"),
+                    |k: &u8, w: &Window, rs: &[TimestampedValue<Rec>], out: &mut Vec<_>| {
+                        let times: Vec<i64> = rs.iter().map(|r| r.value.1).collect();
+                        out.push((*k, w.max_timestamp(), times));
+                    },
+                )
+                .collect();
+            env.execute().expect("job runs");
+            fired.take()
+        };
+        let heap = run_on(false);
+        assert!(heap.len() > 20, "early firings: {}", heap.len());
+        assert_eq!(run_on(true), heap);
+    }
+
     /// A storage error reading a key's windows reaches the caller (the operator fails with
     /// it): the function is not run on made-up empty windows.
     #[test]
@@ -1215,7 +1483,7 @@ mod tests {
                 .await
                 .expect("open store");
             let mut store = KeyedStateStore::new(crate::state::JobStateBackend::Lsm(lsm));
-            let windows: ValueState<KeyWindows<i64>> = store
+            let windows: ValueState<KeyWindows<(i64, i64)>> = store
                 .value_state(&ValueStateDescriptor::new("window-contents"))
                 .expect("declare");
             // The same state written with another type: one byte, not a `KeyWindows`.
@@ -1227,22 +1495,32 @@ mod tests {
                 5u32.encode(b)
             });
             raw.set(&mut store, &7).expect("write");
-            let mut keys: KeyStates<u32, i64> = KeyStates::Lsm(Box::new(LsmWindows {
-                store,
-                windows,
-                max_parallelism,
-            }));
+            let mut keys: KeyStates<u32, Rec, Incremental<CountSum>> =
+                KeyStates::Lsm(Box::new(LsmWindows {
+                    store,
+                    windows,
+                    lists: None,
+                    contents: Incremental(CountSum),
+                    max_parallelism,
+                    _t: std::marker::PhantomData,
+                }));
             let mut called = false;
-            let r = keys.with_key(&5, Some(false), |_| called = true);
+            let r = keys.with_key(&5, Some(false), |_, _| {
+                called = true;
+                Ok(())
+            });
             assert!(r.is_err(), "corrupt windows decoded: {:?}", r.is_ok());
             assert!(!called);
             // Another key is unaffected, and what it leaves is read back.
-            keys.with_key(&6, Some(false), |w| w.contents.push((Window::Global, 9)))
-                .expect("write key 6");
+            keys.with_key(&6, Some(false), |w, _| {
+                w.contents.push((Window::Global, (1, 9)));
+                Ok(())
+            })
+            .expect("write key 6");
             let back = keys
-                .with_key(&6, None, |w| w.contents.clone())
+                .with_key(&6, None, |w, _| Ok(w.contents.clone()))
                 .expect("read key 6");
-            assert_eq!(back, Some(vec![(Window::Global, 9)]));
+            assert_eq!(back, Some(vec![(Window::Global, (1, 9))]));
         });
     }
 }
