@@ -6,6 +6,9 @@
 //! Contents are either an incremental accumulator (`aggregate`, `reduce`) or the buffered
 //! records (`process`): both behind `WindowContents`. Session windows merge through
 //! `MergingWindowSet`; their contents and trigger state merge with them.
+//!
+//! Per-key state lives where the job's state backend says (`KeyStates`): objects on the heap
+//! backend, the keyed-state store on the LSM backend. Timers stay in memory on both.
 
 use std::hash::Hash;
 use std::time::Instant;
@@ -17,7 +20,7 @@ use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
 use crate::state::{
-    KeyedStateStore, ListState, ListStateDescriptor, StateCodec, StateError, ValueState,
+    KeyedStateStore, MapState, MapStateDescriptor, StateCodec, StateError, ValueState,
     ValueStateDescriptor,
 };
 use crate::time::{END_OF_TIME, Progress, Timestamp, wall_clock_ms};
@@ -231,9 +234,12 @@ impl<Acc: StateCodec> StateCodec for KeyWindows<Acc> {
 /// window: a record touches all of its key's open windows anyway (sliding windows: several;
 /// sessions: the merging set and every merged window), so one read and one write per record
 /// and key is the fewest store operations, and the heap layout's logic runs unchanged on it.
-/// Buffered contents (`process` windows, `WindowContents::APPENDS`) are the exception: their
-/// records go to a `ListState` per (key, state window), one append per record, read back
+/// Buffered contents (`process` windows, `WindowContents::APPENDS`) are the exception: the
+/// records added by one call are written as one *piece*, an entry of a `MapState` per (key,
+/// state window) under its sequence number (counted in the key's value), read back in order
 /// only when the window fires or merges, so a window of n records costs O(n), not O(n²).
+/// (Not a `ListState`: the store folds each list append into the memtable's entry for the
+/// list, a copy of the whole list per append.)
 enum KeyStates<K, T, C: WindowContents<T>> {
     /// Objects in a map (heap backend): no encoding per record.
     Heap(KeyMap<K, KeyWindows<C::Acc>>),
@@ -242,19 +248,40 @@ enum KeyStates<K, T, C: WindowContents<T>> {
     Lsm(Box<LsmWindows<T, C>>),
 }
 
+/// One key's value on the LSM layout: its windows, and how many pieces of buffered records
+/// each state window has stored (windows with none are left out).
+struct LsmKey<Acc> {
+    windows: KeyWindows<Acc>,
+    pieces: Vec<(Window, u32)>,
+}
+
+impl<Acc: StateCodec> StateCodec for LsmKey<Acc> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.windows.encode(out);
+        self.pieces.encode(out);
+    }
+
+    fn decode_from(input: &mut &[u8]) -> std::result::Result<Self, StateError> {
+        Ok(LsmKey {
+            windows: KeyWindows::decode_from(input)?,
+            pieces: Vec::decode_from(input)?,
+        })
+    }
+}
+
 /// The LSM layout's store and state handles.
 struct LsmWindows<T, C: WindowContents<T>> {
     store: KeyedStateStore,
-    windows: ValueState<KeyWindows<C::Acc>>,
-    /// Buffered records per (key, state window), if the contents append.
-    lists: Option<ListState<C::Acc>>,
+    windows: ValueState<LsmKey<C::Acc>>,
+    /// Pieces of buffered records per (key, state window), if the contents append.
+    lists: Option<MapState<u32, C::Acc>>,
     /// The operator's contents (a copy), to rebuild buffered contents from their pieces.
     contents: C,
     max_parallelism: u32,
     _t: std::marker::PhantomData<fn(T)>,
 }
 
-/// Contents kept outside `KeyWindows`: buffered records of the LSM layout, in a list per
+/// Contents kept outside `KeyWindows`: buffered records of the LSM layout, in pieces per
 /// (key, state window). Inside `KeyWindows` such a window holds only the records added since
 /// it was last stored; `load` makes it whole before it is fired or merged, `discard` drops
 /// the stored part with the window.
@@ -266,7 +293,9 @@ enum Lists<'a, K, T, C: WindowContents<T>> {
         key: &'a K,
         group: u32,
         lsm: &'a mut LsmWindows<T, C>,
-        list: ListState<C::Acc>,
+        map: MapState<u32, C::Acc>,
+        /// Stored pieces per state window (the key's `LsmKey::pieces`).
+        pieces: &'a mut Vec<(Window, u32)>,
     },
 }
 
@@ -275,29 +304,33 @@ where
     C::Acc: StateCodec,
 {
     /// Makes `acc`, the pending records of `window`, the window's whole contents: the stored
-    /// pieces (taken out of the list, in order) followed by the pending ones.
+    /// pieces (taken out of the store, in order) followed by the pending ones.
     #[inline]
     fn load(&mut self, window: &Window, acc: &mut C::Acc) -> std::result::Result<(), StateError> {
         let Lists::Lsm {
             key,
             group,
             lsm,
-            list,
+            map,
+            pieces,
         } = self
         else {
             return Ok(());
         };
+        let Some(i) = pieces.iter().position(|(w, _)| w == window) else {
+            return Ok(());
+        };
+        let (_, count) = pieces.swap_remove(i);
         lsm.store.set_current_key_with(*group, |buf| {
             key.encode(buf);
             window.encode(buf);
         });
-        let pieces = list.get(&mut lsm.store)?;
-        if pieces.is_empty() {
-            return Ok(());
+        let stored = map.iter(&mut lsm.store)?;
+        for n in 0..count {
+            map.remove(&mut lsm.store, &n)?;
         }
-        list.clear(&mut lsm.store)?;
         let mut whole = lsm.contents.create();
-        for piece in pieces {
+        for (_, piece) in stored {
             lsm.contents.merge(&mut whole, piece);
         }
         let pending = std::mem::replace(acc, whole);
@@ -312,16 +345,25 @@ where
             key,
             group,
             lsm,
-            list,
+            map,
+            pieces,
         } = self
         else {
             return Ok(());
         };
+        let Some(i) = pieces.iter().position(|(w, _)| w == window) else {
+            return Ok(());
+        };
+        let (_, count) = pieces.swap_remove(i);
         lsm.store.set_current_key_with(*group, |buf| {
             key.encode(buf);
             window.encode(buf);
         });
-        list.clear(&mut lsm.store)
+        // Point deletes: one tombstone per piece, as many as were written.
+        for n in 0..count {
+            map.remove(&mut lsm.store, &n)?;
+        }
+        Ok(())
     }
 }
 
@@ -364,47 +406,73 @@ where
             KeyStates::Lsm(lsm) => {
                 let group = crate::key::key_group(key, lsm.max_parallelism);
                 lsm.store.set_current_key_with(group, |buf| key.encode(buf));
-                let (mut state, existed) = match lsm.windows.get(&mut lsm.store)? {
-                    Some(state) => (state, true),
+                let (stored, existed) = match lsm.windows.get(&mut lsm.store)? {
+                    Some(stored) => (stored, true),
                     None => match create {
-                        Some(merging) => (KeyWindows::new(merging), false),
+                        Some(merging) => (
+                            LsmKey {
+                                windows: KeyWindows::new(merging),
+                                pieces: Vec::new(),
+                            },
+                            false,
+                        ),
                         None => return Ok(None),
                     },
                 };
-                let windows = lsm.windows;
+                let LsmKey {
+                    windows: mut state,
+                    mut pieces,
+                } = stored;
+                let handle = lsm.windows;
                 let r = match lsm.lists {
                     None => f(&mut state, &mut Lists::InPlace)?,
-                    Some(list) => {
+                    Some(map) => {
                         let r = f(
                             &mut state,
                             &mut Lists::Lsm {
                                 key,
                                 group,
                                 lsm,
-                                list,
+                                map,
+                                pieces: &mut pieces,
                             },
                         )?;
-                        // Pending records go to their window's list; the key's windows
-                        // keep empty contents (they only say which windows exist).
+                        // Pending records become their window's next piece; the key's
+                        // windows keep empty contents (they only say which windows exist).
                         for (window, acc) in &mut state.contents {
                             if lsm.contents.is_empty(acc) {
                                 continue;
                             }
                             let pending = std::mem::replace(acc, lsm.contents.create());
+                            let n = match pieces.iter_mut().find(|(w, _)| w == window) {
+                                Some((_, count)) => count,
+                                None => {
+                                    pieces.push((*window, 0));
+                                    match pieces.last_mut() {
+                                        Some((_, count)) => count,
+                                        None => continue,
+                                    }
+                                }
+                            };
                             lsm.store.set_current_key_with(group, |buf| {
                                 key.encode(buf);
                                 window.encode(buf);
                             });
-                            list.add(&mut lsm.store, &pending)?;
+                            map.put(&mut lsm.store, n, &pending)?;
+                            *n += 1;
                         }
                         lsm.store.set_current_key_with(group, |buf| key.encode(buf));
                         r
                     }
                 };
-                if !state.is_empty() {
-                    windows.set(&mut lsm.store, &state)?;
+                let stored = LsmKey {
+                    windows: state,
+                    pieces,
+                };
+                if !stored.windows.is_empty() {
+                    handle.set(&mut lsm.store, &stored)?;
                 } else if existed {
-                    windows.clear(&mut lsm.store)?;
+                    handle.clear(&mut lsm.store)?;
                 }
                 Ok(Some(r))
             }
@@ -618,7 +686,7 @@ where
             let lists = if C::APPENDS {
                 Some(
                     store
-                        .list_state(&ListStateDescriptor::new("window-records"))
+                        .map_state(&MapStateDescriptor::new("window-records"))
                         .map_err(|e| super::process::failed(&ctx, format!("open: {e}")))?,
                 )
             } else {
@@ -1466,6 +1534,87 @@ mod tests {
         assert_eq!(run_on(true), heap);
     }
 
+    /// Buffered records on the LSM layout: pieces come back whole and in order, a load takes
+    /// them out of the store, and a window that is gone leaves no entry behind.
+    #[test]
+    fn buffered_pieces_load_in_order_and_leave_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let crate::state::StateBackendConfig::Lsm(config) = tiny_lsm(dir.path()) else {
+            panic!("tiny_lsm is an LSM config")
+        };
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(2 << 20)
+            .make()
+            .expect("executor");
+        ex.run(async move {
+            let lsm = crate::state::open_lsm(dir.path(), &config)
+                .await
+                .expect("open store");
+            let mut store = KeyedStateStore::new(crate::state::JobStateBackend::Lsm(lsm));
+            let windows = store
+                .value_state(&ValueStateDescriptor::new("window-contents"))
+                .expect("declare");
+            let lists = store
+                .map_state(&MapStateDescriptor::new("window-records"))
+                .expect("declare");
+            let mut keys: KeyStates<u32, Rec, Buffer> = KeyStates::Lsm(Box::new(LsmWindows {
+                store,
+                windows,
+                lists: Some(lists),
+                contents: Buffer,
+                max_parallelism: 128,
+                _t: std::marker::PhantomData,
+            }));
+            let w = Window::Global;
+            let add = |keys: &mut KeyStates<u32, Rec, Buffer>, t: i64| {
+                keys.with_key(&1, Some(false), |state, _| {
+                    if state.contents_mut(&w).is_none() {
+                        state.contents.push((w, Vec::new()));
+                    }
+                    if let Some(acc) = state.contents_mut(&w) {
+                        acc.push((1, t));
+                    }
+                    Ok(())
+                })
+                .expect("add");
+            };
+            let load = |keys: &mut KeyStates<u32, Rec, Buffer>| -> Vec<i64> {
+                let loaded = keys.with_key(&1, None, |state, lists| match state.contents_mut(&w) {
+                    Some(acc) => {
+                        lists.load(&w, acc)?;
+                        Ok(acc.iter().map(|r| r.1).collect())
+                    }
+                    None => Ok(Vec::new()),
+                });
+                loaded.expect("load").expect("key has windows")
+            };
+            for t in 0..10 {
+                add(&mut keys, t);
+            }
+            assert_eq!(load(&mut keys), (0..10).collect::<Vec<_>>());
+            for t in 10..12 {
+                add(&mut keys, t);
+            }
+            // The first load's records are one piece now; nothing of the old ten is left.
+            assert_eq!(load(&mut keys), (0..12).collect::<Vec<_>>());
+            keys.with_key(&1, None, |state, lists| {
+                if state.take_contents(&w).is_some() {
+                    lists.discard(&w)?;
+                }
+                Ok(())
+            })
+            .expect("discard");
+            let KeyStates::Lsm(lsm) = &keys else {
+                panic!("LSM layout")
+            };
+            assert_eq!(
+                crate::state::StateBackend::len(lsm.store.backend()),
+                0,
+                "entries left behind"
+            );
+        });
+    }
+
     /// A storage error reading a key's windows reaches the caller (the operator fails with
     /// it): the function is not run on made-up empty windows.
     #[test]
@@ -1483,7 +1632,7 @@ mod tests {
                 .await
                 .expect("open store");
             let mut store = KeyedStateStore::new(crate::state::JobStateBackend::Lsm(lsm));
-            let windows: ValueState<KeyWindows<(i64, i64)>> = store
+            let windows: ValueState<LsmKey<(i64, i64)>> = store
                 .value_state(&ValueStateDescriptor::new("window-contents"))
                 .expect("declare");
             // The same state written with another type: one byte, not a `KeyWindows`.
