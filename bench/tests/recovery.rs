@@ -285,9 +285,10 @@ fn lsm_backed_queries_recover_exactly_from_a_failure() {
             "{q}: the restart did not restore the stores: {report}"
         );
         let ckpt = dir.path().join(format!("{q}-checkpoints"));
+        // The final checkpoint (after end of input) holds no state; the periodic ones do.
         let in_lsm_files = completed_checkpoints(&ckpt)
-            .last()
-            .is_some_and(|c| c.join("lsm").is_dir());
+            .iter()
+            .any(|c| c.join("lsm").is_dir());
         assert_eq!(
             in_lsm_files,
             q != "q7",
