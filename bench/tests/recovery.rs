@@ -295,19 +295,31 @@ fn every_query_recovers_exactly_from_a_failure() {
     }
 }
 
-/// The updating queries whose state goes to the LSM backend (q17 group-by, q18 dedup, q19
-/// top-N) recover with `--state lsm` too: the stores come back from the checkpoint's files.
+/// The queries whose state goes to the LSM backend (q5 and q11: window contents; q17
+/// group-by, q18 dedup, q19 top-N) recover with `--state lsm` too: the stores come back from
+/// the checkpoint's files. q7 (its windows are process functions' fields, not the window
+/// operator's) runs with `--state lsm` unchanged and must recover all the same.
 #[test]
 fn lsm_backed_queries_recover_exactly_from_a_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
     let state = state.to_str().expect("utf-8");
-    for q in ["q17", "q18", "q19"] {
+    for q in ["q5", "q7", "q11", "q17", "q18", "q19"] {
         let report =
             recovers_from_a_failure(q, dir.path(), &["--state", "lsm", "--state-dir", state]);
         assert!(
             report.contains("resumed from checkpoint"),
             "{q}: the restart did not restore the stores: {report}"
+        );
+        let ckpt = dir.path().join(format!("{q}-checkpoints"));
+        // The final checkpoint (after end of input) holds no state; the periodic ones do.
+        let in_lsm_files = completed_checkpoints(&ckpt)
+            .iter()
+            .any(|c| c.join("lsm").is_dir());
+        assert_eq!(
+            in_lsm_files,
+            q != "q7",
+            "{q}: whether the checkpoint holds LSM store files"
         );
     }
 }
@@ -800,5 +812,123 @@ fn q10_savepoint_resumes_at_other_shard_counts() {
             dir_table(&resumed, Q10_HEADER) == expected,
             "resumed at {cores} shard(s): rows differ"
         );
+    }
+}
+
+/// The windowed queries with their windows on the LSM backend, q5 (tumbling panes, sliding
+/// windows, buffered top rows) and q11 (session windows: merging sets in the store): killed
+/// at random moments and restarted from the checkpoints' linked files, then a savepoint at 2
+/// shards resumed at 1 and 3 (key groups copied between stores). Output as uninterrupted.
+#[test]
+fn windowed_queries_on_the_lsm_backend_survive_kills_and_rescale() {
+    for q in ["q5", "q11"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let args = |cores: usize| -> Vec<String> {
+            [
+                "nexmark",
+                "--query",
+                q,
+                "--events",
+                "600000",
+                "--rate",
+                "400000",
+                "--event-rate",
+                "10000",
+                "--cores",
+                &cores.to_string(),
+                "--state",
+                "lsm",
+                "--state-dir",
+                state.to_str().expect("utf-8"),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let reference = dir.path().join("reference.csv");
+        run(&args(2), &["--output", reference.to_str().expect("utf-8")]);
+        let expected = table(&reference);
+        assert!(expected.1.len() > 20, "{q}: too few rows to mean anything");
+
+        let ckpt = dir.path().join("checkpoints");
+        let out = dir.path().join("out.csv");
+        let killed_args = with_checkpoints(args(2), &ckpt, "150", Some(&out));
+        for kill in 0..3u64 {
+            run_and_kill(&killed_args, &ckpt, 1, Duration::from_millis(40 * kill));
+        }
+        let report = run(&killed_args, &[]);
+        assert!(report.contains("resumed from checkpoint"), "{q}: {report}");
+        assert_eq!(table(&out), expected, "{q}: after kills");
+
+        let stopped = dir.path().join("stopped.csv");
+        let savepoint = stop_with_savepoint(&args(2), dir.path(), "700", &stopped);
+        assert!(
+            Path::new(&savepoint).join("lsm").is_dir(),
+            "{q}: the savepoint holds the LSM stores' files"
+        );
+        for cores in [1, 3] {
+            let resumed = resume(&args(cores), dir.path(), &savepoint, &stopped, cores);
+            assert_eq!(resumed, expected, "{q}: resumed at {cores} shard(s)");
+        }
+    }
+}
+
+/// Window contents checkpointed in one backend's layout cannot be restored by the other: a
+/// heap savepoint resumed with `--state lsm`, or an LSM one with the heap backend, is a clear
+/// error, not windows silently lost.
+#[test]
+fn window_state_of_the_other_backend_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let state = state.to_str().expect("utf-8");
+    let args = |lsm: bool| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "nexmark",
+            "--query",
+            "q11",
+            "--events",
+            "600000",
+            "--rate",
+            "400000",
+            "--event-rate",
+            "10000",
+            "--cores",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if lsm {
+            a.extend(["--state", "lsm", "--state-dir", state].map(str::to_string));
+        }
+        a
+    };
+    for (written, restored_lsm, message) in [
+        ("heap", true, "in the heap backend's layout"),
+        ("lsm", false, "in LSM store files"),
+    ] {
+        let sub = dir.path().join(written);
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        let out = sub.join("stopped.csv");
+        let savepoint = stop_with_savepoint(&args(written == "lsm"), &sub, "500", &out);
+        let resumed = Command::new(BIN)
+            .args(args(restored_lsm))
+            .args([
+                "--checkpoint-dir",
+                sub.join("resume").to_str().expect("utf-8"),
+                "--restore-from",
+                &savepoint,
+                "--output",
+                out.to_str().expect("utf-8"),
+            ])
+            .output()
+            .expect("run weir-bench");
+        let stderr = String::from_utf8_lossy(&resumed.stderr);
+        assert!(
+            !resumed.status.success(),
+            "a {written} savepoint resumed on the other backend"
+        );
+        assert!(stderr.contains(message), "{written}: {stderr}");
     }
 }

@@ -202,6 +202,7 @@ where
                 .push(format!("{name}: the trigger cannot merge session windows"));
         }
         let input_node = input.node;
+        let max_parallelism = input.env.max_parallelism();
         let id = graph.next_id();
         let aligned = is_aligned(&self.assigner, &self.trigger);
         let session = is_plain_session(&self.assigner, &self.trigger, self.allowed_lateness);
@@ -215,15 +216,15 @@ where
                         let late = b.take_side_output::<T>(id, LATE_DATA)?;
                         let ctx = b.operator_ctx(id);
                         // Aligned windows and plain sessions have operators of their own on
-                        // the heap; the general one serves every other case and the LSM
-                        // backend.
+                        // the heap; the general one serves every other case and keeps its
+                        // state in the job's LSM store when there is one.
                         let own_backend = ctx.has_state_backend();
                         let op: Box<dyn crate::operator::Push<T>> = if aligned && !own_backend {
                             Box::new(AlignedWindowOp::new(spec, out, late, ctx)?)
                         } else if session && !own_backend {
                             Box::new(SessionWindowOp::new(spec, out, late, ctx)?)
                         } else {
-                            Box::new(WindowOp::new(spec, out, late, ctx)?)
+                            Box::new(WindowOp::new(spec, out, late, ctx, max_parallelism)?)
                         };
                         b.add_input::<T>(input_node, op);
                         Ok(())
@@ -232,6 +233,8 @@ where
                 })
             }),
         );
+        // Its windows live in the job's state backend, opened per shard before the run.
+        graph.keyed_state.push(node);
         drop(graph);
         Stream::new(input.env.clone(), node)
     }

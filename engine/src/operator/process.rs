@@ -487,11 +487,7 @@ pub(crate) fn open_keyed_store(
         message: format!("open: {e}"),
     })?;
     if store.backend().as_lsm().is_none() && crate::checkpoint::lsm::has_references(restore) {
-        return Err(restore_failed(
-            ctx,
-            "the checkpoint keeps this operator's keyed state in LSM store files: run the job \
-             with the LSM state backend to restore it",
-        ));
+        return Err(lsm_layout_refused(ctx));
     }
     for (_, bytes) in restore.part(PART_STORE).key_group_bytes() {
         let snapshot =
@@ -536,6 +532,16 @@ pub(crate) fn snapshot_keyed_store(
             Ok(())
         }
     }
+}
+
+/// The error of a heap-backend operator restoring a checkpoint whose keyed state is in LSM
+/// store files.
+pub(crate) fn lsm_layout_refused(ctx: &OperatorCtx) -> WeirError {
+    restore_failed(
+        ctx,
+        "the checkpoint keeps this operator's keyed state in LSM store files: run the job with \
+         the LSM state backend to restore it",
+    )
 }
 
 /// The error of an operator whose function called `ProcessContext::fail`.
