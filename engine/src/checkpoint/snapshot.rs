@@ -10,9 +10,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use super::store::append_entry;
-use super::{EncodedOperator, Scope};
+use super::{EncodedOperator, EncodedShard, Scope};
 use crate::key::{KeyMap, key_group};
-use crate::state::{StateCodec, StateError};
+use crate::state::{CowStats, FrozenKeyGroups, StateCodec, StateError};
 
 /// Collects one operator instance's state for a checkpoint, encoding each entry straight into
 /// the shard file's format (one growing buffer per operator, no allocation per entry).
@@ -25,6 +25,11 @@ pub struct StateSnapshot<'a> {
     part: u8,
     /// An entry exceeded the format's 4 GiB: the snapshot is unusable.
     pub(crate) overflow: bool,
+    /// Heap state frozen at the barrier, with the part it belongs to: encoded into this
+    /// operator's entries off the shard (by the coordinator) before the file is written.
+    pub(crate) deferred: Vec<(u8, FrozenKeyGroups)>,
+    /// Copy-on-write costs the operator's heap state reported at this barrier.
+    pub(crate) cow: CowStats,
 }
 
 impl<'a> StateSnapshot<'a> {
@@ -34,6 +39,8 @@ impl<'a> StateSnapshot<'a> {
             max_parallelism,
             part: 0,
             overflow: false,
+            deferred: Vec::new(),
+            cow: CowStats::default(),
         }
     }
 
@@ -96,6 +103,20 @@ impl<'a> StateSnapshot<'a> {
         });
     }
 
+    /// Hands over heap state frozen at the barrier: it is written under the current part, one
+    /// entry per key group exactly as [`StateSnapshot::key_group_bytes`] would, but encoded
+    /// off the shard's record path (see [`encode_deferred`]).
+    pub(crate) fn defer_key_groups(&mut self, frozen: FrozenKeyGroups) {
+        if !frozen.is_empty() {
+            self.deferred.push((self.part, frozen));
+        }
+    }
+
+    /// Adds copy-on-write costs to report with this checkpoint.
+    pub(crate) fn add_cow_stats(&mut self, stats: &CowStats) {
+        self.cow.merge(stats);
+    }
+
     /// Entries written so far.
     pub fn len(&self) -> usize {
         self.out.entries as usize
@@ -105,6 +126,47 @@ impl<'a> StateSnapshot<'a> {
     pub fn is_empty(&self) -> bool {
         self.out.entries == 0
     }
+}
+
+/// Heap state one operator instance (graph node `node`) froze at a barrier, still to be
+/// encoded: `Send`, so the coordinator thread can encode it.
+#[derive(Debug)]
+pub(crate) struct DeferredState {
+    pub node: u32,
+    pub part: u8,
+    pub frozen: FrozenKeyGroups,
+}
+
+/// Encodes deferred heap state into the operators of `shard`, appending to the operator
+/// with the same node (or adding it): the same entries the shard would have written at the
+/// barrier, in the same file format. Fails if an entry exceeds the format's 4 GiB.
+pub(crate) fn encode_deferred(
+    shard: &mut EncodedShard,
+    deferred: Vec<DeferredState>,
+    max_parallelism: u32,
+) -> Result<(), u32> {
+    for d in deferred {
+        let pos = match shard.operators.iter().position(|op| op.node == d.node) {
+            Some(pos) => pos,
+            None => {
+                shard.operators.push(EncodedOperator {
+                    node: d.node,
+                    ..EncodedOperator::default()
+                });
+                shard.operators.len() - 1
+            }
+        };
+        let op = &mut shard.operators[pos];
+        let mut out = StateSnapshot::new(op, max_parallelism);
+        out.set_part(d.part);
+        for (kg, snapshot) in d.frozen.into_snapshots() {
+            out.key_group_bytes(kg, snapshot.as_bytes());
+        }
+        if out.overflow {
+            return Err(d.node);
+        }
+    }
+    Ok(())
 }
 
 /// One operator instance's state from a checkpoint: the keyed entries of the key groups this
