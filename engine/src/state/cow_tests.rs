@@ -29,7 +29,7 @@ enum Op {
     Append(KeyGroup, u8, u8),
     PutList(KeyGroup, u8, Vec<u8>),
     DeletePrefix(KeyGroup, u32, u8),
-    /// Drops values and list elements equal to the byte.
+    /// Drops values and list elements starting with the byte.
     Retain(u32, u8),
     DeleteGroups(KeyGroup, KeyGroup),
     /// Takes a snapshot of all key groups and keeps it with the model at that moment.
@@ -78,8 +78,10 @@ fn apply(b: &mut HeapStateBackend, model: &mut Model, op: &Op) -> Result<(), Tes
     match op {
         Op::Put(g, s, k, u, v) => {
             let (k, u) = (key(*k), [*u]);
-            b.put(StateId(*s), *g, &k, &u, &[*v]).map_err(fail)?;
-            model.insert(full(*g, *s, &k, &u), M::Value(vec![*v]));
+            // 1, 21 or 41 bytes: values stored inline and on the heap.
+            let value = vec![*v; 1 + usize::from(*v % 3) * 20];
+            b.put(StateId(*s), *g, &k, &u, &value).map_err(fail)?;
+            model.insert(full(*g, *s, &k, &u), M::Value(value));
         }
         Op::Delete(g, s, k, u) => {
             let (k, u) = (key(*k), [*u]);
@@ -89,7 +91,10 @@ fn apply(b: &mut HeapStateBackend, model: &mut Model, op: &Op) -> Result<(), Tes
         Op::Append(g, k, v) => {
             let k = key(*k);
             b.append(StateId(2), *g, &k, &[*v]).map_err(fail)?;
-            match model.entry(full(*g, 2, &k, b"")).or_insert(M::List(Vec::new())) {
+            match model
+                .entry(full(*g, 2, &k, b""))
+                .or_insert(M::List(Vec::new()))
+            {
                 M::List(l) => l.push(vec![*v]),
                 M::Value(_) => return Err(TestCaseError::fail("value in list state")),
             }
@@ -111,15 +116,18 @@ fn apply(b: &mut HeapStateBackend, model: &mut Model, op: &Op) -> Result<(), Tes
             model.retain(|key, _| !key.starts_with(&prefix));
         }
         Op::Retain(s, v) => {
-            b.retain(StateId(*s), &mut |bytes| bytes != [*v]).map_err(fail)?;
+            // Drops values starting with the byte (all of a value's bytes are equal) and list
+            // elements equal to it.
+            b.retain(StateId(*s), &mut |bytes| bytes.first() != Some(v))
+                .map_err(fail)?;
             model.retain(|key, e| {
                 if key.get(4..8) != Some(&s.to_be_bytes()[..]) {
                     return true;
                 }
                 match e {
-                    M::Value(x) => x != &[*v],
+                    M::Value(x) => x.first() != Some(v),
                     M::List(l) => {
-                        l.retain(|x| x != &[*v]);
+                        l.retain(|x| x.first() != Some(v));
                         !l.is_empty()
                     }
                 }
@@ -269,14 +277,16 @@ fn view_encodes_on_another_thread_while_the_backend_changes() {
 fn each_shared_chunk_is_copied_once() {
     let mut b = HeapStateBackend::with_chunk_entries(16);
     for i in 0..1_000u32 {
-        b.put(StateId(0), 0, &i.to_be_bytes(), b"", b"x").expect("put");
+        b.put(StateId(0), 0, &i.to_be_bytes(), b"", b"x")
+            .expect("put");
     }
     assert_eq!(b.take_cow_stats().copies, 0);
     let chunks = b.chunks() as u64;
     let view = b.freeze(0..1);
     for round in 0..3u8 {
         for i in 0..1_000u32 {
-            b.put(StateId(0), 0, &i.to_be_bytes(), b"", &[round]).expect("put");
+            b.put(StateId(0), 0, &i.to_be_bytes(), b"", &[round])
+                .expect("put");
         }
     }
     let stats = b.take_cow_stats();
@@ -287,7 +297,8 @@ fn each_shared_chunk_is_copied_once() {
     // Deleting a key that is not there copies nothing, even while a view holds the chunk.
     let _view = b.freeze(0..1);
     b.delete(StateId(0), 0, b"absent", b"").expect("delete");
-    b.delete_prefix(StateId(0), 0, b"absent").expect("delete prefix");
+    b.delete_prefix(StateId(0), 0, b"absent")
+        .expect("delete prefix");
     assert_eq!(b.retain(StateId(0), &mut |_| true).expect("retain"), 0);
     assert_eq!(b.take_cow_stats().copies, 0);
 }

@@ -49,8 +49,19 @@ use super::error::StateError;
 use super::key::{KeyGroup, StateId, encode_key_in_group, prefix_successor};
 use super::snapshot::{KeyGroupSnapshot, SnapshotValue, SnapshotWriter};
 
+/// Longest value stored inside the entry itself (the entry stays 32 bytes, the size of a
+/// `Vec` variant anyway).
+const INLINE_VALUE: usize = 30;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
+    /// A value of at most [`INLINE_VALUE`] bytes, inside the B-tree node: storing, reading,
+    /// copying (a chunk after a snapshot) and dropping it allocate nothing and follow no
+    /// pointer. Most state values (counters, timestamps, small tuples) fit.
+    Small {
+        len: u8,
+        bytes: [u8; INLINE_VALUE],
+    },
     Value(Vec<u8>),
     List(Vec<Vec<u8>>),
 }
@@ -58,8 +69,44 @@ enum Entry {
 impl Entry {
     fn kind(&self) -> &'static str {
         match self {
-            Entry::Value(_) => "value",
+            Entry::Small { .. } | Entry::Value(_) => "value",
             Entry::List(_) => "list",
+        }
+    }
+
+    /// A value entry holding `v`, inline if it fits.
+    #[inline]
+    fn value(v: &[u8]) -> Self {
+        let mut bytes = [0u8; INLINE_VALUE];
+        match (bytes.get_mut(..v.len()), u8::try_from(v.len())) {
+            (Some(head), Ok(len)) => {
+                head.copy_from_slice(v);
+                Entry::Small { len, bytes }
+            }
+            _ => Entry::Value(v.to_vec()),
+        }
+    }
+
+    /// The bytes of a value entry; `None` for a list.
+    #[inline]
+    fn as_value(&self) -> Option<&[u8]> {
+        match self {
+            Entry::Small { len, bytes } => Some(bytes.get(..usize::from(*len)).unwrap_or(&[])),
+            Entry::Value(v) => Some(v),
+            Entry::List(_) => None,
+        }
+    }
+
+    /// Replaces this entry by value `v`, reusing its storage where possible: updating a key
+    /// does not allocate.
+    #[inline]
+    fn set_value(&mut self, v: &[u8]) {
+        match self {
+            Entry::Value(buf) if v.len() > INLINE_VALUE => {
+                buf.clear();
+                buf.extend_from_slice(v);
+            }
+            _ => *self = Entry::value(v),
         }
     }
 }
@@ -283,15 +330,16 @@ impl KeyGroupState {
         // The caller just wrote this chunk, so it is not shared; `take` moves the entries
         // out (and would copy, correctly, if it ever were).
         let map = std::mem::take(Arc::make_mut(&mut chunk.map));
-        let (stay, go): (Vec<_>, Vec<_>) = map
-            .into_iter()
-            .partition(|(k, _)| prefix_hash(&k.as_slice()[..stored_prefix_len(k.as_slice())]) & bit == 0);
+        let (stay, go): (Vec<_>, Vec<_>) = map.into_iter().partition(|(k, _)| {
+            prefix_hash(&k.as_slice()[..stored_prefix_len(k.as_slice())]) & bit == 0
+        });
         // Both halves are sorted: collecting bulk-builds each tree.
         chunk.map = Arc::new(stay.into_iter().collect());
         chunk.depth += 1;
         let depth = chunk.depth;
         let new_idx = self.chunks.len();
-        self.chunks.push(Chunk::new(go.into_iter().collect(), depth));
+        self.chunks
+            .push(Chunk::new(go.into_iter().collect(), depth));
         for (slot, target) in self.dir.iter_mut().enumerate() {
             if *target as usize == idx && (slot as u64 & bit) != 0 {
                 *target = new_idx as u32;
@@ -439,8 +487,8 @@ fn write_group<'a>(w: &mut SnapshotWriter, kg: KeyGroup, chunks: impl Iterator<I
         full.extend_from_slice(&kg.to_be_bytes());
         full.extend_from_slice(k.as_slice());
         match e {
-            Entry::Value(v) => w.push_value(&full, v),
             Entry::List(l) => w.push_list(&full, l.iter().map(Vec::as_slice)),
+            value => w.push_value(&full, value.as_value().unwrap_or_default()),
         }
     };
     let mut iters: Vec<_> = chunks.filter(|c| !c.is_empty()).map(|c| c.iter()).collect();
@@ -626,17 +674,12 @@ impl HeapStateBackend {
         let k = self.encode(state, key, user_key);
         self.write(kg, &k, k.len() - user_key.len(), |group| {
             match find_mut(group, &k) {
-                Some(Entry::Value(v)) => {
-                    v.clear();
-                    v.extend_from_slice(value);
-                    ((), 0)
-                }
                 Some(slot) => {
-                    *slot = Entry::Value(value.to_vec());
+                    slot.set_value(value);
                     ((), 0)
                 }
                 None => {
-                    group.insert(StoredKey::new(&k), Entry::Value(value.to_vec()));
+                    group.insert(StoredKey::new(&k), Entry::value(value));
                     ((), 1)
                 }
             }
@@ -686,12 +729,14 @@ impl StateBackend for HeapStateBackend {
     ) -> Result<Option<Vec<u8>>, StateError> {
         match self.lookup(state, key_group, key, user_key) {
             None => Ok(None),
-            Some(Entry::Value(v)) => Ok(Some(v.clone())),
-            Some(e) => Err(StateError::WrongEntryKind {
-                state: state.0,
-                expected: "value",
-                found: e.kind(),
-            }),
+            Some(e) => match e.as_value() {
+                Some(v) => Ok(Some(v.to_vec())),
+                None => Err(StateError::WrongEntryKind {
+                    state: state.0,
+                    expected: "value",
+                    found: e.kind(),
+                }),
+            },
         }
     }
 
@@ -802,15 +847,10 @@ impl StateBackend for HeapStateBackend {
         let out = match self.chunk_of(key_group, &prefix, prefix.len()) {
             None => Vec::new(),
             Some(chunk) => Self::prefix_range(chunk, &prefix)
-                .filter_map(|(k, e)| match e {
-                    Entry::Value(v) => Some((
-                        k.as_slice()
-                            .get(prefix.len()..)
-                            .unwrap_or_default()
-                            .to_vec(),
-                        v.clone(),
-                    )),
-                    Entry::List(_) => None,
+                .filter_map(|(k, e)| {
+                    let v = e.as_value()?;
+                    let user_key = k.as_slice().get(prefix.len()..).unwrap_or_default();
+                    Some((user_key.to_vec(), v.to_vec()))
                 })
                 .collect(),
         };
@@ -854,10 +894,13 @@ impl StateBackend for HeapStateBackend {
                 // Decide on a shared view first, so a chunk a snapshot holds is copied only
                 // if something in it changes; `keep` still sees each element once.
                 let mut changes = Vec::new();
-                for (k, e) in chunk.map.range::<[u8], _>((Bound::Included(&prefix[..]), hi)) {
+                for (k, e) in chunk
+                    .map
+                    .range::<[u8], _>((Bound::Included(&prefix[..]), hi))
+                {
                     match e {
-                        Entry::Value(v) => {
-                            if !keep(v) {
+                        Entry::Small { .. } | Entry::Value(_) => {
+                            if !keep(e.as_value().unwrap_or_default()) {
                                 changes.push(Retained::Drop(k.clone()));
                             }
                         }
@@ -881,7 +924,7 @@ impl StateBackend for HeapStateBackend {
                     match change {
                         Retained::Drop(k) => {
                             if let Some(e) = map.remove(&k) {
-                                if let Entry::Value(_) = e {
+                                if e.as_value().is_some() {
                                     dropped += 1;
                                 }
                                 group.len -= 1;
@@ -923,7 +966,7 @@ impl StateBackend for HeapStateBackend {
         for e in entries {
             let inner = e.key.get(4..).unwrap_or_default();
             let entry = match e.value {
-                SnapshotValue::Value(v) => Entry::Value(v.to_vec()),
+                SnapshotValue::Value(v) => Entry::value(v),
                 SnapshotValue::List(l) => Entry::List(l.into_iter().map(<[u8]>::to_vec).collect()),
             };
             self.write(e.key_group, inner, stored_prefix_len(inner), |group| {
@@ -963,6 +1006,35 @@ mod tests {
     #[test]
     fn heap_backend_passes_suite() {
         crate::state::suite::run_all(&mut HeapStateBackend::new);
+        // Chunks of one entry: every operation crosses chunk boundaries and splits.
+        crate::state::suite::run_all(&mut || HeapStateBackend::with_chunk_entries(1));
+    }
+
+    /// Inline values cost no space: an entry is as large as its `Vec` variants.
+    #[test]
+    fn entry_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<super::Entry>(), 32);
+    }
+
+    /// Values inline and on the heap, and a value changing between the two, read back.
+    #[test]
+    fn values_inline_and_on_the_heap() {
+        use crate::state::{StateBackend, StateId};
+        let mut b = HeapStateBackend::new();
+        let (short, long) = (
+            vec![7u8; super::INLINE_VALUE],
+            vec![8u8; super::INLINE_VALUE + 1],
+        );
+        for (first, second) in [(&short, &long), (&long, &short), (&long, &long)] {
+            b.put(StateId(0), 0, b"k", b"", first).expect("put");
+            assert_eq!(b.get(StateId(0), 0, b"k", b""), Ok(Some(first.clone())));
+            b.put(StateId(0), 0, b"k", b"", second).expect("put");
+            assert_eq!(b.get(StateId(0), 0, b"k", b""), Ok(Some(second.clone())));
+        }
+        assert_eq!(
+            b.scan_prefix(StateId(0), 0, b"k"),
+            Ok(vec![(Vec::new(), long.clone())])
+        );
     }
 
     proptest::proptest! {
