@@ -133,11 +133,16 @@ pub fn run(args: &StateArgs) -> anyhow::Result<()> {
         if c.cow.copies + c.cow.splits > 0 {
             let copies = c.cow.copies + c.cow.splits;
             line.push_str(&format!(
-                "; copy-on-write: {} chunk copies ({} entries) + {} splits, mean {:.1} µs, \
-                 longest {:.2} ms, total {:.0} ms; longest encode (coordinator) {:.0} ms",
+                "; copy-on-write: {} chunk copies ({} entries) + {} splits, median {}-{} µs, \
+                 p99 {}-{} µs, mean {:.1} µs, longest {:.2} ms, total {:.0} ms; longest \
+                 encode (coordinator) {:.0} ms",
                 c.cow.copies,
                 c.cow.copied_entries,
                 c.cow.splits,
+                c.cow.pause_quantile_us(0.5),
+                c.cow.pause_quantile_us(0.5) * 2,
+                c.cow.pause_quantile_us(0.99),
+                c.cow.pause_quantile_us(0.99) * 2,
                 c.cow.pause_ns as f64 / copies as f64 / 1e3,
                 c.cow.max_pause_ns as f64 / 1e6,
                 c.cow.pause_ns as f64 / 1e6,

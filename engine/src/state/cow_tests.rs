@@ -293,6 +293,11 @@ fn each_shared_chunk_is_copied_once() {
     assert_eq!(stats.copies, chunks);
     assert_eq!(stats.copied_entries, 1_000);
     assert!(stats.max_pause_ns > 0);
+    assert_eq!(
+        stats.pause_log2_us.iter().sum::<u64>(),
+        chunks + stats.splits
+    );
+    assert!(stats.pause_quantile_us(0.5) <= stats.pause_quantile_us(1.0));
     assert_eq!(view.len(), 1_000);
     // Deleting a key that is not there copies nothing, even while a view holds the chunk.
     let _view = b.freeze(0..1);

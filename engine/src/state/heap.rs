@@ -383,6 +383,9 @@ pub struct CowStats {
     pub pause_ns: u64,
     /// Longest single copy or split, nanoseconds.
     pub max_pause_ns: u64,
+    /// Copies and splits by duration: bucket `i` counts those of `[2^i, 2^(i+1))` µs (bucket
+    /// 0 also those under a microsecond), so a median can be read off.
+    pub pause_log2_us: [u64; 24],
 }
 
 impl CowStats {
@@ -397,6 +400,28 @@ impl CowStats {
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.pause_ns = self.pause_ns.saturating_add(ns);
         self.max_pause_ns = self.max_pause_ns.max(ns);
+        let bucket = (ns / 1000).max(1).ilog2() as usize;
+        if let Some(b) = self.pause_log2_us.get_mut(bucket.min(23)) {
+            *b += 1;
+        }
+    }
+
+    /// The bucket of [`CowStats::pause_log2_us`] holding quantile `q` (0..=1) of the pauses,
+    /// as its lower bound in microseconds; 0 if there were none.
+    pub fn pause_quantile_us(&self, q: f64) -> u64 {
+        let total: u64 = self.pause_log2_us.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((total as f64 * q).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in self.pause_log2_us.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return 1 << i;
+            }
+        }
+        1 << 23
     }
 
     /// Adds `other`'s counts (the maximum of the maxima).
@@ -406,6 +431,9 @@ impl CowStats {
         self.splits += other.splits;
         self.pause_ns = self.pause_ns.saturating_add(other.pause_ns);
         self.max_pause_ns = self.max_pause_ns.max(other.max_pause_ns);
+        for (a, b) in self.pause_log2_us.iter_mut().zip(other.pause_log2_us) {
+            *a += b;
+        }
     }
 }
 
