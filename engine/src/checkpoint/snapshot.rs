@@ -336,6 +336,53 @@ mod tests {
         assert_eq!(shard, vec![vec![1, 2, 3]]);
     }
 
+    /// Heap state frozen at a barrier and encoded later (by the coordinator) gives the bytes
+    /// the shard wrote when it encoded at the barrier, whatever changed in between.
+    #[test]
+    fn deferred_heap_state_encodes_as_at_the_barrier() {
+        use crate::state::{HeapStateBackend, StateBackend, StateId};
+        let mut heap = HeapStateBackend::with_chunk_entries(4);
+        for i in 0..200u32 {
+            let kg = i % 7;
+            heap.put(StateId(1), kg, &i.to_be_bytes(), b"", &[i as u8; 3])
+                .expect("put");
+            heap.append(StateId(2), kg, &i.to_be_bytes(), &[1; 40])
+                .expect("append");
+        }
+        // What the shard wrote before: one entry per key group, encoded at the barrier.
+        let mut sync = EncodedOperator {
+            node: 3,
+            ..EncodedOperator::default()
+        };
+        let mut out = StateSnapshot::new(&mut sync, 128);
+        out.set_part(1);
+        for kg in heap.key_groups() {
+            let snap = heap.snapshot_key_groups(kg..kg + 1).expect("snapshot");
+            out.key_group_bytes(kg, snap.as_bytes());
+        }
+        // Now: frozen at the barrier, changed, then encoded into the shard's operators.
+        let mut shard = EncodedShard {
+            shard: 0,
+            operators: vec![EncodedOperator {
+                node: 3,
+                ..EncodedOperator::default()
+            }],
+        };
+        let frozen = heap.freeze(0..128);
+        for i in 0..300u32 {
+            heap.put(StateId(1), i % 9, &i.to_be_bytes(), b"", b"later")
+                .expect("put");
+        }
+        heap.delete_key_groups(0..3).expect("delete");
+        let deferred = vec![DeferredState {
+            node: 3,
+            part: 1,
+            frozen,
+        }];
+        encode_deferred(&mut shard, deferred, 128).expect("encodes");
+        assert_eq!(shard.operators, vec![sync]);
+    }
+
     #[test]
     fn garbage_is_an_error() {
         let restore = StateRestore::from_entries(vec![(0, vec![0, 1, 2])], vec![vec![0, 9]]);
