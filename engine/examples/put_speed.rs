@@ -1,3 +1,6 @@
+//! Random puts and gets on the heap backend, optionally with a chunk size limit:
+//! `cargo run --release -p weir --example put_speed -- [keys] [chunk limit]`.
+
 use std::time::Instant;
 use weir::state::{HeapStateBackend, StateBackend, StateId};
 fn main() {
@@ -6,7 +9,11 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(2_000_000);
     let key = |i: u64| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_be_bytes();
-    let mut b = HeapStateBackend::new();
+    let limit: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(weir::state::DEFAULT_CHUNK_ENTRIES);
+    let mut b = HeapStateBackend::with_chunk_entries(limit);
     for round in 0..3u8 {
         let started = Instant::now();
         for i in 0..keys {

@@ -228,10 +228,13 @@ fn find_mut<'a>(group: &'a mut Group, k: &[u8]) -> Option<&'a mut Entry> {
 /// One chunk's entries: composite keys minus the key group, in byte order.
 type Group = BTreeMap<StoredKey, Entry>;
 
-/// Default chunk size limit (entries) above which a chunk splits. A copy of a full chunk of
-/// small entries takes ~25-60 µs; 5 M entries make ~8 k chunks, whose `Arc`s a snapshot clones
-/// in well under a millisecond.
-pub const DEFAULT_CHUNK_ENTRIES: usize = 1024;
+/// Default chunk size limit (entries) above which a chunk splits: the longest copy-on-write
+/// pause is the copy of one such chunk (well under a millisecond with inline keys and values).
+/// Smaller chunks shorten it but cost per record: every chunk is its own tree, whose upper
+/// levels are rarely in cache once there are thousands of them (1024: 20-30% slower random
+/// gets and puts over 1-2 M keys than one tree per key group, measured on a loaded machine;
+/// `examples/put_speed.rs`).
+pub const DEFAULT_CHUNK_ENTRIES: usize = 8192;
 
 /// Directory depth limit: at most `2^12` chunks per key group. Keeps a chunk that cannot
 /// split (one key with a huge map: its entries share one prefix) from growing the directory
