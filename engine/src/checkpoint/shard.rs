@@ -83,7 +83,7 @@ pub(crate) enum CoordinatorEvent {
         /// Heap state frozen at the barrier, for the coordinator to encode into `state`.
         deferred: Vec<DeferredState>,
         /// Copy-on-write costs of the shard's heap state since its previous checkpoint.
-        cow: CowStats,
+        cow: Box<CowStats>,
     },
     /// A transactional sink closed its last part at end of input.
     FinalOutput(OutputPart),
@@ -357,7 +357,7 @@ impl ShardCheckpoints {
                     align_micros: b.started.elapsed().as_micros() as u64,
                     snapshot_micros: b.snapshot_micros,
                     deferred: b.deferred,
-                    cow: b.cow,
+                    cow: Box::new(b.cow),
                 })
                 .map_err(|_| coordinator_gone(self.shard))?;
         }

@@ -550,8 +550,9 @@ pub struct HeapStateBackend {
     chunk_entries: usize,
     /// Reused key-encoding buffer so lookups do not allocate.
     scratch: Cell<Vec<u8>>,
-    /// Copy-on-write costs since the last [`HeapStateBackend::take_cow_stats`].
-    stats: Cell<CowStats>,
+    /// Copy-on-write costs since the last [`HeapStateBackend::take_cow_stats`] (boxed: only
+    /// touched on a copy or split, and large).
+    stats: Box<Cell<CowStats>>,
 }
 
 impl Default for HeapStateBackend {
@@ -584,7 +585,7 @@ impl HeapStateBackend {
             entries: 0,
             chunk_entries: limit.max(1),
             scratch: Cell::new(Vec::new()),
-            stats: Cell::new(CowStats::default()),
+            stats: Box::new(Cell::new(CowStats::default())),
         }
     }
 
