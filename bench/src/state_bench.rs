@@ -4,8 +4,9 @@
 //!
 //! The job keeps, per (bidder, auction) of the Nexmark bids (q18's key: millions of keys), the
 //! latest bid price and time in a `ValueState`, and emits nothing: the state is the whole
-//! point. The report gives events/s, the checkpoints' trigger-to-complete times and the
-//! longest synchronous snapshot of one shard (`max_snapshot_us`: the pause).
+//! point. The report gives events/s, the checkpoints' trigger-to-complete times, the
+//! synchronous snapshot of one shard at a barrier (median and longest: the pause), on the heap
+//! backend what copy-on-write cost afterwards (chunk copies and splits, each a short pause).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -117,13 +118,37 @@ pub fn run(args: &StateArgs) -> anyhow::Result<()> {
         d.sort_unstable();
         let median = d.get(d.len() / 2).copied().unwrap_or(0);
         let max = d.last().copied().unwrap_or(0);
+        let mut pauses = c.snapshot_us.clone();
+        pauses.sort_unstable();
+        let median_pause = pauses.get(pauses.len() / 2).copied().unwrap_or(0);
         line.push_str(&format!(
-            "; checkpoints {} (median {:.1} ms, max {:.1} ms), longest shard snapshot pause {:.1} ms",
+            "; checkpoints {} (median {:.1} ms, max {:.1} ms), shard snapshot pause median {:.2} \
+             ms, longest {:.2} ms",
             c.completed,
             median as f64 / 1e3,
             max as f64 / 1e3,
+            median_pause as f64 / 1e3,
             c.max_snapshot_us as f64 / 1e3
         ));
+        if c.cow.copies + c.cow.splits > 0 {
+            let copies = c.cow.copies + c.cow.splits;
+            line.push_str(&format!(
+                "; copy-on-write: {} chunk copies ({} entries) + {} splits, median {}-{} µs, \
+                 p99 {}-{} µs, mean {:.1} µs, longest {:.2} ms, total {:.0} ms; longest \
+                 encode (coordinator) {:.0} ms",
+                c.cow.copies,
+                c.cow.copied_entries,
+                c.cow.splits,
+                c.cow.pause_quantile_us(0.5),
+                c.cow.pause_quantile_us(0.5) * 2,
+                c.cow.pause_quantile_us(0.99),
+                c.cow.pause_quantile_us(0.99) * 2,
+                c.cow.pause_ns as f64 / copies as f64 / 1e3,
+                c.cow.max_pause_ns as f64 / 1e6,
+                c.cow.pause_ns as f64 / 1e6,
+                c.max_encode_us as f64 / 1e3
+            ));
+        }
     }
     println!("{line}");
     let _ = std::fs::remove_dir_all(&args.dir);

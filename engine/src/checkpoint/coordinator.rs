@@ -13,11 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::shard::{CoordinatorEvent, ShardTrigger};
+use super::snapshot::encode_deferred;
 use super::{
     CheckpointConfig, CheckpointId, CheckpointMeta, CheckpointStore, OutputCommitter, OutputPart,
     ShardState,
 };
 use crate::error::{Result, WeirError};
+use crate::state::CowStats;
 
 /// What the checkpoints of one job run did.
 #[derive(Clone, Debug, Default)]
@@ -34,8 +36,16 @@ pub struct CheckpointStats {
     pub durations_us: Vec<u64>,
     /// Longest time one shard spent between the first barrier and its acknowledgement.
     pub max_align_us: u64,
-    /// Longest time one shard's operators spent copying state for one checkpoint.
+    /// Longest time one shard's operators spent copying state for one checkpoint: how long
+    /// the barrier stopped record processing.
     pub max_snapshot_us: u64,
+    /// That time for every acknowledgement of every shard, in arrival order (microseconds).
+    pub snapshot_us: Vec<u64>,
+    /// What copy-on-write of heap state cost the shards after their snapshots (chunk copies
+    /// and splits: pauses of record processing too), summed over shards and checkpoints.
+    pub cow: CowStats,
+    /// Longest time the coordinator spent encoding one shard's frozen heap state.
+    pub max_encode_us: u64,
     /// Savepoints completed, by path.
     pub savepoints: Vec<PathBuf>,
     /// The job had already finished in an earlier run: nothing was run.
@@ -238,14 +248,20 @@ impl Coordinator {
                 outputs,
                 align_micros,
                 snapshot_micros,
+                deferred,
+                cow,
             } => {
                 self.stats.max_align_us = self.stats.max_align_us.max(align_micros);
                 self.stats.max_snapshot_us = self.stats.max_snapshot_us.max(snapshot_micros);
+                self.stats.snapshot_us.push(snapshot_micros);
+                self.stats.cow.merge(&cow);
                 let Some(flight) = self.in_flight.get_mut(&id) else {
-                    // Aborted (or unknown): its output still has to be committed later.
+                    // Aborted (or unknown): its output still has to be committed later; its
+                    // frozen state is dropped unencoded.
                     self.carried.extend(outputs);
                     return Ok(());
                 };
+                let mut state = state;
                 let shard = state.shard as usize;
                 flight.outputs.extend(outputs);
                 if let Some(a) = flight.acked.get_mut(shard) {
@@ -253,6 +269,16 @@ impl Coordinator {
                 }
                 let savepoint = flight.savepoint;
                 let all = flight.acked.iter().all(|a| *a);
+                // The shard froze its heap state at the barrier and went on processing; the
+                // state is encoded here, off its record path.
+                let started = Instant::now();
+                encode_deferred(&mut state, deferred, self.max_parallelism).map_err(|node| {
+                    WeirError::Checkpoint(format!(
+                        "shard {shard}: a state entry of node {node} exceeds 4 GiB"
+                    ))
+                })?;
+                let encode_us = started.elapsed().as_micros() as u64;
+                self.stats.max_encode_us = self.stats.max_encode_us.max(encode_us);
                 self.store
                     .write_encoded_shard(id, savepoint, &state)
                     .map_err(checkpoint_error)?;

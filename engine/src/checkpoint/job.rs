@@ -142,6 +142,9 @@ pub(crate) fn run_checkpointed(
         stats.durations_us = run_stats.durations_us;
         stats.max_align_us = run_stats.max_align_us;
         stats.max_snapshot_us = run_stats.max_snapshot_us;
+        stats.snapshot_us = run_stats.snapshot_us;
+        stats.cow = run_stats.cow;
+        stats.max_encode_us = run_stats.max_encode_us;
         stats.savepoints = run_stats.savepoints;
         match result {
             Ok(mut r) => {

@@ -16,9 +16,10 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use super::barrier::Barrier;
-use super::snapshot::{SourceRestore, StateRestore, StateSnapshot};
+use super::snapshot::{DeferredState, SourceRestore, StateRestore, StateSnapshot};
 use super::{CheckpointId, EncodedOperator, EncodedShard, OutputPart};
 use crate::error::{Result, WeirError};
+use crate::state::CowStats;
 
 /// The coordinator's request to one shard's sources: inject every barrier up to `requested`.
 #[derive(Default, Debug)]
@@ -77,8 +78,12 @@ pub(crate) enum CoordinatorEvent {
         outputs: Vec<OutputPart>,
         /// Time from the first barrier reaching the shard to the last terminal.
         align_micros: u64,
-        /// Time spent copying state into the snapshot.
+        /// Time spent copying state into the snapshot (the barrier's pause).
         snapshot_micros: u64,
+        /// Heap state frozen at the barrier, for the coordinator to encode into `state`.
+        deferred: Vec<DeferredState>,
+        /// Copy-on-write costs of the shard's heap state since its previous checkpoint.
+        cow: Box<CowStats>,
     },
     /// A transactional sink closed its last part at end of input.
     FinalOutput(OutputPart),
@@ -131,6 +136,8 @@ struct Building {
     outputs: Vec<OutputPart>,
     started: Instant,
     snapshot_micros: u64,
+    deferred: Vec<DeferredState>,
+    cow: CowStats,
 }
 
 /// A shard's checkpoint bookkeeping, shared by its operators through `OperatorCtx`.
@@ -262,6 +269,8 @@ impl ShardCheckpoints {
             outputs: Vec::new(),
             started: Instant::now(),
             snapshot_micros: 0,
+            deferred: Vec::new(),
+            cow: CowStats::default(),
         });
         f(b)
     }
@@ -289,9 +298,18 @@ impl ShardCheckpoints {
                 self.shard
             )));
         }
+        let deferred = std::mem::take(&mut snapshot.deferred);
+        let cow = snapshot.cow;
         let micros = started.elapsed().as_micros() as u64;
         self.building(barrier.id, |b| {
             b.snapshot_micros += micros;
+            b.cow.merge(&cow);
+            b.deferred
+                .extend(deferred.into_iter().map(|(part, frozen)| DeferredState {
+                    node: node as u32,
+                    part,
+                    frozen,
+                }));
             if encoded.entries > 0 {
                 b.state.operators.push(encoded);
             }
@@ -338,6 +356,8 @@ impl ShardCheckpoints {
                     outputs: b.outputs,
                     align_micros: b.started.elapsed().as_micros() as u64,
                     snapshot_micros: b.snapshot_micros,
+                    deferred: b.deferred,
+                    cow: Box::new(b.cow),
                 })
                 .map_err(|_| coordinator_gone(self.shard))?;
         }

@@ -10,9 +10,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use super::store::append_entry;
-use super::{EncodedOperator, Scope};
+use super::{EncodedOperator, EncodedShard, Scope};
 use crate::key::{KeyMap, key_group};
-use crate::state::{StateCodec, StateError};
+use crate::state::{CowStats, FrozenKeyGroups, StateCodec, StateError};
 
 /// Collects one operator instance's state for a checkpoint, encoding each entry straight into
 /// the shard file's format (one growing buffer per operator, no allocation per entry).
@@ -25,6 +25,11 @@ pub struct StateSnapshot<'a> {
     part: u8,
     /// An entry exceeded the format's 4 GiB: the snapshot is unusable.
     pub(crate) overflow: bool,
+    /// Heap state frozen at the barrier, with the part it belongs to: encoded into this
+    /// operator's entries off the shard (by the coordinator) before the file is written.
+    pub(crate) deferred: Vec<(u8, FrozenKeyGroups)>,
+    /// Copy-on-write costs the operator's heap state reported at this barrier.
+    pub(crate) cow: CowStats,
 }
 
 impl<'a> StateSnapshot<'a> {
@@ -34,6 +39,8 @@ impl<'a> StateSnapshot<'a> {
             max_parallelism,
             part: 0,
             overflow: false,
+            deferred: Vec::new(),
+            cow: CowStats::default(),
         }
     }
 
@@ -96,6 +103,20 @@ impl<'a> StateSnapshot<'a> {
         });
     }
 
+    /// Hands over heap state frozen at the barrier: it is written under the current part, one
+    /// entry per key group exactly as [`StateSnapshot::key_group_bytes`] would, but encoded
+    /// off the shard's record path (see [`encode_deferred`]).
+    pub(crate) fn defer_key_groups(&mut self, frozen: FrozenKeyGroups) {
+        if !frozen.is_empty() {
+            self.deferred.push((self.part, frozen));
+        }
+    }
+
+    /// Adds copy-on-write costs to report with this checkpoint.
+    pub(crate) fn add_cow_stats(&mut self, stats: &CowStats) {
+        self.cow.merge(stats);
+    }
+
     /// Entries written so far.
     pub fn len(&self) -> usize {
         self.out.entries as usize
@@ -105,6 +126,47 @@ impl<'a> StateSnapshot<'a> {
     pub fn is_empty(&self) -> bool {
         self.out.entries == 0
     }
+}
+
+/// Heap state one operator instance (graph node `node`) froze at a barrier, still to be
+/// encoded: `Send`, so the coordinator thread can encode it.
+#[derive(Debug)]
+pub(crate) struct DeferredState {
+    pub node: u32,
+    pub part: u8,
+    pub frozen: FrozenKeyGroups,
+}
+
+/// Encodes deferred heap state into the operators of `shard`, appending to the operator
+/// with the same node (or adding it): the same entries the shard would have written at the
+/// barrier, in the same file format. Fails if an entry exceeds the format's 4 GiB.
+pub(crate) fn encode_deferred(
+    shard: &mut EncodedShard,
+    deferred: Vec<DeferredState>,
+    max_parallelism: u32,
+) -> Result<(), u32> {
+    for d in deferred {
+        let pos = match shard.operators.iter().position(|op| op.node == d.node) {
+            Some(pos) => pos,
+            None => {
+                shard.operators.push(EncodedOperator {
+                    node: d.node,
+                    ..EncodedOperator::default()
+                });
+                shard.operators.len() - 1
+            }
+        };
+        let op = &mut shard.operators[pos];
+        let mut out = StateSnapshot::new(op, max_parallelism);
+        out.set_part(d.part);
+        for (kg, snapshot) in d.frozen.into_snapshots() {
+            out.key_group_bytes(kg, snapshot.as_bytes());
+        }
+        if out.overflow {
+            return Err(d.node);
+        }
+    }
+    Ok(())
 }
 
 /// One operator instance's state from a checkpoint: the keyed entries of the key groups this
@@ -272,6 +334,53 @@ mod tests {
         assert_eq!(keyed, vec![(7, (1, "x".to_string()))]);
         let shard: Vec<Vec<u64>> = restore.shard().collect::<Result<_, _>>().expect("decodes");
         assert_eq!(shard, vec![vec![1, 2, 3]]);
+    }
+
+    /// Heap state frozen at a barrier and encoded later (by the coordinator) gives the bytes
+    /// the shard wrote when it encoded at the barrier, whatever changed in between.
+    #[test]
+    fn deferred_heap_state_encodes_as_at_the_barrier() {
+        use crate::state::{HeapStateBackend, StateBackend, StateId};
+        let mut heap = HeapStateBackend::with_chunk_entries(4);
+        for i in 0..200u32 {
+            let kg = i % 7;
+            heap.put(StateId(1), kg, &i.to_be_bytes(), b"", &[i as u8; 3])
+                .expect("put");
+            heap.append(StateId(2), kg, &i.to_be_bytes(), &[1; 40])
+                .expect("append");
+        }
+        // What the shard wrote before: one entry per key group, encoded at the barrier.
+        let mut sync = EncodedOperator {
+            node: 3,
+            ..EncodedOperator::default()
+        };
+        let mut out = StateSnapshot::new(&mut sync, 128);
+        out.set_part(1);
+        for kg in heap.key_groups() {
+            let snap = heap.snapshot_key_groups(kg..kg + 1).expect("snapshot");
+            out.key_group_bytes(kg, snap.as_bytes());
+        }
+        // Now: frozen at the barrier, changed, then encoded into the shard's operators.
+        let mut shard = EncodedShard {
+            shard: 0,
+            operators: vec![EncodedOperator {
+                node: 3,
+                ..EncodedOperator::default()
+            }],
+        };
+        let frozen = heap.freeze(0..128);
+        for i in 0..300u32 {
+            heap.put(StateId(1), i % 9, &i.to_be_bytes(), b"", b"later")
+                .expect("put");
+        }
+        heap.delete_key_groups(0..3).expect("delete");
+        let deferred = vec![DeferredState {
+            node: 3,
+            part: 1,
+            frozen,
+        }];
+        encode_deferred(&mut shard, deferred, 128).expect("encodes");
+        assert_eq!(shard.operators, vec![sync]);
     }
 
     #[test]

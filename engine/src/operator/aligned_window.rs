@@ -90,6 +90,9 @@ where
         ctx: OperatorCtx,
     ) -> Result<Self> {
         let restore = ctx.take_restore();
+        if crate::checkpoint::lsm::has_references(&restore) {
+            return Err(super::process::lsm_layout_refused(&ctx));
+        }
         let mut windows: Vec<WindowKeys<K, C::Acc>> = Vec::new();
         for entry in restore.part(PART_KEYS).keyed::<K, KeySnapshot<C::Acc>>() {
             let (key, (contents, sessions, trigger_state)) =

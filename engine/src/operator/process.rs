@@ -501,7 +501,8 @@ pub(crate) fn open_keyed_store(
 }
 
 /// Writes an operator instance's keyed-state store into the snapshot for `barrier`: the LSM
-/// store as its file snapshot, the heap backend entry by entry, per key group.
+/// store as its file snapshot, the heap backend as a frozen view encoded later (one entry per
+/// key group either way).
 pub(crate) fn snapshot_keyed_store(
     store: &KeyedStateStore,
     ctx: &OperatorCtx,
@@ -510,6 +511,14 @@ pub(crate) fn snapshot_keyed_store(
     out: &mut StateSnapshot<'_>,
 ) -> crate::error::Result<()> {
     let backend = store.backend();
+    if let Some(heap) = backend.as_heap() {
+        // A copy-on-write view of the chunks (microseconds), encoded by the coordinator: the
+        // shard goes on processing records meanwhile.
+        out.set_part(PART_STORE);
+        out.defer_key_groups(heap.freeze(0..max_parallelism));
+        out.add_cow_stats(&heap.take_cow_stats());
+        return Ok(());
+    }
     match (backend.as_lsm(), ctx.checkpoints.checkpoint_dir(barrier)) {
         // The store's files, linked into the checkpoint: a pause of the memtables' size, not
         // the state's.

@@ -90,6 +90,9 @@ where
         ctx: OperatorCtx,
     ) -> Result<Self> {
         let restore = ctx.take_restore();
+        if crate::checkpoint::lsm::has_references(&restore) {
+            return Err(super::process::lsm_layout_refused(&ctx));
+        }
         let mut keys: KeyMap<K, KeySessions<C::Acc>> = KeyMap::default();
         let mut timers = TimerService::new();
         for entry in restore.part(PART_KEYS).keyed::<K, KeySnapshot<C::Acc>>() {

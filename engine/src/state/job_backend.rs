@@ -167,6 +167,14 @@ impl JobStateBackend {
             JobStateBackend::Heap(_) => None,
         }
     }
+
+    /// The heap backend, if this is one.
+    pub fn as_heap(&self) -> Option<&HeapStateBackend> {
+        match self {
+            JobStateBackend::Heap(h) => Some(h),
+            JobStateBackend::Lsm(_) => None,
+        }
+    }
 }
 
 /// Either backend's key-group iterator.

@@ -33,6 +33,8 @@ mod ttl;
 mod value;
 
 #[cfg(test)]
+mod cow_tests;
+#[cfg(test)]
 mod lsm_tests;
 #[cfg(test)]
 mod proptests;
@@ -42,7 +44,7 @@ pub use backend::{MapEntries, StateBackend};
 pub use codec::{ByteString, StateCodec};
 pub use crc32::crc32;
 pub use error::StateError;
-pub use heap::HeapStateBackend;
+pub use heap::{CowStats, DEFAULT_CHUNK_ENTRIES, FrozenKeyGroups, HeapStateBackend};
 #[cfg(test)]
 pub(crate) use job_backend::tiny_lsm;
 pub use job_backend::{JobStateBackend, LsmStateConfig, StateBackendConfig};
