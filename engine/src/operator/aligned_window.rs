@@ -13,9 +13,9 @@
 //! general operator's layout, so either operator restores the other's snapshot.
 
 use std::hash::Hash;
-use std::time::Instant;
 
 use super::window::{KeySnapshot, PART_KEYS, PART_TIMERS};
+use super::window_emit::WindowEmit;
 use super::{Push, WindowContents, WindowFunction, WindowSpec, guarded};
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
@@ -51,14 +51,8 @@ pub struct AlignedWindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
     assigned: Vec<Window>,
     /// Fired entries of one window, sorted by key before they fire (reused).
     firing: Vec<(K, C::Acc)>,
-    out: Batch<Out>,
-    late: Batch<T>,
-    next: Box<dyn Push<Out>>,
-    late_out: Box<dyn Push<T>>,
+    emit: WindowEmit<T, Out>,
     ctx: OperatorCtx,
-    /// Ingest time of the last batch seen: results fired by a watermark are stamped with it,
-    /// so their latency runs from the record that closed the window to the sink.
-    last_ingest: Instant,
 }
 
 /// Whether windows of `assigner` under `trigger` are aligned: same boundaries for every key,
@@ -127,12 +121,8 @@ where
             watermark: i64::MIN,
             assigned: Vec::new(),
             firing: Vec::new(),
-            out: Batch::with_capacity(ctx.batch_size),
-            late: Batch::with_capacity(0),
-            next,
-            late_out,
+            emit: WindowEmit::new(next, late_out, ctx.batch_size),
             ctx,
-            last_ingest: Instant::now(),
         })
     }
 
@@ -180,7 +170,7 @@ where
         let ts = (self.spec.timestamp_fn)(&record);
         if self.spec.assigner.assign(ts, &mut self.assigned).is_err() {
             // A timestamp no window can hold cannot be placed: it goes out as late data.
-            self.late.records.push(record);
+            self.emit.late(record);
             self.ctx.count_late(1);
             return;
         }
@@ -221,11 +211,11 @@ where
                 // Late but within the allowed lateness: the trigger fires the update at once.
                 self.spec
                     .function
-                    .fire(&key, window, acc, watermark, &mut self.out.records);
+                    .fire(&key, window, acc, watermark, self.emit.results());
             }
         }
         if !placed && let Some(record) = slot {
-            self.late.records.push(record);
+            self.emit.late(record);
             self.ctx.count_late(1);
         }
     }
@@ -253,14 +243,10 @@ where
                     self.firing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                     let mut firing = std::mem::take(&mut self.firing);
                     for (key, acc) in firing.iter_mut() {
-                        self.spec.function.fire(
-                            key,
-                            &window,
-                            acc,
-                            watermark,
-                            &mut self.out.records,
-                        );
-                        self.flush_full()?;
+                        self.spec
+                            .function
+                            .fire(key, &window, acc, watermark, self.emit.results());
+                        self.emit.flush_full()?;
                     }
                     firing.clear();
                     self.firing = firing;
@@ -269,15 +255,11 @@ where
                     let mut entries: Vec<(&K, &mut C::Acc)> = w.keys.iter_mut().collect();
                     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
                     for (key, acc) in entries {
-                        self.spec.function.fire(
-                            key,
-                            &window,
-                            acc,
-                            watermark,
-                            &mut self.out.records,
-                        );
+                        self.spec
+                            .function
+                            .fire(key, &window, acc, watermark, self.emit.results());
                     }
-                    self.flush_full()?;
+                    self.emit.flush_full()?;
                 }
             }
             if cleanup {
@@ -285,16 +267,6 @@ where
             } else {
                 i += 1;
             }
-        }
-        Ok(())
-    }
-
-    /// Sends the results fired so far once they fill a batch, so a window with many keys
-    /// streams out instead of arriving as one huge batch.
-    fn flush_full(&mut self) -> Result<()> {
-        if self.out.len() >= self.ctx.batch_size {
-            self.out.ingest = self.last_ingest;
-            self.next.push(&mut self.out)?;
         }
         Ok(())
     }
@@ -346,45 +318,30 @@ where
 {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         self.ctx.count_in(batch.len());
-        self.last_ingest = batch.ingest;
+        self.emit.begin_batch(batch.ingest);
         let ctx = self.ctx.clone();
         guarded(&ctx, || {
             for r in batch.records.drain(..) {
                 self.on_record(r);
             }
         })?;
-        if !self.out.is_empty() {
-            self.out.ingest = batch.ingest;
-            self.next.push(&mut self.out)?;
-        }
-        if !self.late.is_empty() {
-            self.late.ingest = batch.ingest;
-            self.late_out.push(&mut self.late)?;
-        }
-        Ok(())
+        self.emit.end_batch()
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
         if let Progress::Watermark(w) = progress {
             let ctx = self.ctx.clone();
             guarded(&ctx, || self.on_watermark(w))??;
-            if !self.out.is_empty() {
-                self.out.ingest = self.last_ingest;
-                self.next.push(&mut self.out)?;
-            }
         }
-        self.late_out.progress(progress)?;
-        self.next.progress(progress)
+        self.emit.end_progress(progress)
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         self.snapshot(barrier)?;
-        self.late_out.barrier(barrier)?;
-        self.next.barrier(barrier)
+        self.emit.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.late_out.finish()?;
-        self.next.finish()
+        self.emit.finish()
     }
 }

@@ -18,6 +18,7 @@ mod side;
 mod topn;
 mod union;
 mod window;
+mod window_emit;
 
 pub use aggregate::{AggregateFunction, AggregateOp};
 pub use aligned_window::AlignedWindowOp;

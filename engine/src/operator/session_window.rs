@@ -16,9 +16,9 @@
 //! operator restores the other's snapshot.
 
 use std::hash::Hash;
-use std::time::Instant;
 
 use super::window::{KeySnapshot, PART_KEYS};
+use super::window_emit::WindowEmit;
 use super::{Push, WindowContents, WindowFunction, WindowSpec, guarded};
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
@@ -61,13 +61,8 @@ pub struct SessionWindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
     timers: TimerService<K, ()>,
     watermark: Timestamp,
     assigned: Vec<Window>,
-    out: Batch<Out>,
-    late: Batch<T>,
-    next: Box<dyn Push<Out>>,
-    late_out: Box<dyn Push<T>>,
+    emit: WindowEmit<T, Out>,
     ctx: OperatorCtx,
-    /// Ingest time of the last batch seen: results fired by a watermark are stamped with it.
-    last_ingest: Instant,
 }
 
 impl<K, T, Out, KF, TF, Tr, C, WF> SessionWindowOp<K, T, Out, KF, TF, Tr, C, WF>
@@ -134,12 +129,8 @@ where
             timers,
             watermark: i64::MIN,
             assigned: Vec::new(),
-            out: Batch::with_capacity(ctx.batch_size),
-            late: Batch::with_capacity(0),
-            next,
-            late_out,
+            emit: WindowEmit::new(next, late_out, ctx.batch_size),
             ctx,
-            last_ingest: Instant::now(),
         })
     }
 
@@ -179,14 +170,14 @@ where
             Ok(()) => match self.assigned.first() {
                 Some(Window::Time(w)) => *w,
                 _ => {
-                    self.late.records.push(record);
+                    self.emit.late(record);
                     self.ctx.count_late(1);
                     return;
                 }
             },
             Err(_) => {
                 // A timestamp no window can hold cannot be placed: it goes out as late data.
-                self.late.records.push(record);
+                self.emit.late(record);
                 self.ctx.count_late(1);
                 return;
             }
@@ -212,7 +203,7 @@ where
             // Already late as a whole (no allowed lateness): the general operator retires it
             // with its contents, so do the same.
             sessions.drain(lo..hi);
-            self.late.records.push(record);
+            self.emit.late(record);
             self.ctx.count_late(1);
             self.forget_if_empty(&key);
             return;
@@ -285,7 +276,7 @@ where
                     &window,
                     &mut session.acc,
                     watermark,
-                    &mut self.out.records,
+                    self.emit.results(),
                 );
             }
             // On time or early: the timer moves to the (next) first session's end, which is
@@ -300,10 +291,7 @@ where
                     self.keys.remove(&key);
                 }
             }
-            if self.out.len() >= self.ctx.batch_size {
-                self.out.ingest = self.last_ingest;
-                self.next.push(&mut self.out)?;
-            }
+            self.emit.flush_full()?;
         }
         Ok(())
     }
@@ -322,45 +310,30 @@ where
 {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         self.ctx.count_in(batch.len());
-        self.last_ingest = batch.ingest;
+        self.emit.begin_batch(batch.ingest);
         let ctx = self.ctx.clone();
         guarded(&ctx, || {
             for r in batch.records.drain(..) {
                 self.on_record(r);
             }
         })?;
-        if !self.out.is_empty() {
-            self.out.ingest = batch.ingest;
-            self.next.push(&mut self.out)?;
-        }
-        if !self.late.is_empty() {
-            self.late.ingest = batch.ingest;
-            self.late_out.push(&mut self.late)?;
-        }
-        Ok(())
+        self.emit.end_batch()
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
         if let Progress::Watermark(w) = progress {
             let ctx = self.ctx.clone();
             guarded(&ctx, || self.on_watermark(w))??;
-            if !self.out.is_empty() {
-                self.out.ingest = self.last_ingest;
-                self.next.push(&mut self.out)?;
-            }
         }
-        self.late_out.progress(progress)?;
-        self.next.progress(progress)
+        self.emit.end_progress(progress)
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
         self.snapshot(barrier)?;
-        self.late_out.barrier(barrier)?;
-        self.next.barrier(barrier)
+        self.emit.barrier(barrier)
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.late_out.finish()?;
-        self.next.finish()
+        self.emit.finish()
     }
 }

@@ -1,0 +1,100 @@
+//! Where a window operator's results and late records go: the output batches, the two
+//! downstream pushes and the ingest stamp results carry. Shared by the aligned and session
+//! window operators, whose record and watermark logic differ but whose emission does not.
+
+use std::time::Instant;
+
+use super::Push;
+use crate::batch::Batch;
+use crate::checkpoint::Barrier;
+use crate::error::Result;
+use crate::time::Progress;
+
+pub(super) struct WindowEmit<T, Out> {
+    out: Batch<Out>,
+    late: Batch<T>,
+    next: Box<dyn Push<Out>>,
+    late_out: Box<dyn Push<T>>,
+    batch_size: usize,
+    /// Ingest time of the last batch seen: results fired by a watermark are stamped with it,
+    /// so their latency runs from the record that closed the window to the sink.
+    last_ingest: Instant,
+}
+
+impl<T, Out> WindowEmit<T, Out> {
+    pub(super) fn new(
+        next: Box<dyn Push<Out>>,
+        late_out: Box<dyn Push<T>>,
+        batch_size: usize,
+    ) -> Self {
+        WindowEmit {
+            out: Batch::with_capacity(batch_size),
+            late: Batch::with_capacity(0),
+            next,
+            late_out,
+            batch_size,
+            last_ingest: Instant::now(),
+        }
+    }
+
+    /// Where fired results go.
+    #[inline]
+    pub(super) fn results(&mut self) -> &mut Vec<Out> {
+        &mut self.out.records
+    }
+
+    /// A record too late for every window (the operator counts it).
+    #[inline]
+    pub(super) fn late(&mut self, record: T) {
+        self.late.records.push(record);
+    }
+
+    /// A batch of records arrives, ingested at `ingest`.
+    pub(super) fn begin_batch(&mut self, ingest: Instant) {
+        self.last_ingest = ingest;
+    }
+
+    /// The batch is processed: its results and late records go downstream.
+    pub(super) fn end_batch(&mut self) -> Result<()> {
+        if !self.out.is_empty() {
+            self.out.ingest = self.last_ingest;
+            self.next.push(&mut self.out)?;
+        }
+        if !self.late.is_empty() {
+            self.late.ingest = self.last_ingest;
+            self.late_out.push(&mut self.late)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the results fired so far once they fill a batch, so a window closing for many
+    /// keys streams out instead of leaving as one huge batch.
+    pub(super) fn flush_full(&mut self) -> Result<()> {
+        if self.out.len() >= self.batch_size {
+            self.out.ingest = self.last_ingest;
+            self.next.push(&mut self.out)?;
+        }
+        Ok(())
+    }
+
+    /// Progress was handled (windows fired): results go out, then the progress itself.
+    pub(super) fn end_progress(&mut self, progress: Progress) -> Result<()> {
+        if !self.out.is_empty() {
+            self.out.ingest = self.last_ingest;
+            self.next.push(&mut self.out)?;
+        }
+        self.late_out.progress(progress)?;
+        self.next.progress(progress)
+    }
+
+    /// Passes a barrier on (after the operator's snapshot).
+    pub(super) fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.late_out.barrier(barrier)?;
+        self.next.barrier(barrier)
+    }
+
+    pub(super) fn finish(&mut self) -> Result<()> {
+        self.late_out.finish()?;
+        self.next.finish()
+    }
+}
