@@ -511,13 +511,21 @@ fn a_checkpoint_of_another_job_is_refused() {
 /// (key-group ranges copied between stores). Compared on what ties determine.
 #[test]
 fn q18_on_the_lsm_backend_survives_kills_and_rescales() {
+    lsm_query_survives_kills_and_rescales("q18");
+}
+
+/// Query `q` with `--state lsm`: three SIGKILLs, each after a checkpoint of the run's own
+/// (the stores come back from the checkpoints' linked files), then a savepoint at 2 shards
+/// (copied files) resumed at 1 and 3 (key-group ranges copied between stores); the output
+/// equals an uninterrupted run's on what `canonical` keeps.
+fn lsm_query_survives_kills_and_rescales(q: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
     let args = |cores: usize| -> Vec<String> {
         [
             "nexmark",
             "--query",
-            "q18",
+            q,
             "--events",
             "600000",
             "--rate",
@@ -537,9 +545,9 @@ fn q18_on_the_lsm_backend_survives_kills_and_rescales() {
     };
     let reference = dir.path().join("reference.csv");
     run(&args(2), &["--output", reference.to_str().expect("utf-8")]);
-    let expected = canonical("q18", table(&reference));
+    let expected = canonical(q, table(&reference));
+    assert!(expected.1.len() > 20, "{q}: too few rows to mean anything");
 
-    // Kills.
     let ckpt = dir.path().join("checkpoints");
     let out = dir.path().join("out.csv");
     let killed_args = with_checkpoints(args(2), &ckpt, "150", Some(&out));
@@ -548,22 +556,21 @@ fn q18_on_the_lsm_backend_survives_kills_and_rescales() {
         run_and_kill(&killed_args, &ckpt, 1, Duration::from_millis(40 * kill));
     }
     let report = run(&killed_args, &[]);
-    assert!(report.contains("resumed from checkpoint"), "{report}");
-    assert_eq!(canonical("q18", table(&out)), expected, "after kills");
+    assert!(report.contains("resumed from checkpoint"), "{q}: {report}");
+    assert_eq!(canonical(q, table(&out)), expected, "{q}: after kills");
 
-    // Savepoint at 2 shards, resumed at 1 and 3.
     let stopped = dir.path().join("stopped.csv");
     let savepoint = stop_with_savepoint(&args(2), dir.path(), "700", &stopped);
     assert!(
         Path::new(&savepoint).join("lsm").is_dir(),
-        "the savepoint holds the LSM stores' files"
+        "{q}: the savepoint holds the LSM stores' files"
     );
     for cores in [1, 3] {
         let resumed = resume(&args(cores), dir.path(), &savepoint, &stopped, cores);
         assert_eq!(
-            canonical("q18", resumed),
+            canonical(q, resumed),
             expected,
-            "resumed at {cores} shard(s)"
+            "{q}: resumed at {cores} shard(s)"
         );
     }
 }
@@ -822,55 +829,7 @@ fn q10_savepoint_resumes_at_other_shard_counts() {
 #[test]
 fn windowed_queries_on_the_lsm_backend_survive_kills_and_rescale() {
     for q in ["q5", "q11"] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path().join("state");
-        let args = |cores: usize| -> Vec<String> {
-            [
-                "nexmark",
-                "--query",
-                q,
-                "--events",
-                "600000",
-                "--rate",
-                "400000",
-                "--event-rate",
-                "10000",
-                "--cores",
-                &cores.to_string(),
-                "--state",
-                "lsm",
-                "--state-dir",
-                state.to_str().expect("utf-8"),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-        };
-        let reference = dir.path().join("reference.csv");
-        run(&args(2), &["--output", reference.to_str().expect("utf-8")]);
-        let expected = table(&reference);
-        assert!(expected.1.len() > 20, "{q}: too few rows to mean anything");
-
-        let ckpt = dir.path().join("checkpoints");
-        let out = dir.path().join("out.csv");
-        let killed_args = with_checkpoints(args(2), &ckpt, "150", Some(&out));
-        for kill in 0..3u64 {
-            run_and_kill(&killed_args, &ckpt, 1, Duration::from_millis(40 * kill));
-        }
-        let report = run(&killed_args, &[]);
-        assert!(report.contains("resumed from checkpoint"), "{q}: {report}");
-        assert_eq!(table(&out), expected, "{q}: after kills");
-
-        let stopped = dir.path().join("stopped.csv");
-        let savepoint = stop_with_savepoint(&args(2), dir.path(), "700", &stopped);
-        assert!(
-            Path::new(&savepoint).join("lsm").is_dir(),
-            "{q}: the savepoint holds the LSM stores' files"
-        );
-        for cores in [1, 3] {
-            let resumed = resume(&args(cores), dir.path(), &savepoint, &stopped, cores);
-            assert_eq!(resumed, expected, "{q}: resumed at {cores} shard(s)");
-        }
+        lsm_query_survives_kills_and_rescales(q);
     }
 }
 
