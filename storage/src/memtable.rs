@@ -228,16 +228,23 @@ impl Memtable {
         self.map.iter().map(|(k, e)| (k.as_slice(), e))
     }
 
-    /// Up to `n` entries in key order after `after` (from the start if
-    /// `None`), cloned, so a flush can stream the memtable in chunks and
-    /// yield between them instead of copying it all in one step.
-    pub(crate) fn chunk_after(&self, after: Option<&MemKey>, n: usize) -> Vec<(MemKey, Entry)> {
+    /// Calls `f` on up to `n` entries in key order after `after` (from the
+    /// start if `None`) and returns the last key visited (`None`: nothing
+    /// left), so a flush can stream the memtable in chunks and yield
+    /// between them instead of copying it all in one step.
+    pub(crate) fn for_each_after(
+        &self,
+        after: Option<&MemKey>,
+        n: usize,
+        mut f: impl FnMut(&[u8], &Entry),
+    ) -> Option<MemKey> {
         let lower = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.as_slice()));
-        self.map
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take(n)
-            .map(|(k, e)| (k.clone(), e.clone()))
-            .collect()
+        let mut last = None;
+        for (k, e) in self.map.range::<[u8], _>((lower, Bound::Unbounded)).take(n) {
+            f(k.as_slice(), e);
+            last = Some(k);
+        }
+        last.cloned()
     }
 
     /// Frees the memtable a chunk of entries at a time, yielding to the
@@ -308,16 +315,23 @@ mod tests {
     fn chunks_cover_every_entry_once_in_order() {
         let mut m = Memtable::new(None);
         for i in (0..1000u32).rev() {
-            m.insert(MemKey::new(format!("k{i:04}").as_bytes()), Entry::Put(b("v")));
+            m.insert(
+                MemKey::new(format!("k{i:04}").as_bytes()),
+                Entry::Put(b("v")),
+            );
         }
         let mut seen = Vec::new();
         let mut last = None;
         loop {
-            let chunk = m.chunk_after(last.as_ref(), 64);
-            let Some((k, _)) = chunk.last() else { break };
-            assert!(chunk.len() <= 64);
-            last = Some(k.clone());
-            seen.extend(chunk.into_iter().map(|(k, _)| k.to_bytes()));
+            let before = seen.len();
+            last = m.for_each_after(last.as_ref(), 64, |k, _| {
+                seen.push(Bytes::copy_from_slice(k));
+            });
+            assert!(seen.len() - before <= 64);
+            if last.is_none() {
+                break;
+            }
+            assert_eq!(last.as_ref().map(|k| k.to_bytes()), seen.last().cloned());
         }
         let want: Vec<Bytes> = m.iter().map(|(k, _)| Bytes::copy_from_slice(k)).collect();
         assert_eq!(seen, want);

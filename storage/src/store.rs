@@ -870,14 +870,17 @@ impl Store {
             // In chunks (a frozen memtable never changes), yielding between
             // them: copying a whole random-order memtable at once kept the
             // core for up to ~0.3 s.
+            // Entries are encoded straight from the borrowed memtable (no
+            // copy per entry); the writes happen between chunks.
             let mut last: Option<MemKey> = None;
             loop {
-                let chunk = imm.borrow().chunk_after(last.as_ref(), FLUSH_CHUNK);
-                let Some((k, _)) = chunk.last() else { break };
-                last = Some(k.clone());
-                for (k, e) in &chunk {
-                    b.add(k.as_slice(), e).await?;
+                last = imm
+                    .borrow()
+                    .for_each_after(last.as_ref(), FLUSH_CHUNK, |k, e| b.add_sync(k, e));
+                if last.is_none() {
+                    break;
                 }
+                b.write_if_due().await?;
                 glommio::yield_if_needed().await;
             }
             let meta = b.finish(&rds).await?;
