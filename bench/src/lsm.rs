@@ -50,6 +50,21 @@ pub struct LsmArgs {
     /// (O_DIRECT writes and reads), fjall.
     #[arg(long, default_value = "weir,fjall")]
     pub engines: String,
+    /// Workloads to run, comma separated (default: all). fillrandom always
+    /// runs when any later workload is selected (it loads their data), but
+    /// is only reported when listed.
+    #[arg(
+        long,
+        default_value = "fillseq,fillrandom,readrandom,readmissing,seekrandom,overwrite"
+    )]
+    pub workloads: String,
+}
+
+impl LsmArgs {
+    /// Is `w` among the selected workloads?
+    fn wants(&self, w: &str) -> bool {
+        self.workloads.split(',').any(|x| x.trim() == w)
+    }
 }
 
 /// Runs all workloads for each selected engine and prints a table.
@@ -310,7 +325,9 @@ mod weir_store {
             rec.record(t.elapsed());
         }
         s.flush().await?;
-        rec.print(flavor.label, name);
+        if args.wants(name) {
+            rec.print(flavor.label, name);
+        }
         Ok(s)
     }
 
@@ -319,56 +336,66 @@ mod weir_store {
         let pool = value_pool(args.value_size);
         let reads = args.reads.unwrap_or(args.keys.min(1_000_000));
         let dir = args.dir.join("weir");
-        let s = fill(args, &dir, flavor, "fillseq", false, &pool).await?;
-        s.close().await?;
+        if args.wants("fillseq") {
+            let s = fill(args, &dir, flavor, "fillseq", false, &pool).await?;
+            s.close().await?;
+        }
 
         let io0 = proc_write_bytes();
         let s = fill(args, &dir, flavor, "fillrandom", true, &pool).await?;
         let mut r = Rng(42);
 
-        let mut rec = Recorder::new();
-        let mut found = 0u64;
-        for _ in 0..reads {
-            let k = key(r.next() % args.keys);
-            let t = Instant::now();
-            found += u64::from(s.get(k).await?.is_some());
-            rec.record(t.elapsed());
-        }
-        rec.print(label, "readrandom");
-        anyhow::ensure!(found == reads, "weir readrandom found {found}/{reads}");
-
-        let mut rec = Recorder::new();
-        for _ in 0..reads {
-            let k = missing_key(r.next() % args.keys);
-            let t = Instant::now();
-            anyhow::ensure!(s.get(k).await?.is_none(), "missing key found");
-            rec.record(t.elapsed());
-        }
-        rec.print(label, "readmissing");
-
-        let mut rec = Recorder::new();
-        for _ in 0..reads / 10 {
-            let k = key(r.next() % args.keys);
-            let t = Instant::now();
-            let mut it = s.scan(k.as_slice()..).await?;
-            for _ in 0..10 {
-                if it.next().await?.is_none() {
-                    break;
-                }
+        if args.wants("readrandom") {
+            let mut rec = Recorder::new();
+            let mut found = 0u64;
+            for _ in 0..reads {
+                let k = key(r.next() % args.keys);
+                let t = Instant::now();
+                found += u64::from(s.get(k).await?.is_some());
+                rec.record(t.elapsed());
             }
-            rec.record(t.elapsed());
+            rec.print(label, "readrandom");
+            anyhow::ensure!(found == reads, "weir readrandom found {found}/{reads}");
         }
-        rec.print(label, "seekrandom");
 
-        let mut rec = Recorder::new();
-        for i in 0..args.keys {
-            let k = key(r.next() % args.keys);
-            let t = Instant::now();
-            s.put(k, value(&pool, i + 1, args.value_size)).await?;
-            rec.record(t.elapsed());
+        if args.wants("readmissing") {
+            let mut rec = Recorder::new();
+            for _ in 0..reads {
+                let k = missing_key(r.next() % args.keys);
+                let t = Instant::now();
+                anyhow::ensure!(s.get(k).await?.is_none(), "missing key found");
+                rec.record(t.elapsed());
+            }
+            rec.print(label, "readmissing");
         }
-        s.flush().await?;
-        rec.print(label, "overwrite");
+
+        if args.wants("seekrandom") {
+            let mut rec = Recorder::new();
+            for _ in 0..reads / 10 {
+                let k = key(r.next() % args.keys);
+                let t = Instant::now();
+                let mut it = s.scan(k.as_slice()..).await?;
+                for _ in 0..10 {
+                    if it.next().await?.is_none() {
+                        break;
+                    }
+                }
+                rec.record(t.elapsed());
+            }
+            rec.print(label, "seekrandom");
+        }
+
+        if args.wants("overwrite") {
+            let mut rec = Recorder::new();
+            for i in 0..args.keys {
+                let k = key(r.next() % args.keys);
+                let t = Instant::now();
+                s.put(k, value(&pool, i + 1, args.value_size)).await?;
+                rec.record(t.elapsed());
+            }
+            s.flush().await?;
+            rec.print(label, "overwrite");
+        }
 
         let st = s.stats();
         let live = dir_bytes(&dir);
@@ -429,7 +456,9 @@ mod fjall_bench {
             rec.record(t.elapsed());
         }
         ks.persist(PersistMode::SyncAll)?;
-        rec.print("fjall", name);
+        if args.wants(name) {
+            rec.print("fjall", name);
+        }
         Ok((ks, p))
     }
 
@@ -437,52 +466,62 @@ mod fjall_bench {
         let pool = value_pool(args.value_size);
         let reads = args.reads.unwrap_or(args.keys.min(1_000_000));
         let dir = args.dir.join("fjall");
-        drop(fill(args, &dir, "fillseq", false, &pool)?);
+        if args.wants("fillseq") {
+            drop(fill(args, &dir, "fillseq", false, &pool)?);
+        }
 
         let io0 = proc_write_bytes();
         let (ks, p) = fill(args, &dir, "fillrandom", true, &pool)?;
         let mut r = Rng(42);
 
-        let mut rec = Recorder::new();
-        let mut found = 0u64;
-        for _ in 0..reads {
-            let k = key(r.next() % args.keys);
-            let t = Instant::now();
-            found += u64::from(p.get(k)?.is_some());
-            rec.record(t.elapsed());
-        }
-        rec.print("fjall", "readrandom");
-        anyhow::ensure!(found == reads, "fjall readrandom found {found}/{reads}");
-
-        let mut rec = Recorder::new();
-        for _ in 0..reads {
-            let k = missing_key(r.next() % args.keys);
-            let t = Instant::now();
-            anyhow::ensure!(p.get(k)?.is_none(), "missing key found");
-            rec.record(t.elapsed());
-        }
-        rec.print("fjall", "readmissing");
-
-        let mut rec = Recorder::new();
-        for _ in 0..reads / 10 {
-            let k = key(r.next() % args.keys);
-            let t = Instant::now();
-            for kv in p.range(k..).take(10) {
-                kv?;
+        if args.wants("readrandom") {
+            let mut rec = Recorder::new();
+            let mut found = 0u64;
+            for _ in 0..reads {
+                let k = key(r.next() % args.keys);
+                let t = Instant::now();
+                found += u64::from(p.get(k)?.is_some());
+                rec.record(t.elapsed());
             }
-            rec.record(t.elapsed());
+            rec.print("fjall", "readrandom");
+            anyhow::ensure!(found == reads, "fjall readrandom found {found}/{reads}");
         }
-        rec.print("fjall", "seekrandom");
 
-        let mut rec = Recorder::new();
-        for i in 0..args.keys {
-            let k = key(r.next() % args.keys);
-            let t = Instant::now();
-            p.insert(k, value(&pool, i + 1, args.value_size))?;
-            rec.record(t.elapsed());
+        if args.wants("readmissing") {
+            let mut rec = Recorder::new();
+            for _ in 0..reads {
+                let k = missing_key(r.next() % args.keys);
+                let t = Instant::now();
+                anyhow::ensure!(p.get(k)?.is_none(), "missing key found");
+                rec.record(t.elapsed());
+            }
+            rec.print("fjall", "readmissing");
         }
-        ks.persist(PersistMode::SyncAll)?;
-        rec.print("fjall", "overwrite");
+
+        if args.wants("seekrandom") {
+            let mut rec = Recorder::new();
+            for _ in 0..reads / 10 {
+                let k = key(r.next() % args.keys);
+                let t = Instant::now();
+                for kv in p.range(k..).take(10) {
+                    kv?;
+                }
+                rec.record(t.elapsed());
+            }
+            rec.print("fjall", "seekrandom");
+        }
+
+        if args.wants("overwrite") {
+            let mut rec = Recorder::new();
+            for i in 0..args.keys {
+                let k = key(r.next() % args.keys);
+                let t = Instant::now();
+                p.insert(k, value(&pool, i + 1, args.value_size))?;
+                rec.record(t.elapsed());
+            }
+            ks.persist(PersistMode::SyncAll)?;
+            rec.print("fjall", "overwrite");
+        }
 
         let user = 2 * args.keys * (16 + args.value_size as u64);
         let disk = proc_write_bytes().saturating_sub(io0);

@@ -127,6 +127,16 @@ impl Source {
         Ok(())
     }
 
+    /// Can a range tombstone of this source cover anything? (A memtable
+    /// can get one at any time; tables are immutable.)
+    fn may_cover(&self) -> bool {
+        match self {
+            Source::Mem { .. } => true,
+            Source::Table(t, _) => !t.range_dels.is_empty(),
+            Source::Level { tables, .. } => tables.iter().any(|t| !t.range_dels.is_empty()),
+        }
+    }
+
     /// Does a range tombstone in this source cover `key`?
     pub(crate) fn covers(&self, key: &[u8]) -> bool {
         match self {
@@ -142,9 +152,14 @@ impl Source {
 /// Merges sources, newest first, resolving each key once.
 pub(crate) struct MergeIter {
     sources: Vec<Source>,
+    /// Per source: may it hold range tombstones? Sources without any skip
+    /// the per-key `covers` test (a level's costs one check per table).
+    may_cover: Vec<bool>,
     end: Bound<Bytes>,
     bottom: bool,
     op: Option<Rc<dyn MergeOperator>>,
+    /// Reused per key (no allocation per resolved key).
+    layers: Vec<(Option<Entry>, bool)>,
 }
 
 impl MergeIter {
@@ -154,11 +169,15 @@ impl MergeIter {
         bottom: bool,
         op: Option<Rc<dyn MergeOperator>>,
     ) -> Self {
+        let may_cover = sources.iter().map(Source::may_cover).collect();
+        let layers = Vec::with_capacity(sources.len());
         Self {
             sources,
+            may_cover,
             end,
             bottom,
             op,
+            layers,
         }
     }
 
@@ -185,19 +204,20 @@ impl MergeIter {
             if self.past_end(&key) {
                 return Ok(None);
             }
-            let mut layers = Vec::with_capacity(self.sources.len());
-            for s in &mut self.sources {
-                let covered = s.covers(&key);
+            self.layers.clear();
+            for (s, &may_cover) in self.sources.iter_mut().zip(&self.may_cover) {
+                let covered = may_cover && s.covers(&key);
                 match s.current() {
                     Some((k, e)) if *k == key => {
                         let e = e.clone();
                         s.advance().await?;
-                        layers.push((Some(e), covered));
+                        self.layers.push((Some(e), covered));
                     }
-                    _ => layers.push((None, covered)),
+                    _ => self.layers.push((None, covered)),
                 }
             }
-            if let Some(e) = resolve(&key, layers, self.bottom, self.op.as_deref())? {
+            let resolved = resolve(&key, self.layers.drain(..), self.bottom, self.op.as_deref())?;
+            if let Some(e) = resolved {
                 return Ok(Some((key, e)));
             }
         }

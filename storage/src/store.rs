@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::file::{Io, ReadIo, probe_direct_io, read_all, sync_dir};
 use crate::iter::{MergeIter, Source};
 use crate::manifest::{MANIFEST, Manifest, ManifestState, VersionEdit, replay, write_snapshot};
-use crate::memtable::Memtable;
+use crate::memtable::{MemKey, Memtable};
 use crate::options::StoreOptions;
 use crate::sst::meta::sst_name;
 use crate::sst::table::Table;
@@ -378,11 +378,28 @@ impl Store {
 
     /// Inserts or overwrites `key`.
     pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        if self.inner.opts.wal.is_none() {
+            self.put_mem(key.as_ref(), value.as_ref())?;
+            return self.after_write().await;
+        }
         let op = WalOp::Put(
             Bytes::copy_from_slice(key.as_ref()),
             Bytes::copy_from_slice(value.as_ref()),
         );
         self.write(op).await
+    }
+
+    /// A put without a WAL straight into the active memtable: the key is
+    /// copied into the map (inline when short) without an intermediate
+    /// `Bytes`, the value once.
+    fn put_mem(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_background()?;
+        let mut st = self.inner.state.borrow_mut();
+        st.stats.user_bytes += (key.len() + value.len()) as u64;
+        st.mem
+            .borrow_mut()
+            .insert(MemKey::new(key), Entry::Put(Bytes::copy_from_slice(value)));
+        Ok(())
     }
 
     /// Deletes `key` (writes a tombstone).
@@ -420,10 +437,14 @@ impl Store {
     /// Synchronous [`Store::put`]: inserts into the active memtable without
     /// suspending. See [`Store::write_sync`] for the rules of the sync path.
     pub fn put_sync(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        self.write_sync(WalOp::Put(
-            Bytes::copy_from_slice(key.as_ref()),
-            Bytes::copy_from_slice(value.as_ref()),
-        ))
+        if self.inner.opts.wal.is_some() {
+            return Err(Error::InvalidArgument(
+                "synchronous writes need StoreOptions::wal = None".into(),
+            ));
+        }
+        self.put_mem(key.as_ref(), value.as_ref())?;
+        self.after_write_sync();
+        Ok(())
     }
 
     /// Synchronous [`Store::delete`].
@@ -478,6 +499,12 @@ impl Store {
             ));
         }
         self.write_mem(op)?;
+        self.after_write_sync();
+        Ok(())
+    }
+
+    /// The sync path's freeze-and-schedule step after a memtable insert.
+    fn after_write_sync(&self) {
         if self.memtable_full(false) {
             self.swap_memtable(None);
             let backlog = {
@@ -501,7 +528,6 @@ impl Store {
             }
             self.schedule_background();
         }
-        Ok(())
     }
 
     /// Applies a write to the active memtable and counts it (no WAL).
@@ -555,8 +581,8 @@ impl Store {
     fn apply_to(&self, mem: &Rc<RefCell<Memtable>>, op: WalOp) -> Result<()> {
         let mut m = mem.borrow_mut();
         match op {
-            WalOp::Put(k, v) => m.insert(k, Entry::Put(v)),
-            WalOp::Delete(k) => m.insert(k, Entry::Delete),
+            WalOp::Put(k, v) => m.insert(MemKey::from_bytes(k), Entry::Put(v)),
+            WalOp::Delete(k) => m.insert(MemKey::from_bytes(k), Entry::Delete),
             WalOp::DeleteRange(s, e) => m.delete_range(s, e),
             WalOp::Merge(k, v) => {
                 let op = self
@@ -591,6 +617,12 @@ impl Store {
         } else {
             self.write_mem(op)?;
         }
+        self.after_write().await
+    }
+
+    /// Every async write's tail: freeze a full memtable, give the
+    /// background a chance, pace writes under compaction debt.
+    async fn after_write(&self) -> Result<()> {
         self.maybe_freeze(false).await?;
         // Writes without a WAL never suspend: let the scheduler preempt us
         // (the foreground queue's latency setting decides how often) so
@@ -838,14 +870,17 @@ impl Store {
             // In chunks (a frozen memtable never changes), yielding between
             // them: copying a whole random-order memtable at once kept the
             // core for up to ~0.3 s.
-            let mut last: Option<Bytes> = None;
+            // Entries are encoded straight from the borrowed memtable (no
+            // copy per entry); the writes happen between chunks.
+            let mut last: Option<MemKey> = None;
             loop {
-                let chunk = imm.borrow().chunk_after(last.as_ref(), FLUSH_CHUNK);
-                let Some((k, _)) = chunk.last() else { break };
-                last = Some(k.clone());
-                for (k, e) in &chunk {
-                    b.add(k, e).await?;
+                last = imm
+                    .borrow()
+                    .for_each_after(last.as_ref(), FLUSH_CHUNK, |k, e| b.add_sync(k, e));
+                if last.is_none() {
+                    break;
                 }
+                b.write_if_due().await?;
                 glommio::yield_if_needed().await;
             }
             let meta = b.finish(&rds).await?;

@@ -63,13 +63,18 @@ impl TableBuilder {
 
     /// Adds the next entry; keys must be strictly increasing.
     pub(crate) async fn add(&mut self, key: &[u8], entry: &Entry) -> Result<()> {
+        self.add_sync(key, entry);
+        self.write_if_due().await
+    }
+
+    /// [`TableBuilder::add`] without the write: encodes into memory only, so
+    /// a caller can add a run of entries while borrowing them (a frozen
+    /// memtable) and call [`TableBuilder::write_if_due`] afterwards.
+    pub(crate) fn add_sync(&mut self, key: &[u8], entry: &Entry) {
         if !self.block.is_empty()
             && self.block.estimated_size() + key.len() + entry.size() + 16 > BLOCK_TARGET
         {
             self.finish_block();
-            if self.pending.len() >= WRITE_CHUNK {
-                self.write_pending().await?;
-            }
         }
         if self.smallest.is_none() {
             self.smallest = Some(Bytes::copy_from_slice(key));
@@ -77,6 +82,13 @@ impl TableBuilder {
         self.needs_cleanup |= !matches!(entry, Entry::Put(_));
         self.hashes.push(hash64(key));
         self.block.add(key, entry);
+    }
+
+    /// Writes the finished blocks once ~[`WRITE_CHUNK`] have accumulated.
+    pub(crate) async fn write_if_due(&mut self) -> Result<()> {
+        if self.pending.len() >= WRITE_CHUNK {
+            self.write_pending().await?;
+        }
         Ok(())
     }
 

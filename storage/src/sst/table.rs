@@ -16,6 +16,26 @@ use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::file::{Io, RandomFile, pread, pread_cached};
 
+/// The first 16 bytes of `key`, zero-padded, as a big-endian number:
+/// `key_head(a) < key_head(b)` implies `a < b` (and `>` implies `>`);
+/// equal heads say nothing.
+pub(crate) fn key_head(key: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = key.len().min(16);
+    b[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(b)
+}
+
+/// `index.partition_point(|e| e.last_key < key)`, searching `heads` (the
+/// [`key_head`]s of `index`) first and comparing full keys only among
+/// entries whose head equals the key's.
+fn seek_block(heads: &[u128], index: &[IndexEntry], key: &[u8]) -> usize {
+    let h = key_head(key);
+    let lo = heads.partition_point(|&x| x < h);
+    let hi = lo + heads[lo..].partition_point(|&x| x == h);
+    lo + index[lo..hi].partition_point(|e| e.last_key.as_ref() < key)
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct IndexEntry {
     pub(crate) last_key: Bytes,
@@ -31,6 +51,12 @@ pub(crate) struct Table {
     /// unlinked by a compaction stays readable while a version holds it.
     sync_file: std::fs::File,
     pub(crate) index: Vec<IndexEntry>,
+    /// [`key_head`] of each index entry's last key: the block search runs
+    /// over this dense array and only reads the keys themselves among equal
+    /// heads. Searching the `Bytes` keys directly cost two cache misses per
+    /// step (the entry, then the key's bytes elsewhere on the heap): ~70% of
+    /// `Table::get` in readrandom.
+    heads: Vec<u128>,
     bloom: Bloom,
     pub(crate) range_dels: Vec<(Bytes, Bytes)>,
     cache: Rc<BlockCache>,
@@ -131,11 +157,13 @@ impl Table {
         if !r.is_empty() {
             return Err(bad_rd());
         }
+        let heads = index.iter().map(|e| key_head(&e.last_key)).collect();
         Ok(Table {
             meta,
             file,
             sync_file,
             index,
+            heads,
             bloom,
             range_dels,
             cache,
@@ -153,6 +181,7 @@ impl Table {
     /// Bytes held in memory for index, bloom and tombstones.
     pub(crate) fn mem_size(&self) -> usize {
         self.bloom.size()
+            + 16 * self.heads.len()
             + self
                 .index
                 .iter()
@@ -256,7 +285,7 @@ impl Table {
 
     /// Index of the first block that may hold keys `>= key`.
     pub(crate) fn seek_block(&self, key: &[u8]) -> usize {
-        self.index.partition_point(|e| e.last_key.as_ref() < key)
+        seek_block(&self.heads, &self.index, key)
     }
 
     /// Point lookup; `hash` is the key's bloom hash.
@@ -269,5 +298,34 @@ impl Table {
             return Ok(None);
         }
         Ok(self.block(i, true, io).await?.get(key).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The head-accelerated block search finds the same block as a plain
+        /// binary search over the keys. Keys over {0, 1, 2} and up to 20
+        /// bytes: equal heads (common prefixes, trailing zero bytes, keys
+        /// longer than a head) are frequent.
+        #[test]
+        fn seek_block_matches_plain_search(
+            keys in proptest::collection::btree_set(proptest::collection::vec(0u8..3, 0..20), 1..40),
+            probe in proptest::collection::vec(0u8..3, 0..20),
+        ) {
+            let index: Vec<IndexEntry> = keys
+                .iter()
+                .map(|k| IndexEntry { last_key: Bytes::from(k.clone()), offset: 0, len: 0 })
+                .collect();
+            let heads: Vec<u128> = index.iter().map(|e| key_head(&e.last_key)).collect();
+            let want = index.partition_point(|e| e.last_key.as_ref() < probe.as_slice());
+            proptest::prop_assert_eq!(seek_block(&heads, &index, &probe), want);
+            for k in &keys {
+                let want = index.partition_point(|e| e.last_key.as_ref() < k.as_slice());
+                proptest::prop_assert_eq!(seek_block(&heads, &index, k), want);
+            }
+        }
     }
 }
