@@ -324,11 +324,10 @@ fn lsm_backed_queries_recover_exactly_from_a_failure() {
     }
 }
 
-/// Runs `q` (with `extra` options) once uninterrupted and once with checkpoints and an
-/// injected failure halfway; the outputs must match (on what ties determine). Returns the
-/// report of the run that failed and recovered.
-fn recovers_from_a_failure(q: &str, dir: &Path, extra: &[&str]) -> String {
-    let args: Vec<String> = [
+/// The harness arguments of the injected-failure tests: 300 k events of `q` at 2 cores,
+/// slow enough in event time that checkpoints land before the failure halfway.
+fn failure_args(q: &str, extra: &[&str]) -> Vec<String> {
+    [
         "nexmark",
         "--query",
         q,
@@ -344,7 +343,14 @@ fn recovers_from_a_failure(q: &str, dir: &Path, extra: &[&str]) -> String {
     .iter()
     .chain(extra)
     .map(|s| s.to_string())
-    .collect();
+    .collect()
+}
+
+/// Runs `q` (with `extra` options) once uninterrupted and once with checkpoints and an
+/// injected failure halfway; the outputs must match (on what ties determine). Returns the
+/// report of the run that failed and recovered.
+fn recovers_from_a_failure(q: &str, dir: &Path, extra: &[&str]) -> String {
+    let args = failure_args(q, extra);
     let reference = dir.join(format!("{q}-reference.csv"));
     run(&args, &["--output", reference.to_str().expect("utf-8")]);
     let out = dir.join(format!("{q}.csv"));
@@ -699,22 +705,7 @@ fn q10_partitioned_output_is_exactly_once_across_kills() {
 #[test]
 fn q10_recovers_from_an_operator_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let args: Vec<String> = [
-        "nexmark",
-        "--query",
-        "q10",
-        "--events",
-        "300000",
-        "--rate",
-        "1000000",
-        "--event-rate",
-        "1000",
-        "--cores",
-        "2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = failure_args("q10", &[]);
     let reference = dir.path().join("reference");
     run(&args, &["--output", reference.to_str().expect("utf-8")]);
     let out = dir.path().join("q10");

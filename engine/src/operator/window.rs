@@ -281,6 +281,9 @@ struct LsmWindows<T, C: WindowContents<T>> {
     _t: std::marker::PhantomData<fn(T)>,
 }
 
+/// A window's stored pieces, numbered in the order they were written.
+type StoredPieces<Acc> = Vec<(u32, Acc)>;
+
 /// Contents kept outside `KeyWindows`: buffered records of the LSM layout, in pieces per
 /// (key, state window). Inside `KeyWindows` such a window holds only the records added since
 /// it was last stored; `load` makes it whole before it is fired or merged, `discard` drops
@@ -307,28 +310,12 @@ where
     /// pieces (taken out of the store, in order) followed by the pending ones.
     #[inline]
     fn load(&mut self, window: &Window, acc: &mut C::Acc) -> std::result::Result<(), StateError> {
-        let Lists::Lsm {
-            key,
-            group,
-            lsm,
-            map,
-            pieces,
-        } = self
-        else {
+        let Some(stored) = self.take_stored(window, true)? else {
             return Ok(());
         };
-        let Some(i) = pieces.iter().position(|(w, _)| w == window) else {
+        let Lists::Lsm { lsm, .. } = self else {
             return Ok(());
         };
-        let (_, count) = pieces.swap_remove(i);
-        lsm.store.set_current_key_with(*group, |buf| {
-            key.encode(buf);
-            window.encode(buf);
-        });
-        let stored = map.iter(&mut lsm.store)?;
-        for n in 0..count {
-            map.remove(&mut lsm.store, &n)?;
-        }
         let mut whole = lsm.contents.create();
         for (_, piece) in stored {
             lsm.contents.merge(&mut whole, piece);
@@ -341,6 +328,17 @@ where
     /// Drops what is stored of `window`'s contents (the window was purged or is gone).
     #[inline]
     fn discard(&mut self, window: &Window) -> std::result::Result<(), StateError> {
+        self.take_stored(window, false).map(drop)
+    }
+
+    /// Removes `window`'s stored pieces from the store (point deletes: one tombstone per
+    /// piece, as many as were written); returns them in order if `read`, or `None` if the
+    /// window has nothing stored.
+    fn take_stored(
+        &mut self,
+        window: &Window,
+        read: bool,
+    ) -> std::result::Result<Option<StoredPieces<C::Acc>>, StateError> {
         let Lists::Lsm {
             key,
             group,
@@ -349,21 +347,25 @@ where
             pieces,
         } = self
         else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(i) = pieces.iter().position(|(w, _)| w == window) else {
-            return Ok(());
+            return Ok(None);
         };
         let (_, count) = pieces.swap_remove(i);
         lsm.store.set_current_key_with(*group, |buf| {
             key.encode(buf);
             window.encode(buf);
         });
-        // Point deletes: one tombstone per piece, as many as were written.
+        let stored = if read {
+            map.iter(&mut lsm.store)?
+        } else {
+            Vec::new()
+        };
         for n in 0..count {
             map.remove(&mut lsm.store, &n)?;
         }
-        Ok(())
+        Ok(Some(stored))
     }
 }
 
