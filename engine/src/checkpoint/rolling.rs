@@ -51,12 +51,13 @@ pub fn is_in_progress(name: &str) -> bool {
     name.starts_with(HIDDEN_PREFIX) && name.ends_with(IN_PROGRESS)
 }
 
-/// True for the name of an in-progress part of `shard`.
-pub fn is_in_progress_of(name: &str, shard: usize) -> bool {
-    is_in_progress(name)
-        && name[HIDDEN_PREFIX.len()..]
-            .split_once('-')
-            .is_some_and(|(s, _)| s.parse() == Ok(shard))
+/// The shard that wrote an in-progress part, from its name (None: not an in-progress part).
+pub fn in_progress_owner(name: &str) -> Option<usize> {
+    if !is_in_progress(name) {
+        return None;
+    }
+    let (shard, _) = name[HIDDEN_PREFIX.len()..].split_once('-')?;
+    shard.parse().ok()
 }
 
 /// The numbers in a visible part name `part-<a>-<b>[-<c>]<suffix>`: two for a part of a job
@@ -299,8 +300,8 @@ mod tests {
         let hidden = in_progress_name(3, "17ab", 9, ".csv");
         assert_eq!(hidden, ".part-3-17ab-9.csv.inprogress");
         assert!(is_in_progress(&hidden));
-        assert!(is_in_progress_of(&hidden, 3));
-        assert!(!is_in_progress_of(&hidden, 33));
+        assert_eq!(in_progress_owner(&hidden), Some(3));
+        assert_eq!(in_progress_owner("part-3-1.csv"), None);
         assert_eq!(
             parse_visible(&committed_name(3, 12, 4, ".csv"), ".csv"),
             Some(vec![3, 12, 4])

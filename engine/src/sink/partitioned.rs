@@ -62,6 +62,7 @@ impl<T: 'static, E: Encoder<T>, P: Fn(&T, &mut String) + Clone + Send + 'static>
             parts: RollingParts::new(
                 &self.dir,
                 shard.index,
+                shard.shards,
                 self.encoder.extension(),
                 self.encoder.header(),
                 self.policy,

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::{Encoder, Sink, SinkWriter};
 use crate::checkpoint::rolling::{
-    direct_name, in_progress_name, is_in_progress_of, parse_visible, sweep,
+    direct_name, in_progress_name, in_progress_owner, parse_visible, sweep,
 };
 use crate::checkpoint::{CheckpointError, OutputTarget};
 use crate::error::{Result, WeirError};
@@ -119,6 +119,8 @@ impl OpenPart {
 pub(crate) struct RollingParts {
     root: PathBuf,
     shard: usize,
+    /// How many shards run the job (parts of higher shards are an earlier run's).
+    shards: usize,
     suffix: &'static str,
     header: Vec<u8>,
     policy: RollingPolicy,
@@ -147,6 +149,7 @@ impl RollingParts {
     pub(crate) fn new(
         root: &Path,
         shard: usize,
+        shards: usize,
         suffix: &'static str,
         header: Option<&str>,
         policy: RollingPolicy,
@@ -162,6 +165,7 @@ impl RollingParts {
         Ok(RollingParts {
             root: root.to_path_buf(),
             shard,
+            shards,
             suffix,
             header: header.map(|h| h.as_bytes().to_vec()).unwrap_or_default(),
             policy,
@@ -241,12 +245,17 @@ impl RollingParts {
     }
 
     /// Deletes this shard's parts (visible or in progress) of an earlier run without
-    /// checkpoints into the same directory. Other shards' files are theirs to delete.
+    /// checkpoints into the same directory. Other shards' files are theirs to delete, except
+    /// those of shards this run does not have (an earlier run with more shards): shard 0
+    /// deletes those, or they would mix into this run's output.
     fn sweep_own(&mut self) -> Result<()> {
-        let (shard, suffix) = (self.shard, self.suffix);
+        let (shard, shards, suffix) = (self.shard, self.shards, self.suffix);
+        let ours = move |owner: usize| owner == shard || (shard == 0 && owner >= shards);
         sweep(&self.root, |name| {
-            is_in_progress_of(name, shard)
-                || parse_visible(name, suffix).is_some_and(|n| n.first() == Some(&(shard as u64)))
+            in_progress_owner(name).is_some_and(ours)
+                || parse_visible(name, suffix)
+                    .and_then(|n| n.first().copied())
+                    .is_some_and(|owner| usize::try_from(owner).is_ok_and(ours))
         })
         .map_err(checkpoint_to_weir)?;
         self.swept = true;
@@ -404,6 +413,7 @@ impl<T: 'static, E: Encoder<T>> Sink<T> for RollingFileSink<E> {
             parts: RollingParts::new(
                 &self.dir,
                 shard.index,
+                shard.shards,
                 self.encoder.extension(),
                 self.encoder.header(),
                 self.policy,
@@ -559,6 +569,36 @@ mod tests {
         let mut w = writer(tmp.path(), 0, RollingPolicy::default());
         SinkWriter::<(i64,)>::finish(&mut w).unwrap();
         assert_eq!(files(tmp.path()), ["keep.txt", "part-1-0.csv"]);
+    }
+
+    #[test]
+    fn shard_zero_also_removes_parts_of_shards_this_run_does_not_have() {
+        let tmp = tempfile::tempdir().unwrap();
+        // An earlier run at 4 shards; this one runs at 2 (`writer`).
+        for name in [
+            "part-1-0.csv",
+            "part-2-0.csv",
+            "part-3-5-1.csv",
+            "part-12-0.csv",
+        ] {
+            std::fs::write(tmp.path().join(name), "old").unwrap();
+        }
+        std::fs::write(tmp.path().join(".part-3-x-0.csv.inprogress"), "old").unwrap();
+        let mut w = writer(tmp.path(), 1, RollingPolicy::default());
+        SinkWriter::<(i64,)>::finish(&mut w).unwrap();
+        // Shard 1 deletes only its own.
+        assert_eq!(
+            files(tmp.path()),
+            [
+                ".part-3-x-0.csv.inprogress",
+                "part-12-0.csv",
+                "part-2-0.csv",
+                "part-3-5-1.csv"
+            ]
+        );
+        let mut w = writer(tmp.path(), 0, RollingPolicy::default());
+        SinkWriter::<(i64,)>::finish(&mut w).unwrap();
+        assert!(files(tmp.path()).is_empty(), "{:?}", files(tmp.path()));
     }
 
     #[test]
