@@ -295,7 +295,8 @@ fn every_query_recovers_exactly_from_a_failure() {
     }
 }
 
-/// The queries whose state goes to the LSM backend (q5 and q11: window contents; q17
+/// The queries whose state goes to the LSM backend (q5 and q11: window contents; q3 and q8:
+/// join rows, q8's windows firing on co-process timers restored from the checkpoint; q17
 /// group-by, q18 dedup, q19 top-N) recover with `--state lsm` too: the stores come back from
 /// the checkpoint's files. q7 (its windows are process functions' fields, not the window
 /// operator's) runs with `--state lsm` unchanged and must recover all the same.
@@ -304,7 +305,7 @@ fn lsm_backed_queries_recover_exactly_from_a_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
     let state = state.to_str().expect("utf-8");
-    for q in ["q5", "q7", "q11", "q17", "q18", "q19"] {
+    for q in ["q3", "q5", "q7", "q8", "q11", "q17", "q18", "q19"] {
         let report =
             recovers_from_a_failure(q, dir.path(), &["--state", "lsm", "--state-dir", state]);
         assert!(

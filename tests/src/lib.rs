@@ -64,9 +64,27 @@ impl RowSink for CsvCollector {
 
 /// Runs `query` over `events` generated events on `shards` shards; its rows as CSV lines.
 pub fn run_query(query: Query, config: NexmarkConfig, events: u64, shards: usize) -> Vec<String> {
+    run_query_on(
+        query,
+        config,
+        events,
+        shards,
+        weir::state::StateBackendConfig::Heap,
+    )
+}
+
+/// [`run_query`] with its keyed state on `backend`.
+pub fn run_query_on(
+    query: Query,
+    config: NexmarkConfig,
+    events: u64,
+    shards: usize,
+    backend: weir::state::StateBackendConfig,
+) -> Vec<String> {
     let env = Env::builder()
         .cores(shards)
         .batch_size(100)
+        .state_backend(backend)
         .build()
         .expect("valid env");
     let source = NexmarkSource::new(config, events).expect("valid source");

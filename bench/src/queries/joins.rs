@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use weir::checkpoint::{StateRestore, StateSnapshot};
 use weir::key::KeyMap;
 use weir::nexmark::{Auction, Bid, Event, Person, Str};
-use weir::state::{StateCodec, StateError};
+use weir::state::{
+    KeyedStateStore, ListState, ListStateDescriptor, MapState, MapStateDescriptor, StateCodec,
+    StateError, ValueState, ValueStateDescriptor,
+};
 use weir::{
     Change, CsvRecord, KeyedCoProcessFunction, KeyedProcessFunction, ProcessContext, Stream,
     Timestamp,
@@ -58,22 +61,51 @@ struct Q3Slot {
 }
 
 /// Person ids are unique, so each key holds at most one person; auctions wait for theirs.
+/// On the heap backend the slots are objects in a map; on the LSM backend, keyed state.
 #[derive(Clone, Default)]
 struct Q3Join {
     slots: KeyMap<i64, Q3Slot>,
+    managed: Option<(ValueState<Person>, ListState<i64>)>,
 }
 
 impl KeyedCoProcessFunction<i64, Auction, Person, Q3Row> for Q3Join {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some((
+                store.value_state(&ValueStateDescriptor::new("q3-person"))?,
+                store.list_state(&ListStateDescriptor::new("q3-auctions"))?,
+            ));
+        }
+        Ok(())
+    }
+
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         out.key_map(&self.slots);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.slots = state.key_map()?;
+        let slots: KeyMap<i64, Q3Slot> = state.key_map()?;
+        StateError::refuse_heap_rows(self.managed.is_some(), !slots.is_empty(), "q3 join rows")?;
+        self.slots = slots;
         Ok(())
     }
 
     fn process_left(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, Q3Row>) {
+        if let Some((person, waiting)) = self.managed {
+            let found = ctx.state().and_then(|store| {
+                let p = person.get(store)?;
+                if p.is_none() {
+                    waiting.add(store, &a.id)?;
+                }
+                Ok(p)
+            });
+            match found {
+                Ok(Some(p)) => ctx.emit(q3_row(&p, a.id)),
+                Ok(None) => {}
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         let slot = self.slots.entry(*key).or_default();
         match &slot.person {
             Some(p) => ctx.emit(q3_row(p, a.id)),
@@ -82,6 +114,19 @@ impl KeyedCoProcessFunction<i64, Auction, Person, Q3Row> for Q3Join {
     }
 
     fn process_right(&mut self, key: &i64, p: Person, ctx: &mut ProcessContext<'_, Q3Row>) {
+        if let Some((person, waiting)) = self.managed {
+            let found = ctx.state().and_then(|store| {
+                let ids = waiting.get(store)?;
+                waiting.clear(store)?;
+                person.set(store, &p)?;
+                Ok(ids)
+            });
+            match found {
+                Ok(ids) => ids.into_iter().for_each(|id| ctx.emit(q3_row(&p, id))),
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         let slot = self.slots.entry(*key).or_default();
         for id in slot.auctions.drain(..) {
             ctx.emit(q3_row(&p, id));
@@ -135,12 +180,62 @@ fn window_start(t: Timestamp) -> Timestamp {
 
 /// Per (window start, person id): the person's name if they joined in that window, and
 /// whether they opened an auction in it. Ordered by window so closed ones pop first.
+/// On the LSM backend: per person a map from window start to that pair, fired by a timer at
+/// the window's end.
 #[derive(Clone, Default)]
 struct Q8Join {
     windows: BTreeMap<(Timestamp, i64), (Option<Str>, bool)>,
+    managed: Option<MapState<Timestamp, (Option<Str>, bool)>>,
+}
+
+impl Q8Join {
+    /// LSM layout: updates the pair of `key`'s window at `start` (timer at its end).
+    fn update_managed(
+        windows: MapState<Timestamp, (Option<Str>, bool)>,
+        start: Timestamp,
+        ctx: &mut ProcessContext<'_, Q8Row>,
+        update: impl FnOnce(&mut (Option<Str>, bool)),
+    ) {
+        ctx.register_event_time_timer(start.saturating_add(TEN_SECONDS - 1));
+        let stored = ctx.state().and_then(|store| {
+            let mut slot = windows.get(store, &start)?.unwrap_or_default();
+            update(&mut slot);
+            windows.put(store, &start, &slot)
+        });
+        if let Err(e) = stored {
+            ctx.fail(e);
+        }
+    }
 }
 
 impl KeyedCoProcessFunction<i64, Person, Auction, Q8Row> for Q8Join {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some(store.map_state(&MapStateDescriptor::new("q8-windows"))?);
+        }
+        Ok(())
+    }
+
+    /// LSM layout: `key`'s window ending at `end` closed.
+    fn on_timer(&mut self, key: &i64, end: Timestamp, ctx: &mut ProcessContext<'_, Q8Row>) {
+        let Some(windows) = self.managed else { return };
+        let start = end.saturating_sub(TEN_SECONDS - 1);
+        let slot = ctx.state().and_then(|store| {
+            let slot = windows.get(store, &start)?;
+            windows.remove(store, &start)?;
+            Ok(slot)
+        });
+        match slot {
+            Ok(Some((Some(name), true))) => ctx.emit(Q8Row {
+                id: *key,
+                name,
+                starttime: Ts(start),
+            }),
+            Ok(_) => {}
+            Err(e) => ctx.fail(e),
+        }
+    }
+
     /// Keyed by person id (the join key), so windows follow their key group on a rescale.
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         for ((start, id), slot) in &self.windows {
@@ -151,12 +246,19 @@ impl KeyedCoProcessFunction<i64, Person, Auction, Q8Row> for Q8Join {
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
         for entry in state.keyed::<i64, (Timestamp, (Option<Str>, bool))>() {
             let (id, (start, slot)) = entry?;
+            StateError::refuse_heap_rows(self.managed.is_some(), true, "q8 windows")?;
             self.windows.insert((start, id), slot);
         }
         Ok(())
     }
 
-    fn process_left(&mut self, key: &i64, p: Person, _ctx: &mut ProcessContext<'_, Q8Row>) {
+    fn process_left(&mut self, key: &i64, p: Person, ctx: &mut ProcessContext<'_, Q8Row>) {
+        if let Some(windows) = self.managed {
+            Self::update_managed(windows, window_start(p.date_time), ctx, |s| {
+                s.0 = Some(p.name)
+            });
+            return;
+        }
         let slot = self
             .windows
             .entry((window_start(p.date_time), *key))
@@ -164,7 +266,11 @@ impl KeyedCoProcessFunction<i64, Person, Auction, Q8Row> for Q8Join {
         slot.0 = Some(p.name);
     }
 
-    fn process_right(&mut self, key: &i64, a: Auction, _ctx: &mut ProcessContext<'_, Q8Row>) {
+    fn process_right(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, Q8Row>) {
+        if let Some(windows) = self.managed {
+            Self::update_managed(windows, window_start(a.date_time), ctx, |s| s.1 = true);
+            return;
+        }
         self.windows
             .entry((window_start(a.date_time), *key))
             .or_default()

@@ -217,12 +217,7 @@ where
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
         let groups: KeyMap<K, S> = state.key_map()?;
-        if self.managed.is_some() && !groups.is_empty() {
-            return Err(StateError::BackendLayout {
-                what: "group-by state",
-                written: "heap",
-            });
-        }
+        StateError::refuse_heap_rows(self.managed.is_some(), !groups.is_empty(), "group-by state")?;
         self.groups = groups;
         Ok(())
     }

@@ -51,7 +51,7 @@ where
     /// `ctx.state()`, in the job's state backend).
     pub fn process<Out: Data, F: KeyedCoProcessFunction<K, A, B, Out>>(&self, f: F) -> Stream<Out>
     where
-        K: StateCodec,
+        K: Ord + StateCodec,
     {
         let left = self.left.partitioned();
         let right = self.right.partitioned();

@@ -21,13 +21,18 @@ use crate::state::{KeyedStateStore, StateCodec, StateError};
 use crate::time::{Progress, Timestamp, WatermarkMerger};
 
 use super::ProcessContext;
-use super::process::{TimerRequest, failed, open_keyed_store, snapshot_keyed_store};
+use super::process::{
+    TimerRequest, apply_timers, failed, fire_due_timers, open_keyed_store, restore_timers,
+    snapshot_keyed_store, snapshot_timers,
+};
+use crate::window::TimerService;
 
 /// A keyed co-process function: sees the records of both inputs with their (common) key.
 /// Per-key state goes in the job's state backend: declare it in `open` and reach it through
 /// `ctx.state()`, scoped to the record's key (checkpointed and rescaled like a keyed process
-/// function's). State kept in the function's own fields is per shard. Co-process functions
-/// have no timers: fire event-time work in `on_watermark`.
+/// function's). State kept in the function's own fields is per shard. Timers registered
+/// through `ctx` (event or processing time, per key, deduplicated) call `on_timer` with their
+/// key, and are checkpointed with the key's state.
 pub trait KeyedCoProcessFunction<K, A, B, Out>: Clone + Send + 'static {
     /// Declares keyed state (called once per shard before any record).
     fn open(&mut self, _store: &mut KeyedStateStore) -> Result<(), StateError> {
@@ -37,6 +42,10 @@ pub trait KeyedCoProcessFunction<K, A, B, Out>: Clone + Send + 'static {
     fn process_left(&mut self, key: &K, value: A, ctx: &mut ProcessContext<'_, Out>);
     /// A record of the second input.
     fn process_right(&mut self, key: &K, value: B, ctx: &mut ProcessContext<'_, Out>);
+    /// A timer registered for `key` is due (the watermark, or the wall clock for a
+    /// processing-time timer, reached `timestamp`); `ctx.timer_domain()` says which. Timers of
+    /// a watermark fire in timestamp order before `on_watermark` sees it.
+    fn on_timer(&mut self, _key: &K, _timestamp: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// The combined watermark advanced: fire event-time work.
     fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Both inputs ended.
@@ -69,13 +78,15 @@ struct CoState<K, A, B, Out, KA, KB, F> {
     /// Keyed state of the function (the job's backend).
     store: KeyedStateStore,
     max_parallelism: u32,
-    /// Timer requests of user code: co-process functions have no timers, so dropped.
+    /// Timer requests of user code for the current key, applied after each call.
     timer_requests: Vec<TimerRequest>,
+    timers: TimerService<K, ()>,
     _types: std::marker::PhantomData<fn(K, A, B)>,
 }
 
 impl<K, A, B, Out, KA, KB, F> CoState<K, A, B, Out, KA, KB, F>
 where
+    K: Ord + Hash + Clone + StateCodec,
     KA: FnMut(&A) -> K,
     KB: FnMut(&B) -> K,
     F: KeyedCoProcessFunction<K, A, B, Out>,
@@ -103,12 +114,38 @@ where
         };
         if let Progress::Watermark(w) = p {
             self.watermark = Some(w);
+            self.fire_timers(w)?;
             let ctx = self.ctx.clone();
             let (mut pctx, f, _, _) = self.context();
             guarded(&ctx, || f.on_watermark(w, &mut pctx))?;
             self.emit(self.last_ingest)?;
         }
         self.next.progress(p)
+    }
+
+    /// Fires the timers due at watermark `w` (see `fire_due_timers`).
+    fn fire_timers(&mut self, w: Timestamp) -> Result<()> {
+        let (ctx, f, out, store) = (
+            &self.ctx,
+            &mut self.f,
+            &mut self.out.records,
+            &mut self.store,
+        );
+        let (timers, requests) = (&mut self.timers, &mut self.timer_requests);
+        let max_parallelism = self.max_parallelism;
+        let failure = guarded(ctx, || {
+            fire_due_timers(timers, requests, w, |key, timestamp, domain, requests| {
+                let mut pctx =
+                    ProcessContext::keyed(out, ctx, Some(w), key, store, requests, max_parallelism)
+                        .in_timer(domain);
+                f.on_timer(key, timestamp, &mut pctx);
+                pctx.take_failure()
+            })
+        })?;
+        match failure {
+            Some(message) => Err(failed(ctx, message)),
+            None => Ok(()),
+        }
     }
 
     fn barrier(&mut self, input: usize, barrier: Barrier) -> Result<()> {
@@ -126,11 +163,13 @@ where
         match alignment {
             Alignment::Aligned(b) => {
                 self.gates.open_all();
-                let (f, store, ctx) = (&self.f, &self.store, &self.ctx);
+                let (f, store, ctx, timers) = (&self.f, &self.store, &self.ctx, &self.timers);
                 let max_parallelism = self.max_parallelism;
                 self.ctx.save_state(b, |out| {
                     f.snapshot_state(out);
-                    snapshot_keyed_store(store, ctx, b, max_parallelism, out)
+                    snapshot_keyed_store(store, ctx, b, max_parallelism, out)?;
+                    snapshot_timers(timers, out);
+                    Ok(())
                 })?;
                 self.next.barrier(b)
             }
@@ -182,10 +221,12 @@ pub(crate) fn keyed_co_process<K, A, B, Out, KA, KB, F>(
     CoRight<K, A, B, Out, KA, KB, F>,
 )>
 where
+    K: Ord + Hash + Clone + StateCodec,
     F: KeyedCoProcessFunction<K, A, B, Out>,
 {
     let restore = ctx.take_restore();
     let store = open_keyed_store(&ctx, &restore, |store| f.open(store))?;
+    let timers = restore_timers(&ctx, &restore)?;
     f.restore_state(&restore.part(0)).map_err(|e| {
         crate::error::WeirError::Checkpoint(format!(
             "restoring `{}` on shard {}: {e}",
@@ -211,6 +252,7 @@ where
         store,
         max_parallelism,
         timer_requests: Vec::new(),
+        timers,
         _types: std::marker::PhantomData,
     }));
     Ok((
@@ -227,7 +269,7 @@ where
 
 impl<K, A, B, Out, KA, KB, F> Push<A> for CoLeft<K, A, B, Out, KA, KB, F>
 where
-    K: Hash + Eq + StateCodec,
+    K: Ord + Hash + Clone + StateCodec,
     KA: FnMut(&A) -> K,
     KB: FnMut(&B) -> K,
     F: KeyedCoProcessFunction<K, A, B, Out>,
@@ -240,7 +282,8 @@ where
         {
             let st = &mut *st;
             let (ctx, f, key_left) = (&st.ctx, &mut st.f, &mut st.key_left);
-            let (out, store, timers) = (&mut st.out.records, &mut st.store, &mut st.timer_requests);
+            let (out, store) = (&mut st.out.records, &mut st.store);
+            let (timers, requests) = (&mut st.timers, &mut st.timer_requests);
             let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
             let failure = guarded(ctx, || {
                 for r in batch.records.drain(..) {
@@ -251,15 +294,17 @@ where
                         watermark,
                         &key,
                         store,
-                        timers,
+                        requests,
                         max_parallelism,
                     );
                     f.process_left(&key, r, &mut pctx);
                     if let Some(message) = pctx.take_failure() {
                         return Some(message);
                     }
+                    if !requests.is_empty() {
+                        apply_timers(timers, &key, requests);
+                    }
                 }
-                timers.clear();
                 None
             })?;
             if let Some(message) = failure {
@@ -288,7 +333,7 @@ where
 
 impl<K, A, B, Out, KA, KB, F> Push<B> for CoRight<K, A, B, Out, KA, KB, F>
 where
-    K: Hash + Eq + StateCodec,
+    K: Ord + Hash + Clone + StateCodec,
     KA: FnMut(&A) -> K,
     KB: FnMut(&B) -> K,
     F: KeyedCoProcessFunction<K, A, B, Out>,
@@ -301,7 +346,8 @@ where
         {
             let st = &mut *st;
             let (ctx, f, key_right) = (&st.ctx, &mut st.f, &mut st.key_right);
-            let (out, store, timers) = (&mut st.out.records, &mut st.store, &mut st.timer_requests);
+            let (out, store) = (&mut st.out.records, &mut st.store);
+            let (timers, requests) = (&mut st.timers, &mut st.timer_requests);
             let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
             let failure = guarded(ctx, || {
                 for r in batch.records.drain(..) {
@@ -312,15 +358,17 @@ where
                         watermark,
                         &key,
                         store,
-                        timers,
+                        requests,
                         max_parallelism,
                     );
                     f.process_right(&key, r, &mut pctx);
                     if let Some(message) = pctx.take_failure() {
                         return Some(message);
                     }
+                    if !requests.is_empty() {
+                        apply_timers(timers, &key, requests);
+                    }
                 }
-                timers.clear();
                 None
             })?;
             if let Some(message) = failure {

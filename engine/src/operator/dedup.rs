@@ -135,12 +135,11 @@ where
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
         let rows: KeyMap<K, T> = state.key_map()?;
-        if self.managed.is_some() && !rows.is_empty() {
-            return Err(StateError::BackendLayout {
-                what: "deduplicated rows",
-                written: "heap",
-            });
-        }
+        StateError::refuse_heap_rows(
+            self.managed.is_some(),
+            !rows.is_empty(),
+            "deduplicated rows",
+        )?;
         self.state = rows;
         Ok(())
     }

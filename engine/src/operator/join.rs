@@ -1,6 +1,13 @@
 //! Reusable joins on keyed connected streams, written as keyed co-process functions:
 //! a regular (unbounded) inner join, a window join, and an interval join. All emit
 //! `(left, right)` pairs.
+//!
+//! Where the waiting records live follows the job's state backend, as for deduplication: on
+//! the heap backend as objects in the function's fields (a hash lookup per record,
+//! checkpointed through `snapshot_state`); on the LSM backend in two `ListState`s per key (a
+//! record is appended without reading: the store's merge operator), so a join's state can
+//! outgrow memory and checkpoints as the store's files. Expiry (interval join) and window
+//! firing (window join on the LSM backend) run on per-key event-time timers.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -8,7 +15,7 @@ use std::hash::Hash;
 use super::{KeyedCoProcessFunction, ProcessContext};
 use crate::checkpoint::{StateRestore, StateSnapshot};
 use crate::key::KeyMap;
-use crate::state::{StateCodec, StateError};
+use crate::state::{KeyedStateStore, ListState, ListStateDescriptor, StateCodec, StateError};
 use crate::time::Timestamp;
 use crate::window::{Window, WindowAssigner};
 
@@ -41,17 +48,54 @@ impl<A, B> Default for Sides<A, B> {
     }
 }
 
+/// The two lists of a join's key on the LSM backend (declared in `open`).
+struct ManagedSides<A, B> {
+    left: ListState<A>,
+    right: ListState<B>,
+}
+
+impl<A, B> Clone for ManagedSides<A, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A, B> Copy for ManagedSides<A, B> {}
+
+/// The lists of `join` if the job runs on the LSM backend, none on the heap backend.
+fn managed_sides<A: StateCodec, B: StateCodec>(
+    store: &mut KeyedStateStore,
+    join: &str,
+) -> Result<Option<ManagedSides<A, B>>, StateError> {
+    if store.backend().as_lsm().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(ManagedSides {
+        left: store.list_state(&ListStateDescriptor::new(format!("{join}-left")))?,
+        right: store.list_state(&ListStateDescriptor::new(format!("{join}-right")))?,
+    }))
+}
+
 /// Regular inner join: every record is kept forever (per key) and joined with every record of
 /// the other side with the same key, whenever it arrives. Output is insert-only.
-#[derive(Clone)]
 pub struct RegularJoin<K, A, B> {
     state: KeyMap<K, Sides<A, B>>,
+    managed: Option<ManagedSides<A, B>>,
+}
+
+impl<K: Clone, A: Clone, B: Clone> Clone for RegularJoin<K, A, B> {
+    fn clone(&self) -> Self {
+        RegularJoin {
+            state: self.state.clone(),
+            managed: self.managed,
+        }
+    }
 }
 
 impl<K, A, B> Default for RegularJoin<K, A, B> {
     fn default() -> Self {
         RegularJoin {
             state: KeyMap::default(),
+            managed: None,
         }
     }
 }
@@ -62,7 +106,24 @@ where
     A: Clone + Send + StateCodec + 'static,
     B: Clone + Send + StateCodec + 'static,
 {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        self.managed = managed_sides(store, "regular-join")?;
+        Ok(())
+    }
+
     fn process_left(&mut self, key: &K, a: A, ctx: &mut ProcessContext<'_, (A, B)>) {
+        if let Some(m) = self.managed {
+            let stored = ctx.state().and_then(|store| {
+                let rights = m.right.get(store)?;
+                m.left.add(store, &a)?;
+                Ok(rights)
+            });
+            match stored {
+                Ok(rights) => rights.into_iter().for_each(|b| ctx.emit((a.clone(), b))),
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         let sides = self.state.entry(key.clone()).or_default();
         for b in &sides.right {
             ctx.emit((a.clone(), b.clone()));
@@ -71,6 +132,18 @@ where
     }
 
     fn process_right(&mut self, key: &K, b: B, ctx: &mut ProcessContext<'_, (A, B)>) {
+        if let Some(m) = self.managed {
+            let stored = ctx.state().and_then(|store| {
+                let lefts = m.left.get(store)?;
+                m.right.add(store, &b)?;
+                Ok(lefts)
+            });
+            match stored {
+                Ok(lefts) => lefts.into_iter().for_each(|a| ctx.emit((a, b.clone()))),
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         let sides = self.state.entry(key.clone()).or_default();
         for a in &sides.left {
             ctx.emit((a.clone(), b.clone()));
@@ -83,22 +156,40 @@ where
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.state = state.key_map()?;
+        let rows: KeyMap<K, Sides<A, B>> = state.key_map()?;
+        StateError::refuse_heap_rows(self.managed.is_some(), !rows.is_empty(), "join rows")?;
+        self.state = rows;
         Ok(())
     }
 }
 
 /// Window join: records of both sides with the same key in the same window are paired when
 /// the window closes (the watermark passes its end).
-#[derive(Clone)]
 pub struct WindowJoin<K, A, B, TA, TB> {
     assigner: WindowAssigner,
     ts_left: TA,
     ts_right: TB,
     /// (window, key) → both sides; ordered by window end so closed windows pop first.
     windows: BTreeMap<(Timestamp, Window, K), Sides<A, B>>,
+    /// On the LSM backend: per key, each side's (window, record), fired by a timer at the
+    /// window's end.
+    managed: Option<ManagedSides<(Window, A), (Window, B)>>,
     scratch: Vec<Window>,
     late: u64,
+}
+
+impl<K: Clone, A: Clone, B: Clone, TA: Clone, TB: Clone> Clone for WindowJoin<K, A, B, TA, TB> {
+    fn clone(&self) -> Self {
+        WindowJoin {
+            assigner: self.assigner,
+            ts_left: self.ts_left.clone(),
+            ts_right: self.ts_right.clone(),
+            windows: self.windows.clone(),
+            managed: self.managed,
+            scratch: Vec::new(),
+            late: self.late,
+        }
+    }
 }
 
 impl<K, A, B, TA, TB> WindowJoin<K, A, B, TA, TB> {
@@ -109,6 +200,7 @@ impl<K, A, B, TA, TB> WindowJoin<K, A, B, TA, TB> {
             ts_left,
             ts_right,
             windows: BTreeMap::new(),
+            managed: None,
             scratch: Vec::new(),
             late: 0,
         }
@@ -123,15 +215,20 @@ impl<K, A, B, TA, TB> WindowJoin<K, A, B, TA, TB> {
 impl<K, A, B, TA, TB> WindowJoin<K, A, B, TA, TB>
 where
     K: Ord + Clone,
+    A: StateCodec,
+    B: StateCodec,
 {
-    fn add(
+    /// Places a record of time `ts` in each of its windows that is still open: `put` stores it
+    /// (`last`: the final window, which may take the record itself).
+    fn add<Out>(
         &mut self,
         key: &K,
         ts: Timestamp,
-        watermark: Option<Timestamp>,
-        put: &mut dyn FnMut(&mut Sides<A, B>, bool),
+        ctx: &mut ProcessContext<'_, Out>,
+        mut put: impl FnMut(Place<'_, A, B>, bool) -> Result<(), StateError>,
     ) {
         let mut windows = std::mem::take(&mut self.scratch);
+        let watermark = ctx.current_watermark();
         if self.assigner.assign(ts, &mut windows).is_err() {
             self.late += 1;
         } else {
@@ -143,8 +240,21 @@ where
                     continue;
                 }
                 placed = true;
-                let sides = self.windows.entry((end, *w, key.clone())).or_default();
-                put(sides, i == last);
+                let stored = match self.managed {
+                    Some(m) => {
+                        ctx.register_event_time_timer(end);
+                        ctx.state()
+                            .and_then(|store| put(Place::Lists(m, store, *w), i == last))
+                    }
+                    None => {
+                        let sides = self.windows.entry((end, *w, key.clone())).or_default();
+                        put(Place::Sides(sides), i == last)
+                    }
+                };
+                if let Err(e) = stored {
+                    ctx.fail(e);
+                    break;
+                }
             }
             if !placed {
                 self.late += 1;
@@ -152,6 +262,16 @@ where
         }
         self.scratch = windows;
     }
+}
+
+/// Where a window join stores one record for one window.
+enum Place<'a, A, B> {
+    Sides(&'a mut Sides<A, B>),
+    Lists(
+        ManagedSides<(Window, A), (Window, B)>,
+        &'a mut KeyedStateStore,
+        Window,
+    ),
 }
 
 impl<K, A, B, TA, TB> KeyedCoProcessFunction<K, A, B, (A, B)> for WindowJoin<K, A, B, TA, TB>
@@ -162,22 +282,63 @@ where
     TA: Fn(&A) -> Timestamp + Clone + Send + 'static,
     TB: Fn(&B) -> Timestamp + Clone + Send + 'static,
 {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        self.managed = managed_sides(store, "window-join")?;
+        Ok(())
+    }
+
     fn process_left(&mut self, key: &K, a: A, ctx: &mut ProcessContext<'_, (A, B)>) {
         let ts = (self.ts_left)(&a);
         let mut slot = Some(a);
-        self.add(key, ts, ctx.current_watermark(), &mut |sides, last| {
+        self.add(key, ts, ctx, |place, last| {
             let v = if last { slot.take() } else { slot.clone() };
-            sides.left.extend(v);
+            match (place, v) {
+                (Place::Sides(sides), v) => sides.left.extend(v),
+                (Place::Lists(m, store, w), Some(v)) => m.left.add(store, &(w, v))?,
+                (Place::Lists(..), None) => {}
+            }
+            Ok(())
         });
     }
 
     fn process_right(&mut self, key: &K, b: B, ctx: &mut ProcessContext<'_, (A, B)>) {
         let ts = (self.ts_right)(&b);
         let mut slot = Some(b);
-        self.add(key, ts, ctx.current_watermark(), &mut |sides, last| {
+        self.add(key, ts, ctx, |place, last| {
             let v = if last { slot.take() } else { slot.clone() };
-            sides.right.extend(v);
+            match (place, v) {
+                (Place::Sides(sides), v) => sides.right.extend(v),
+                (Place::Lists(m, store, w), Some(v)) => m.right.add(store, &(w, v))?,
+                (Place::Lists(..), None) => {}
+            }
+            Ok(())
         });
+    }
+
+    /// LSM layout: the windows of `key` ending at `end` closed; pair their records in arrival
+    /// order and keep the rest.
+    fn on_timer(&mut self, _key: &K, end: Timestamp, ctx: &mut ProcessContext<'_, (A, B)>) {
+        let Some(m) = self.managed else { return };
+        let fired = ctx.state().and_then(|store| {
+            let due = |w: &Window| w.max_timestamp() <= end;
+            let (lefts, kept_left): (Vec<_>, Vec<_>) =
+                m.left.get(store)?.into_iter().partition(|(w, _)| due(w));
+            let (rights, kept_right): (Vec<_>, Vec<_>) =
+                m.right.get(store)?.into_iter().partition(|(w, _)| due(w));
+            m.left.update(store, &kept_left)?;
+            m.right.update(store, &kept_right)?;
+            Ok((lefts, rights))
+        });
+        match fired {
+            Ok((lefts, rights)) => {
+                for (wa, a) in &lefts {
+                    for (_, b) in rights.iter().filter(|(wb, _)| wb == wa) {
+                        ctx.emit((a.clone(), b.clone()));
+                    }
+                }
+            }
+            Err(e) => ctx.fail(e),
+        }
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, (A, B)>) {
@@ -208,6 +369,7 @@ where
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
         for entry in state.keyed::<K, (Timestamp, Window, Sides<A, B>)>() {
             let (key, (end, window, sides)) = entry?;
+            StateError::refuse_heap_rows(self.managed.is_some(), true, "join rows")?;
             self.windows.insert((end, window, key), sides);
         }
         Ok(())
@@ -215,15 +377,28 @@ where
 }
 
 /// Interval join: pairs `a` with every `b` of the same key whose time lies in
-/// `[ts(a) + lower, ts(a) + upper]`. Records are kept until the watermark shows no partner can
-/// still arrive.
-#[derive(Clone)]
+/// `[ts(a) + lower, ts(a) + upper]`. A record is kept until the watermark shows no partner
+/// can still arrive: a per-key event-time timer at that time drops it.
 pub struct IntervalJoin<K, A, B, TA, TB> {
     lower: i64,
     upper: i64,
     ts_left: TA,
     ts_right: TB,
     state: KeyMap<K, Timed<A, B>>,
+    managed: Option<ManagedSides<(Timestamp, A), (Timestamp, B)>>,
+}
+
+impl<K: Clone, A: Clone, B: Clone, TA: Clone, TB: Clone> Clone for IntervalJoin<K, A, B, TA, TB> {
+    fn clone(&self) -> Self {
+        IntervalJoin {
+            lower: self.lower,
+            upper: self.upper,
+            ts_left: self.ts_left.clone(),
+            ts_right: self.ts_right.clone(),
+            state: self.state.clone(),
+            managed: self.managed,
+        }
+    }
 }
 
 /// Both sides of one key of an interval join, with their times.
@@ -248,7 +423,17 @@ impl<K, A, B, TA, TB> IntervalJoin<K, A, B, TA, TB> {
             ts_left,
             ts_right,
             state: KeyMap::default(),
+            managed: None,
         })
+    }
+
+    /// When a left record at `ta` can meet no right still to come (their times exceed the
+    /// watermark), and likewise a right at `tb`.
+    fn left_expiry(&self, ta: Timestamp) -> Timestamp {
+        ta.saturating_add(self.upper)
+    }
+    fn right_expiry(&self, tb: Timestamp) -> Timestamp {
+        tb.saturating_sub(self.lower)
     }
 }
 
@@ -260,9 +445,30 @@ where
     TA: Fn(&A) -> Timestamp + Clone + Send + 'static,
     TB: Fn(&B) -> Timestamp + Clone + Send + 'static,
 {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        self.managed = managed_sides(store, "interval-join")?;
+        Ok(())
+    }
+
     fn process_left(&mut self, key: &K, a: A, ctx: &mut ProcessContext<'_, (A, B)>) {
         let ta = (self.ts_left)(&a);
         let (lo, hi) = (ta.saturating_add(self.lower), ta.saturating_add(self.upper));
+        ctx.register_event_time_timer(self.left_expiry(ta));
+        if let Some(m) = self.managed {
+            let stored = ctx.state().and_then(|store| {
+                let rights = m.right.get(store)?;
+                m.left.add(store, &(ta, a.clone()))?;
+                Ok(rights)
+            });
+            match stored {
+                Ok(rights) => rights
+                    .into_iter()
+                    .filter(|(tb, _)| (lo..=hi).contains(tb))
+                    .for_each(|(_, b)| ctx.emit((a.clone(), b))),
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         let (lefts, rights) = self.state.entry(key.clone()).or_default();
         for (tb, b) in rights.iter() {
             if (lo..=hi).contains(tb) {
@@ -274,24 +480,67 @@ where
 
     fn process_right(&mut self, key: &K, b: B, ctx: &mut ProcessContext<'_, (A, B)>) {
         let tb = (self.ts_right)(&b);
+        let (lower, upper) = (self.lower, self.upper);
+        let meets = move |ta: Timestamp| {
+            (ta.saturating_add(lower)..=ta.saturating_add(upper)).contains(&tb)
+        };
+        ctx.register_event_time_timer(self.right_expiry(tb));
+        if let Some(m) = self.managed {
+            let stored = ctx.state().and_then(|store| {
+                let lefts = m.left.get(store)?;
+                m.right.add(store, &(tb, b.clone()))?;
+                Ok(lefts)
+            });
+            match stored {
+                Ok(lefts) => lefts
+                    .into_iter()
+                    .filter(|(ta, _)| meets(*ta))
+                    .for_each(|(_, a)| ctx.emit((a, b.clone()))),
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         let (lefts, rights) = self.state.entry(key.clone()).or_default();
         for (ta, a) in lefts.iter() {
-            if (ta.saturating_add(self.lower)..=ta.saturating_add(self.upper)).contains(&tb) {
+            if meets(*ta) {
                 ctx.emit((a.clone(), b.clone()));
             }
         }
         rights.push((tb, b));
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp, _ctx: &mut ProcessContext<'_, (A, B)>) {
-        // Records still to come have times above the watermark. A left at `ta` can meet rights
-        // up to `ta + upper`; a right at `tb` can meet lefts up to `tb - lower`.
+    /// The watermark reached `t`: drop the key's records that expire by then.
+    fn on_timer(&mut self, key: &K, t: Timestamp, ctx: &mut ProcessContext<'_, (A, B)>) {
         let (lower, upper) = (self.lower, self.upper);
-        self.state.retain(|_, (lefts, rights)| {
-            lefts.retain(|(ta, _)| ta.saturating_add(upper) > watermark);
-            rights.retain(|(tb, _)| tb.saturating_sub(lower) > watermark);
-            !(lefts.is_empty() && rights.is_empty())
-        });
+        let left_live = move |ta: &Timestamp| ta.saturating_add(upper) > t;
+        let right_live = move |tb: &Timestamp| tb.saturating_sub(lower) > t;
+        if let Some(m) = self.managed {
+            let cleaned = ctx.state().and_then(|store| {
+                let mut lefts = m.left.get(store)?;
+                let mut rights = m.right.get(store)?;
+                let before = (lefts.len(), rights.len());
+                lefts.retain(|(ta, _)| left_live(ta));
+                rights.retain(|(tb, _)| right_live(tb));
+                if lefts.len() != before.0 {
+                    m.left.update(store, &lefts)?;
+                }
+                if rights.len() != before.1 {
+                    m.right.update(store, &rights)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = cleaned {
+                ctx.fail(e);
+            }
+            return;
+        }
+        if let Some((lefts, rights)) = self.state.get_mut(key) {
+            lefts.retain(|(ta, _)| left_live(ta));
+            rights.retain(|(tb, _)| right_live(tb));
+            if lefts.is_empty() && rights.is_empty() {
+                self.state.remove(key);
+            }
+        }
     }
 
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
@@ -299,7 +548,9 @@ where
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.state = state.key_map()?;
+        let rows: KeyMap<K, Timed<A, B>> = state.key_map()?;
+        StateError::refuse_heap_rows(self.managed.is_some(), !rows.is_empty(), "join rows")?;
+        self.state = rows;
         Ok(())
     }
 }

@@ -66,7 +66,7 @@ pub(crate) enum TimerRequest {
 
 impl<'a, Out> ProcessContext<'a, Out> {
     /// A context for one record of `key` whose keyed state is in `store` (co-process
-    /// functions: their timer requests go to `timers` and are not served).
+    /// functions: their timer requests go to `timers`, applied after the call).
     pub(crate) fn keyed(
         out: &'a mut Vec<Out>,
         ctx: &OperatorCtx,
@@ -92,6 +92,12 @@ impl<'a, Out> ProcessContext<'a, Out> {
             timer_domain: None,
             failure: None,
         }
+    }
+
+    /// The same context, running a timer of `domain` (see `timer_domain`).
+    pub(crate) fn in_timer(mut self, domain: TimeDomain) -> Self {
+        self.timer_domain = Some(domain);
+        self
     }
 
     /// A context emitting into `out` for the operator `ctx`.
@@ -141,7 +147,7 @@ impl<'a, Out> ProcessContext<'a, Out> {
         }
     }
 
-    /// Keyed state of the current key (keyed process functions only): pass it to the handles
+    /// Keyed state of the current key (keyed process and co-process functions only): pass it to the handles
     /// declared in `open`.
     pub fn state(&mut self) -> Result<&mut KeyedStateStore, StateError> {
         let scope = self.keyed.as_mut().ok_or(StateError::NoCurrentKey)?;
@@ -157,7 +163,7 @@ impl<'a, Out> ProcessContext<'a, Out> {
     }
 
     /// Calls `on_timer` for the current key once the watermark reaches `timestamp`
-    /// (keyed process functions only; registering the same time twice fires once).
+    /// (keyed process and co-process functions only; registering the same time twice fires once).
     pub fn register_event_time_timer(&mut self, timestamp: Timestamp) {
         if let Some(scope) = self.keyed.as_mut() {
             scope
@@ -439,16 +445,9 @@ where
     ) -> crate::error::Result<Self> {
         let restore = ctx.take_restore();
         let store = open_keyed_store(&ctx, &restore, |store| f.open(store))?;
-        let mut timers = TimerService::new();
         f.restore_state(&restore.part(0))
             .map_err(|e| restore_failed(&ctx, e))?;
-        for timer in restore.part(PART_TIMERS).keyed::<K, (u8, Timestamp)>() {
-            let (key, (domain, timestamp)) = timer.map_err(|e| restore_failed(&ctx, e))?;
-            match domain {
-                0 => timers.register_event_time(key, (), timestamp),
-                _ => timers.register_processing_time(key, (), timestamp),
-            };
-        }
+        let timers = restore_timers(&ctx, &restore)?;
         Ok(KeyedProcessOp {
             key_fn,
             f,
@@ -575,7 +574,7 @@ const PART_STORE: u8 = 1;
 const PART_TIMERS: u8 = 2;
 
 /// Applies the timer requests user code made for `key`.
-fn apply_timers<K: Ord + Hash + Clone>(
+pub(crate) fn apply_timers<K: Ord + Hash + Clone>(
     timers: &mut TimerService<K, ()>,
     key: &K,
     requests: &mut Vec<TimerRequest>,
@@ -596,6 +595,72 @@ fn apply_timers<K: Ord + Hash + Clone>(
             }
         }
     }
+}
+
+/// The timers of a keyed operator instance in the checkpoint it resumes from.
+pub(crate) fn restore_timers<K: Ord + Hash + Clone + StateCodec>(
+    ctx: &OperatorCtx,
+    restore: &StateRestore,
+) -> crate::error::Result<TimerService<K, ()>> {
+    let mut timers = TimerService::new();
+    for timer in restore.part(PART_TIMERS).keyed::<K, (u8, Timestamp)>() {
+        let (key, (domain, timestamp)) = timer.map_err(|e| restore_failed(ctx, e))?;
+        match domain {
+            0 => timers.register_event_time(key, (), timestamp),
+            _ => timers.register_processing_time(key, (), timestamp),
+        };
+    }
+    Ok(timers)
+}
+
+/// Writes a keyed operator instance's timers into its snapshot (each under its key, so they
+/// follow their key group on a rescale).
+pub(crate) fn snapshot_timers<K: Ord + Hash + Clone + StateCodec>(
+    timers: &TimerService<K, ()>,
+    out: &mut StateSnapshot<'_>,
+) {
+    out.set_part(PART_TIMERS);
+    for (domain, timer) in timers.timers() {
+        let d: u8 = match domain {
+            TimeDomain::EventTime => 0,
+            TimeDomain::ProcessingTime => 1,
+        };
+        out.keyed(&timer.key, &(d, timer.timestamp));
+    }
+}
+
+/// Fires the timers due at watermark `w`: event-time timers up to `w`, then processing-time
+/// timers up to the wall clock (all of them at end of input), each in timestamp order. `fire`
+/// runs user code for one timer with a request list for the timers it registers or deletes;
+/// those are applied at once, so a timer registered by a firing one that is also due fires in
+/// the same call. Stops at the first failure `fire` reports.
+pub(crate) fn fire_due_timers<K: Ord + Hash + Clone>(
+    timers: &mut TimerService<K, ()>,
+    requests: &mut Vec<TimerRequest>,
+    w: Timestamp,
+    mut fire: impl FnMut(&K, Timestamp, TimeDomain, &mut Vec<TimerRequest>) -> Option<String>,
+) -> Option<String> {
+    let now = if w == crate::time::END_OF_TIME {
+        i64::MAX
+    } else {
+        wall_clock_ms().saturating_sub(1)
+    };
+    for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
+        loop {
+            let timer = match domain {
+                TimeDomain::EventTime => timers.pop_event_time(w),
+                TimeDomain::ProcessingTime => timers.pop_processing_time(now),
+            };
+            let Some(timer) = timer else { break };
+            if let Some(message) = fire(&timer.key, timer.timestamp, domain, requests) {
+                return Some(message);
+            }
+            if !requests.is_empty() {
+                apply_timers(timers, &timer.key, requests);
+            }
+        }
+    }
+    None
 }
 
 impl<K, In, Out, KF, P> Push<In> for KeyedProcessOp<K, In, Out, KF, P>
@@ -679,44 +744,29 @@ where
             let (shard, shards, max_parallelism) =
                 (self.ctx.shard, self.ctx.shards, self.max_parallelism);
             let failure = guarded(&self.ctx, || {
-                // Timers fire in timestamp order; one may register another that is also due.
-                // Processing-time timers are checked here too; end of input fires them all.
-                let now = if w == crate::time::END_OF_TIME {
-                    i64::MAX
-                } else {
-                    wall_clock_ms().saturating_sub(1)
-                };
-                for domain in [TimeDomain::EventTime, TimeDomain::ProcessingTime] {
-                    loop {
-                        let timer = match domain {
-                            TimeDomain::EventTime => timers.pop_event_time(w),
-                            TimeDomain::ProcessingTime => timers.pop_processing_time(now),
-                        };
-                        let Some(timer) = timer else { break };
+                let failure =
+                    fire_due_timers(timers, requests, w, |key, timestamp, domain, requests| {
                         let mut pctx = ProcessContext {
                             out: &mut *out,
                             shard,
                             shards,
                             watermark: Some(w),
                             keyed: Some(KeyedScope {
-                                key: &timer.key,
+                                key,
                                 key_set: false,
                                 store: &mut *store,
-                                timers: &mut *requests,
+                                timers: requests,
                                 max_parallelism,
                             }),
                             sides: Some(&mut *sides),
                             timer_domain: Some(domain),
                             failure: None,
                         };
-                        f.on_timer(&timer.key, timer.timestamp, &mut pctx);
-                        if let Some(message) = pctx.take_failure() {
-                            return Some(message);
-                        }
-                        if !requests.is_empty() {
-                            apply_timers(timers, &timer.key, requests);
-                        }
-                    }
+                        f.on_timer(key, timestamp, &mut pctx);
+                        pctx.take_failure()
+                    });
+                if failure.is_some() {
+                    return failure;
                 }
                 let mut pctx = ProcessContext {
                     out: &mut *out,
@@ -750,14 +800,7 @@ where
         self.ctx.save_state(barrier, |out| {
             f.snapshot_state(out);
             snapshot_keyed_store(store, ctx, barrier, max_parallelism, out)?;
-            out.set_part(PART_TIMERS);
-            for (domain, timer) in timers.timers() {
-                let d: u8 = match domain {
-                    TimeDomain::EventTime => 0,
-                    TimeDomain::ProcessingTime => 1,
-                };
-                out.keyed(&timer.key, &(d, timer.timestamp));
-            }
+            snapshot_timers(timers, out);
             Ok(())
         })?;
         self.sides.barrier(barrier)?;

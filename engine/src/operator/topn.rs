@@ -150,12 +150,7 @@ where
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
         let rows: KeyMap<K, Vec<T>> = state.key_map()?;
-        if self.managed.is_some() && !rows.is_empty() {
-            return Err(StateError::BackendLayout {
-                what: "top-N rankings",
-                written: "heap",
-            });
-        }
+        StateError::refuse_heap_rows(self.managed.is_some(), !rows.is_empty(), "top-N rankings")?;
         self.state = rows;
         Ok(())
     }

@@ -70,6 +70,19 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// For functions that keep rows in their own fields on the heap backend and in keyed
+    /// state on the LSM backend: refuses heap-layout rows (`what`) found in a checkpoint
+    /// restored into a job on the LSM backend.
+    pub fn refuse_heap_rows(on_lsm: bool, heap_rows: bool, what: &'static str) -> Result<(), Self> {
+        if on_lsm && heap_rows {
+            return Err(StateError::BackendLayout {
+                what,
+                written: "heap",
+            });
+        }
+        Ok(())
+    }
+
     /// Attributes a raw [`StateError::Decode`] to the state `name`; other errors pass through.
     pub fn in_state(self, name: &str) -> StateError {
         match self {
