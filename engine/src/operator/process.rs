@@ -147,8 +147,8 @@ impl<'a, Out> ProcessContext<'a, Out> {
         }
     }
 
-    /// Keyed state of the current key (keyed process and co-process functions only): pass it to the handles
-    /// declared in `open`.
+    /// Keyed state of the current key (keyed process and co-process functions only): pass it
+    /// to the handles declared in `open`.
     pub fn state(&mut self) -> Result<&mut KeyedStateStore, StateError> {
         let scope = self.keyed.as_mut().ok_or(StateError::NoCurrentKey)?;
         if !scope.key_set {
@@ -162,8 +162,8 @@ impl<'a, Out> ProcessContext<'a, Out> {
         Ok(scope.store)
     }
 
-    /// Calls `on_timer` for the current key once the watermark reaches `timestamp`
-    /// (keyed process and co-process functions only; registering the same time twice fires once).
+    /// Calls `on_timer` for the current key once the watermark reaches `timestamp` (keyed
+    /// process and co-process functions only; registering the same time twice fires once).
     pub fn register_event_time_timer(&mut self, timestamp: Timestamp) {
         if let Some(scope) = self.keyed.as_mut() {
             scope
