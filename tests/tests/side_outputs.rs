@@ -65,3 +65,40 @@ fn keyed_process_functions_have_side_outputs_and_others_give_empty_ones() {
     );
     assert_eq!(none.count(), 0);
 }
+
+/// Pairs nothing: passes left records on, sends right ones to a side output, and also emits a
+/// side record from a timer (so timers reach side outputs too).
+#[derive(Clone)]
+struct Split {
+    tag: OutputTag<(u8, u64)>,
+}
+
+impl weir::KeyedCoProcessFunction<u8, u64, u64, u64> for Split {
+    fn process_left(&mut self, _: &u8, v: u64, ctx: &mut ProcessContext<'_, u64>) {
+        ctx.emit(v);
+    }
+    fn process_right(&mut self, key: &u8, v: u64, ctx: &mut ProcessContext<'_, u64>) {
+        ctx.output(&self.tag, (*key, v));
+        ctx.register_event_time_timer(1_000);
+    }
+    fn on_timer(&mut self, key: &u8, _: weir::Timestamp, ctx: &mut ProcessContext<'_, u64>) {
+        ctx.output(&self.tag, (*key, u64::MAX));
+    }
+}
+
+#[test]
+fn co_process_functions_have_side_outputs() {
+    let env = Env::builder().cores(2).batch_size(8).build().expect("env");
+    let tag = OutputTag::new("right");
+    let left = env.from_iter(0..100u64).key_by(|v| (*v % 4) as u8);
+    let right = env.from_iter(1000..1060u64).key_by(|v| (*v % 3) as u8);
+    let main = left.connect(&right).process(Split { tag: tag.clone() });
+    let side = main.side_output(&tag).collect();
+    let out = main.collect();
+    env.execute().expect("job runs");
+    assert_eq!(multiset(out.take()), multiset(0..100));
+    let expected = (1000..1060u64)
+        .map(|v| ((v % 3) as u8, v))
+        .chain((0..3u8).map(|k| (k, u64::MAX)));
+    assert_eq!(multiset(side.take()), multiset(expected));
+}

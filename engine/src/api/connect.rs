@@ -74,11 +74,13 @@ where
                     let (key_left, key_right, f) = (key_left.clone(), key_right.clone(), f.clone());
                     let part: ShardPart = Box::new(move |b| {
                         let out = b.take_output::<Out>(id)?;
+                        let sides = b.take_side_channels(id);
                         let (l, r) = keyed_co_process(
                             key_left,
                             key_right,
                             f,
                             out,
+                            sides,
                             b.operator_ctx(id),
                             b.scheduler.clone(),
                             max_parallelism,

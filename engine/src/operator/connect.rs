@@ -10,7 +10,7 @@ use std::hash::Hash;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{Push, guarded};
+use super::{Push, SideOutputs, guarded};
 use crate::batch::Batch;
 use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGates};
 use crate::checkpoint::{Barrier, StateRestore, StateSnapshot};
@@ -30,7 +30,9 @@ use crate::window::TimerService;
 /// A keyed co-process function: sees the records of both inputs with their (common) key.
 /// Per-key state goes in the job's state backend: declare it in `open` and reach it through
 /// `ctx.state()`, scoped to the record's key (checkpointed and rescaled like a keyed process
-/// function's). State kept in the function's own fields is per shard. Timers registered
+/// function's). State kept in the function's own fields is per shard. Side outputs
+/// (`ctx.output`) are read with `side_output` on the result, as for process functions. Timers
+/// registered
 /// through `ctx` (event or processing time, per key, deduplicated) call `on_timer` with their
 /// key, and are checkpointed with the key's state.
 pub trait KeyedCoProcessFunction<K, A, B, Out>: Clone + Send + 'static {
@@ -65,6 +67,7 @@ struct CoState<K, A, B, Out, KA, KB, F> {
     f: F,
     out: Batch<Out>,
     next: Box<dyn Push<Out>>,
+    sides: SideOutputs,
     watermarks: WatermarkMerger,
     watermark: Option<Timestamp>,
     open_inputs: usize,
@@ -93,7 +96,8 @@ where
 {
     fn context(&mut self) -> (ProcessContext<'_, Out>, &mut F, &mut KA, &mut KB) {
         (
-            ProcessContext::new(&mut self.out.records, &self.ctx, self.watermark),
+            ProcessContext::new(&mut self.out.records, &self.ctx, self.watermark)
+                .with_sides(&mut self.sides),
             &mut self.f,
             &mut self.key_left,
             &mut self.key_right,
@@ -101,6 +105,7 @@ where
     }
 
     fn emit(&mut self, ingest: Instant) -> Result<()> {
+        self.sides.flush(ingest)?;
         if self.out.is_empty() {
             return Ok(());
         }
@@ -120,6 +125,7 @@ where
             guarded(&ctx, || f.on_watermark(w, &mut pctx))?;
             self.emit(self.last_ingest)?;
         }
+        self.sides.progress(p)?;
         self.next.progress(p)
     }
 
@@ -132,12 +138,14 @@ where
             &mut self.store,
         );
         let (timers, requests) = (&mut self.timers, &mut self.timer_requests);
+        let sides = &mut self.sides;
         let max_parallelism = self.max_parallelism;
         let failure = guarded(ctx, || {
             fire_due_timers(timers, requests, w, |key, timestamp, domain, requests| {
                 let mut pctx =
                     ProcessContext::keyed(out, ctx, Some(w), key, store, requests, max_parallelism)
-                        .in_timer(domain);
+                        .in_timer(domain)
+                        .with_sides(sides);
                 f.on_timer(key, timestamp, &mut pctx);
                 pctx.take_failure()
             })
@@ -171,6 +179,7 @@ where
                     snapshot_timers(timers, out);
                     Ok(())
                 })?;
+                self.sides.barrier(b)?;
                 self.next.barrier(b)
             }
             Alignment::Waiting | Alignment::Idle => Ok(()),
@@ -188,6 +197,7 @@ where
         let (mut pctx, f, _, _) = self.context();
         guarded(&ctx, || f.on_end(&mut pctx))?;
         self.emit(self.last_ingest)?;
+        self.sides.finish()?;
         self.next.finish()
     }
 }
@@ -213,6 +223,7 @@ pub(crate) fn keyed_co_process<K, A, B, Out, KA, KB, F>(
     key_right: KB,
     mut f: F,
     next: Box<dyn Push<Out>>,
+    sides: SideOutputs,
     ctx: OperatorCtx,
     scheduler: Rc<Scheduler>,
     max_parallelism: u32,
@@ -240,6 +251,7 @@ where
         f,
         out: Batch::with_capacity(ctx.batch_size),
         next,
+        sides,
         watermarks: WatermarkMerger::new(2),
         watermark: None,
         open_inputs: 2,
@@ -284,6 +296,7 @@ where
             let (ctx, f, key_left) = (&st.ctx, &mut st.f, &mut st.key_left);
             let (out, store) = (&mut st.out.records, &mut st.store);
             let (timers, requests) = (&mut st.timers, &mut st.timer_requests);
+            let sides = &mut st.sides;
             let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
             let failure = guarded(ctx, || {
                 for r in batch.records.drain(..) {
@@ -296,7 +309,8 @@ where
                         store,
                         requests,
                         max_parallelism,
-                    );
+                    )
+                    .with_sides(sides);
                     f.process_left(&key, r, &mut pctx);
                     if let Some(message) = pctx.take_failure() {
                         return Some(message);
@@ -348,6 +362,7 @@ where
             let (ctx, f, key_right) = (&st.ctx, &mut st.f, &mut st.key_right);
             let (out, store) = (&mut st.out.records, &mut st.store);
             let (timers, requests) = (&mut st.timers, &mut st.timer_requests);
+            let sides = &mut st.sides;
             let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
             let failure = guarded(ctx, || {
                 for r in batch.records.drain(..) {
@@ -360,7 +375,8 @@ where
                         store,
                         requests,
                         max_parallelism,
-                    );
+                    )
+                    .with_sides(sides);
                     f.process_right(&key, r, &mut pctx);
                     if let Some(message) = pctx.take_failure() {
                         return Some(message);

@@ -94,6 +94,12 @@ impl<'a, Out> ProcessContext<'a, Out> {
         }
     }
 
+    /// The same context, with side outputs (`output`) going to `sides`.
+    pub(crate) fn with_sides(mut self, sides: &'a mut SideOutputs) -> Self {
+        self.sides = Some(sides);
+        self
+    }
+
     /// The same context, running a timer of `domain` (see `timer_domain`).
     pub(crate) fn in_timer(mut self, domain: TimeDomain) -> Self {
         self.timer_domain = Some(domain);
