@@ -76,8 +76,7 @@ where
                         let out = b.take_output::<Out>(id)?;
                         let sides = b.take_side_channels(id);
                         let (l, r) = keyed_co_process(
-                            key_left,
-                            key_right,
+                            (key_left, key_right),
                             f,
                             out,
                             sides,

@@ -219,8 +219,7 @@ pub struct CoRight<K, A, B, Out, KA, KB, F> {
 /// Creates both inputs of a keyed co-process operator feeding `next`.
 #[allow(clippy::type_complexity)]
 pub(crate) fn keyed_co_process<K, A, B, Out, KA, KB, F>(
-    key_left: KA,
-    key_right: KB,
+    (key_left, key_right): (KA, KB),
     mut f: F,
     next: Box<dyn Push<Out>>,
     sides: SideOutputs,
