@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use weir::nexmark::NexmarkConfig;
 use weir::source::nexmark::NexmarkSource;
+use weir::state::{LsmStateConfig, StateBackendConfig};
 use weir::window::{
     EventTimeTrigger, OnMergeContext, Trigger, TriggerContext, TriggerResult, Window,
 };
@@ -79,7 +80,7 @@ pub fn run_query_on(
     config: NexmarkConfig,
     events: u64,
     shards: usize,
-    backend: weir::state::StateBackendConfig,
+    backend: StateBackendConfig,
 ) -> Vec<String> {
     let env = Env::builder()
         .cores(shards)
@@ -163,4 +164,15 @@ impl<T> Trigger<T> for GeneralPath {
     fn clear(&self, window: &Window, ctx: &mut dyn TriggerContext) {
         <EventTimeTrigger as Trigger<T>>::clear(&EventTimeTrigger, window, ctx)
     }
+}
+
+/// The state backend of a test: the heap, or the LSM store in `dir` with memtables of
+/// `memtable_bytes` (small ones make the stores flush and compact while the job runs).
+pub fn test_backend(lsm: bool, dir: &std::path::Path, memtable_bytes: usize) -> StateBackendConfig {
+    if !lsm {
+        return StateBackendConfig::Heap;
+    }
+    let mut config = LsmStateConfig::new(dir);
+    config.memtable_bytes = memtable_bytes;
+    StateBackendConfig::Lsm(config)
 }

@@ -4,7 +4,6 @@
 
 use proptest::prelude::*;
 use weir::operator::{IntervalJoin, RegularJoin, WindowJoin};
-use weir::state::{LsmStateConfig, StateBackendConfig};
 use weir::window::WindowAssigner;
 use weir::{Env, Timestamp, VecSource, WatermarkStrategy};
 use weir_tests::multiset;
@@ -17,14 +16,8 @@ where
     F: weir::KeyedCoProcessFunction<u8, L, R, (L, R)>,
 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let backend = if lsm {
-        // 4 KiB memtables: the stores flush and compact while the job runs.
-        let mut config = LsmStateConfig::new(dir.path());
-        config.memtable_bytes = 4096;
-        StateBackendConfig::Lsm(config)
-    } else {
-        StateBackendConfig::Heap
-    };
+    // 4 KiB memtables: the stores flush and compact while the job runs.
+    let backend = weir_tests::test_backend(lsm, dir.path(), 4096);
     let env = Env::builder()
         .cores(shards)
         .batch_size(8)

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use weir::state::{
-    KeyedStateStore, ListState, ListStateDescriptor, LsmStateConfig, StateBackendConfig,
-    StateError, ValueState, ValueStateDescriptor,
+    KeyedStateStore, ListState, ListStateDescriptor, StateError, ValueState, ValueStateDescriptor,
 };
 use weir::{Env, KeyedProcessFunction, ProcessContext, Timestamp, VecSource, WatermarkStrategy};
 
@@ -52,13 +51,7 @@ proptest! {
         lsm in any::<bool>(),
     ) {
         let state_dir = tempfile::tempdir().expect("tempdir");
-        let backend = if lsm {
-            let mut config = LsmStateConfig::new(state_dir.path());
-            config.memtable_bytes = 4096;
-            StateBackendConfig::Lsm(config)
-        } else {
-            StateBackendConfig::Heap
-        };
+        let backend = weir_tests::test_backend(lsm, state_dir.path(), 4096);
         let env = Env::builder().cores(shards).batch_size(5).state_backend(backend).build().expect("env");
         let out = env.from_iter(input.clone()).key_by(|r: &(u8, i64)| r.0).process(CountAndList::default()).collect();
         env.execute().expect("job runs");

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use weir::nexmark::{Auction, Bid, Event, Generator, NexmarkConfig, Person};
-use weir::state::{LsmStateConfig, StateBackendConfig};
+use weir::state::StateBackendConfig;
 use weir_bench::queries::{Q3Row, Q8Row, Q9Row, Q20Row, Query, Timestamp};
-use weir_tests::{csv_line, multiset, run_query, run_query_on};
+use weir_tests::{csv_line, multiset, run_query_on, test_backend};
 
 struct Input {
     persons: Vec<Person>,
@@ -167,29 +167,31 @@ fn q9(i: &Input) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn joins_match_the_batch_reference() {
-    for (event_rate, events) in [(10_000_000, 20_000), (1000, 30_000), (20, 4_000)] {
+/// A query with its batch reference.
+type Checked = (Query, fn(&Input) -> Vec<String>);
+
+/// Runs each query at 1 and 2 shards at each (event rate, events) on the state backend
+/// `backend(dir)` and compares its rows with the reference's.
+fn check_against_references(
+    rates: &[(u64, u64)],
+    queries: &[Checked],
+    backend: impl Fn(&std::path::Path) -> StateBackendConfig,
+) {
+    for &(event_rate, events) in rates {
         let config = NexmarkConfig {
             first_event_rate: event_rate,
             ..NexmarkConfig::default()
         };
         let data = input(config, events);
-        for (query, reference) in [
-            (Query::Q3, q3 as fn(&Input) -> Vec<String>),
-            (Query::Q4, q4),
-            (Query::Q6, q6),
-            (Query::Q8, q8),
-            (Query::Q9, q9),
-            (Query::Q20, q20),
-        ] {
+        for &(query, reference) in queries {
             let expected = reference(&data);
             assert!(
                 !expected.is_empty(),
                 "{query:?} at rate {event_rate} selects something"
             );
             for shards in [1, 2] {
-                let mut got = run_query(query, config, events, shards);
+                let dir = tempfile::tempdir().expect("tempdir");
+                let mut got = run_query_on(query, config, events, shards, backend(dir.path()));
                 if query == Query::Q9 {
                     got = got.iter().map(|l| q9_tolerant(l)).collect();
                 }
@@ -203,33 +205,30 @@ fn joins_match_the_batch_reference() {
     }
 }
 
+#[test]
+fn joins_match_the_batch_reference() {
+    check_against_references(
+        &[(10_000_000, 20_000), (1000, 30_000), (20, 4_000)],
+        &[
+            (Query::Q3, q3),
+            (Query::Q4, q4),
+            (Query::Q6, q6),
+            (Query::Q8, q8),
+            (Query::Q9, q9),
+            (Query::Q20, q20),
+        ],
+        |_| StateBackendConfig::Heap,
+    );
+}
+
 /// q3 and q8 keep their join state in keyed state on the LSM backend (q8 fires its windows on
 /// co-process timers there): the same rows as the batch reference.
 #[test]
 fn joins_on_the_lsm_backend_match_the_batch_reference() {
-    for (event_rate, events) in [(10_000_000, 20_000), (1000, 30_000)] {
-        let config = NexmarkConfig {
-            first_event_rate: event_rate,
-            ..NexmarkConfig::default()
-        };
-        let data = input(config, events);
-        for (query, reference) in [
-            (Query::Q3, q3 as fn(&Input) -> Vec<String>),
-            (Query::Q8, q8),
-        ] {
-            let expected = reference(&data);
-            for shards in [1, 2] {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let mut lsm = LsmStateConfig::new(dir.path());
-                // Small memtables: the stores flush while the job runs.
-                lsm.memtable_bytes = 64 << 10;
-                let got = run_query_on(query, config, events, shards, StateBackendConfig::Lsm(lsm));
-                assert_eq!(
-                    multiset(got),
-                    multiset(expected.iter().cloned()),
-                    "{query:?} on LSM at {shards} shards, rate {event_rate}"
-                );
-            }
-        }
-    }
+    // Small memtables: the stores flush while the job runs.
+    check_against_references(
+        &[(10_000_000, 20_000), (1000, 30_000)],
+        &[(Query::Q3, q3), (Query::Q8, q8)],
+        |dir| test_backend(true, dir, 64 << 10),
+    );
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use weir::operator::WindowResult;
-use weir::state::{LsmStateConfig, StateBackendConfig};
 use weir::window::WindowAssigner;
 use weir::{Env, Timestamp, VecSource, WatermarkStrategy};
 use weir_bench::queries::Count;
@@ -101,14 +100,8 @@ proptest! {
         // Sorted input with a monotonous watermark: nothing is late, so every record counts.
         input.sort_by_key(|r| r.1);
         let dir = tempfile::tempdir().expect("tempdir");
-        let backend = if lsm {
-            // 4 KiB memtables: the window stores flush and compact while the job runs.
-            let mut config = LsmStateConfig::new(dir.path());
-            config.memtable_bytes = 4096;
-            StateBackendConfig::Lsm(config)
-        } else {
-            StateBackendConfig::Heap
-        };
+        // 4 KiB memtables: the window stores flush and compact while the job runs.
+        let backend = weir_tests::test_backend(lsm, dir.path(), 4096);
         let env = Env::builder()
             .cores(shards)
             .batch_size(4)
