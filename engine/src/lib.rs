@@ -17,6 +17,7 @@ pub mod key;
 pub mod nexmark;
 pub mod operator;
 pub mod runtime;
+pub mod segmented;
 pub mod sink;
 pub mod source;
 pub mod state;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use weir::checkpoint::{StateRestore, StateSnapshot};
 use weir::key::KeyMap;
 use weir::nexmark::{Auction, Bid, Event, Person, Str};
+use weir::segmented::SegmentedMap;
 use weir::state::{
     KeyedStateStore, ListState, ListStateDescriptor, MapState, MapStateDescriptor, StateCodec,
     StateError, ValueState, ValueStateDescriptor,
@@ -64,7 +65,7 @@ struct Q3Slot {
 /// On the heap backend the slots are objects in a map; on the LSM backend, keyed state.
 #[derive(Clone, Default)]
 struct Q3Join {
-    slots: KeyMap<i64, Q3Slot>,
+    slots: SegmentedMap<i64, Q3Slot>,
     managed: Option<(ValueState<Person>, ListState<i64>)>,
 }
 
@@ -84,7 +85,7 @@ impl KeyedCoProcessFunction<i64, Auction, Person, Q3Row> for Q3Join {
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        let slots: KeyMap<i64, Q3Slot> = state.key_map()?;
+        let slots: SegmentedMap<i64, Q3Slot> = state.key_map()?;
         StateError::refuse_heap_rows(self.managed.is_some(), !slots.is_empty(), "q3 join rows")?;
         self.slots = slots;
         Ok(())
@@ -106,7 +107,7 @@ impl KeyedCoProcessFunction<i64, Auction, Person, Q3Row> for Q3Join {
             }
             return;
         }
-        let slot = self.slots.entry(*key).or_default();
+        let slot = self.slots.get_or_insert_with(key, Q3Slot::default);
         match &slot.person {
             Some(p) => ctx.emit(q3_row(p, a.id)),
             None => slot.auctions.push(a.id),
@@ -127,7 +128,7 @@ impl KeyedCoProcessFunction<i64, Auction, Person, Q3Row> for Q3Join {
             }
             return;
         }
-        let slot = self.slots.entry(*key).or_default();
+        let slot = self.slots.get_or_insert_with(key, Q3Slot::default);
         for id in slot.auctions.drain(..) {
             ctx.emit(q3_row(&p, id));
         }

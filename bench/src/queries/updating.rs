@@ -6,13 +6,11 @@
 //! day number) and the channel's `&'static str`; days and minutes are written as text only when
 //! a row is encoded (by the row types `Day` and `HourMinute`).
 
-use std::collections::hash_map::Entry;
-
 use weir::checkpoint::{StateRestore, StateSnapshot};
-use weir::key::KeyMap;
 use weir::nexmark::csv::write_i64;
 use weir::nexmark::{Bid, Event, Str};
 use weir::operator::{Deduplicate, Keep, TopN};
+use weir::segmented::SegmentedMap;
 use weir::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
 use weir::{Change, CsvRecord, KeyedProcessFunction, ProcessContext, Stream};
 
@@ -98,9 +96,10 @@ impl CsvRecord for BidStats {
 /// Exact distinct counts of one column, in total and per price band. One map entry per
 /// distinct value, holding the bands it was seen in as bits: one hash lookup per record
 /// answers both "new overall?" and "new in this band?".
+/// A segmented map: a day's set of bidders grows to millions without a stop-the-world resize.
 #[derive(Clone, Default)]
 struct DistinctByBand {
-    seen: KeyMap<i64, u8>,
+    seen: SegmentedMap<i64, u8>,
 }
 
 impl DistinctByBand {
@@ -108,17 +107,10 @@ impl DistinctByBand {
     #[inline]
     fn add(&mut self, value: i64, band: usize) -> (bool, bool) {
         let bit = 1u8 << band;
-        match self.seen.entry(value) {
-            Entry::Occupied(mut bands) => {
-                let new_in_band = *bands.get() & bit == 0;
-                *bands.get_mut() |= bit;
-                (false, new_in_band)
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(bit);
-                (true, true)
-            }
-        }
+        let (bands, new) = self.seen.find_or_insert_with(&value, || 0);
+        let new_in_band = *bands & bit == 0;
+        *bands |= bit;
+        (new, new_in_band)
     }
 }
 
@@ -184,7 +176,7 @@ trait GroupState<K>: Default + Clone + Send + StateCodec + 'static {
 /// states with distinct sets), or in a `ValueState` on the LSM backend for fixed-size states.
 #[derive(Clone)]
 struct GroupBy<K, S> {
-    groups: KeyMap<K, S>,
+    groups: SegmentedMap<K, S>,
     /// The current group's state in the managed keyed state (LSM backend, fixed-size `S`).
     managed: Option<ValueState<S>>,
 }
@@ -192,7 +184,7 @@ struct GroupBy<K, S> {
 impl<K, S> Default for GroupBy<K, S> {
     fn default() -> Self {
         GroupBy {
-            groups: KeyMap::default(),
+            groups: SegmentedMap::default(),
             managed: None,
         }
     }
@@ -216,7 +208,7 @@ where
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        let groups: KeyMap<K, S> = state.key_map()?;
+        let groups: SegmentedMap<K, S> = state.key_map()?;
         StateError::refuse_heap_rows(self.managed.is_some(), !groups.is_empty(), "group-by state")?;
         self.groups = groups;
         Ok(())

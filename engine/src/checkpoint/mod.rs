@@ -29,7 +29,7 @@ pub use coordinator::{CheckpointStats, SavepointHandle};
 pub use error::CheckpointError;
 pub use output::{OutputCommitter, clean_pending};
 pub use shard::ShardTrigger;
-pub use snapshot::{SourceRestore, StateRestore, StateSnapshot};
+pub use snapshot::{KeyedCollection, SourceRestore, StateRestore, StateSnapshot};
 pub use store::{CheckpointStore, LoadedCheckpoint, LoadedOperator, LoadedShard, RestoredOperator};
 pub use types::{
     CheckpointId, CheckpointMeta, EncodedOperator, EncodedShard, OperatorState, OutputPart,

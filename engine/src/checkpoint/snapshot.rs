@@ -65,8 +65,11 @@ impl<'a> StateSnapshot<'a> {
     }
 
     /// Writes per-key state kept in a `KeyMap`, one entry per key.
-    pub fn key_map<K: Hash + StateCodec, V: StateCodec>(&mut self, map: &KeyMap<K, V>) {
-        for (k, v) in map.iter() {
+    pub fn key_map<'m, K: Hash + StateCodec + 'm, V: StateCodec + 'm>(
+        &mut self,
+        map: impl IntoIterator<Item = (&'m K, &'m V)>,
+    ) {
+        for (k, v) in map {
             self.keyed(k, v);
         }
     }
@@ -263,14 +266,14 @@ impl StateRestore {
     }
 
     /// The `KeyMap` `StateSnapshot::key_map` wrote (this shard's key groups).
-    pub fn key_map<K: Hash + Eq + StateCodec, V: StateCodec>(
+    pub fn key_map<K: Hash + Eq + StateCodec, V: StateCodec, M: KeyedCollection<K, V>>(
         &self,
-    ) -> Result<KeyMap<K, V>, StateError> {
-        let mut map = KeyMap::default();
-        map.reserve(self.keyed.len());
+    ) -> Result<M, StateError> {
+        let mut map = M::default();
+        map.reserve_keys(self.keyed.len());
         for entry in self.keyed() {
             let (k, v) = entry?;
-            map.insert(k, v);
+            map.insert_key(k, v);
         }
         Ok(map)
     }
@@ -292,6 +295,31 @@ pub struct SourceRestore {
     pub old_shards: u32,
     /// `(old shard index, position bytes)` for every old shard that wrote one.
     pub positions: Vec<(u32, Vec<u8>)>,
+}
+
+/// A map from keys to per-key state that [`StateRestore::key_map`] can rebuild.
+pub trait KeyedCollection<K, V>: Default {
+    /// Room for `n` more keys, where the map can use a hint.
+    fn reserve_keys(&mut self, n: usize);
+    /// Sets `key`'s state.
+    fn insert_key(&mut self, key: K, value: V);
+}
+
+impl<K: Hash + Eq, V> KeyedCollection<K, V> for KeyMap<K, V> {
+    fn reserve_keys(&mut self, n: usize) {
+        self.reserve(n);
+    }
+    fn insert_key(&mut self, key: K, value: V) {
+        self.insert(key, value);
+    }
+}
+
+/// Grows a segment at a time: no reservation.
+impl<K: Hash + Eq, V> KeyedCollection<K, V> for crate::segmented::SegmentedMap<K, V> {
+    fn reserve_keys(&mut self, _: usize) {}
+    fn insert_key(&mut self, key: K, value: V) {
+        self.insert(key, value);
+    }
 }
 
 #[cfg(test)]

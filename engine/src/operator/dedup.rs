@@ -15,7 +15,7 @@ use std::hash::Hash;
 use super::process::{KeyedProcessFunction, ProcessContext};
 use crate::changelog::Change;
 use crate::checkpoint::{StateRestore, StateSnapshot};
-use crate::key::KeyMap;
+use crate::segmented::SegmentedMap;
 use crate::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
 
 /// Which record of a key the result keeps.
@@ -36,7 +36,7 @@ pub struct Deduplicate<K, T, F> {
     keep: Keep,
     field: F,
     /// The kept rows, on the heap backend.
-    state: KeyMap<K, T>,
+    state: SegmentedMap<K, T>,
     /// The kept row of the current key, on the LSM backend (declared in `open`).
     managed: Option<ValueState<T>>,
 }
@@ -53,7 +53,7 @@ where
         Deduplicate {
             keep,
             field,
-            state: KeyMap::default(),
+            state: SegmentedMap::default(),
             managed: None,
         }
     }
@@ -134,7 +134,7 @@ where
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        let rows: KeyMap<K, T> = state.key_map()?;
+        let rows: SegmentedMap<K, T> = state.key_map()?;
         StateError::refuse_heap_rows(
             self.managed.is_some(),
             !rows.is_empty(),

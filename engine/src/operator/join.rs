@@ -14,7 +14,7 @@ use std::hash::Hash;
 
 use super::{KeyedCoProcessFunction, ProcessContext};
 use crate::checkpoint::{StateRestore, StateSnapshot};
-use crate::key::KeyMap;
+use crate::segmented::SegmentedMap;
 use crate::state::{KeyedStateStore, ListState, ListStateDescriptor, StateCodec, StateError};
 use crate::time::Timestamp;
 use crate::window::{Window, WindowAssigner};
@@ -78,7 +78,7 @@ fn managed_sides<A: StateCodec, B: StateCodec>(
 /// Regular inner join: every record is kept forever (per key) and joined with every record of
 /// the other side with the same key, whenever it arrives. Output is insert-only.
 pub struct RegularJoin<K, A, B> {
-    state: KeyMap<K, Sides<A, B>>,
+    state: SegmentedMap<K, Sides<A, B>>,
     managed: Option<ManagedSides<A, B>>,
 }
 
@@ -94,7 +94,7 @@ impl<K: Clone, A: Clone, B: Clone> Clone for RegularJoin<K, A, B> {
 impl<K, A, B> Default for RegularJoin<K, A, B> {
     fn default() -> Self {
         RegularJoin {
-            state: KeyMap::default(),
+            state: SegmentedMap::default(),
             managed: None,
         }
     }
@@ -124,7 +124,7 @@ where
             }
             return;
         }
-        let sides = self.state.entry(key.clone()).or_default();
+        let sides = self.state.get_or_insert_with(key, Default::default);
         for b in &sides.right {
             ctx.emit((a.clone(), b.clone()));
         }
@@ -144,7 +144,7 @@ where
             }
             return;
         }
-        let sides = self.state.entry(key.clone()).or_default();
+        let sides = self.state.get_or_insert_with(key, Default::default);
         for a in &sides.left {
             ctx.emit((a.clone(), b.clone()));
         }
@@ -156,7 +156,7 @@ where
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        let rows: KeyMap<K, Sides<A, B>> = state.key_map()?;
+        let rows: SegmentedMap<K, Sides<A, B>> = state.key_map()?;
         StateError::refuse_heap_rows(self.managed.is_some(), !rows.is_empty(), "join rows")?;
         self.state = rows;
         Ok(())
@@ -384,7 +384,7 @@ pub struct IntervalJoin<K, A, B, TA, TB> {
     upper: i64,
     ts_left: TA,
     ts_right: TB,
-    state: KeyMap<K, Timed<A, B>>,
+    state: SegmentedMap<K, Timed<A, B>>,
     managed: Option<ManagedSides<(Timestamp, A), (Timestamp, B)>>,
 }
 
@@ -422,7 +422,7 @@ impl<K, A, B, TA, TB> IntervalJoin<K, A, B, TA, TB> {
             upper,
             ts_left,
             ts_right,
-            state: KeyMap::default(),
+            state: SegmentedMap::default(),
             managed: None,
         })
     }
@@ -469,7 +469,7 @@ where
             }
             return;
         }
-        let (lefts, rights) = self.state.entry(key.clone()).or_default();
+        let (lefts, rights) = self.state.get_or_insert_with(key, Default::default);
         for (tb, b) in rights.iter() {
             if (lo..=hi).contains(tb) {
                 ctx.emit((a.clone(), b.clone()));
@@ -500,7 +500,7 @@ where
             }
             return;
         }
-        let (lefts, rights) = self.state.entry(key.clone()).or_default();
+        let (lefts, rights) = self.state.get_or_insert_with(key, Default::default);
         for (ta, a) in lefts.iter() {
             if meets(*ta) {
                 ctx.emit((a.clone(), b.clone()));
@@ -548,7 +548,7 @@ where
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        let rows: KeyMap<K, Timed<A, B>> = state.key_map()?;
+        let rows: SegmentedMap<K, Timed<A, B>> = state.key_map()?;
         StateError::refuse_heap_rows(self.managed.is_some(), !rows.is_empty(), "join rows")?;
         self.state = rows;
         Ok(())

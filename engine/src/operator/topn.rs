@@ -16,7 +16,7 @@ use std::hash::Hash;
 use super::process::{KeyedProcessFunction, ProcessContext};
 use crate::changelog::Change;
 use crate::checkpoint::{StateRestore, StateSnapshot};
-use crate::key::KeyMap;
+use crate::segmented::SegmentedMap;
 use crate::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
 
 /// Keeps, per key, the `n` best records by `order` (best first: `order(a, b) == Less` means
@@ -29,7 +29,7 @@ pub struct TopN<K, T, O> {
     n: usize,
     order: O,
     /// Per key, the current top records, best first (never more than `n`): heap backend.
-    state: KeyMap<K, Vec<T>>,
+    state: SegmentedMap<K, Vec<T>>,
     /// The current key's ranking in the managed keyed state: LSM backend (from `open`).
     managed: Option<ValueState<Vec<T>>>,
     /// Changes of one record on the managed path, emitted once the state is written.
@@ -47,7 +47,7 @@ where
         TopN {
             n,
             order,
-            state: KeyMap::default(),
+            state: SegmentedMap::default(),
             managed: None,
             changes: Vec::new(),
         }
@@ -64,7 +64,7 @@ where
         let rows = match self.state.get_mut(key) {
             Some(rows) => rows,
             // Only a key's first record clones the key.
-            None => self.state.entry(key.clone()).or_default(),
+            None => self.state.get_or_insert_with(key, Default::default),
         };
         rank(rows, self.n, order, value, &mut emit);
     }
@@ -149,7 +149,7 @@ where
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        let rows: KeyMap<K, Vec<T>> = state.key_map()?;
+        let rows: SegmentedMap<K, Vec<T>> = state.key_map()?;
         StateError::refuse_heap_rows(self.managed.is_some(), !rows.is_empty(), "top-N rankings")?;
         self.state = rows;
         Ok(())

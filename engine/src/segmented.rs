@@ -1,0 +1,383 @@
+//! A hash map that grows without stopping the world: extendible hashing over small segments.
+//!
+//! A `HashMap` doubles its table when full and moves every entry at once: for an operator
+//! holding millions of keys (deduplication, top-N, unbounded group-by, join rows) one insert
+//! then stalls the shard for tens to hundreds of milliseconds, which is the p99.9 of every
+//! record queued behind it. Here the map is a directory of segments, each a small hash table of
+//! at most [`SEGMENT_ENTRIES`] entries. A full segment splits in two by one more hash bit (the
+//! directory doubles when a segment is as deep as it), so the most any insert moves is one
+//! segment: a bounded pause, whatever the map's size. Lookups cost one directory index more
+//! than a `HashMap`'s.
+//!
+//! The segment is chosen by hash bits `SELECT_SHIFT..`, clear of the bits the segment's table
+//! uses itself (the low bits pick a bucket, the top seven tag it), so entries of one segment
+//! still spread over all its buckets and tags.
+
+use std::hash::Hash;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+use crate::key::hash_key;
+
+/// Entries a segment holds before it splits. A segment's table then has 8192 buckets (7/8
+/// load), so growing or splitting one moves at most this many entries.
+pub const SEGMENT_ENTRIES: usize = 7168;
+
+/// Where the segment-selecting bits of a key's hash start.
+const SELECT_SHIFT: u32 = 20;
+/// The deepest the directory goes: 2^24 segments (above that, segments just grow).
+const MAX_DEPTH: u32 = 24;
+
+/// One segment: the keys whose hash ends (above `SELECT_SHIFT`) in the segment's `depth` bits.
+#[derive(Clone)]
+struct Segment<K, V> {
+    depth: u32,
+    table: HashTable<(K, V)>,
+}
+
+/// A hash map of keys to values whose inserts never move more than one segment's entries
+/// (see the module docs). Iteration order is unspecified, as a `HashMap`'s.
+#[derive(Clone)]
+pub struct SegmentedMap<K, V> {
+    /// Segment index for each value of the hash's `depth` selecting bits.
+    directory: Vec<u32>,
+    depth: u32,
+    segments: Vec<Segment<K, V>>,
+    len: usize,
+}
+
+impl<K, V> Default for SegmentedMap<K, V> {
+    fn default() -> Self {
+        SegmentedMap {
+            directory: vec![0],
+            depth: 0,
+            segments: vec![Segment {
+                depth: 0,
+                table: HashTable::new(),
+            }],
+            len: 0,
+        }
+    }
+}
+
+#[inline]
+fn hash_of<K: Hash>(entry: &(K, impl Sized)) -> u64 {
+    hash_key(&entry.0)
+}
+
+impl<K: Hash + Eq, V> SegmentedMap<K, V> {
+    /// An empty map (one empty segment, no allocation).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of entries.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there are no entries.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn segment_of(&self, hash: u64) -> usize {
+        let mask = (1u64 << self.depth) - 1;
+        self.directory[((hash >> SELECT_SHIFT) & mask) as usize] as usize
+    }
+
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<&V> {
+        let hash = hash_key(key);
+        self.segments[self.segment_of(hash)]
+            .table
+            .find(hash, |(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The value of `key`, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let hash = hash_key(key);
+        let s = self.segment_of(hash);
+        self.segments[s]
+            .table
+            .find_mut(hash, |(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// True if `key` has a value.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The segment `hash` belongs to, split first if it is full (so an insert into it moves
+    /// at most one segment's entries: the split, or the table's own growth below the cap).
+    #[inline]
+    fn segment_for_insert(&mut self, hash: u64) -> usize {
+        let mut s = self.segment_of(hash);
+        while self.segments[s].table.len() >= SEGMENT_ENTRIES && self.segments[s].depth < MAX_DEPTH
+        {
+            self.split(s);
+            s = self.segment_of(hash);
+        }
+        s
+    }
+
+    /// Splits segment `s` by its next selecting bit: entries with the bit set move to a new
+    /// segment, and the directory slots with the bit set point there.
+    #[cold]
+    fn split(&mut self, s: usize) {
+        let depth = self.segments[s].depth;
+        if depth == self.depth {
+            // Double the directory: slot i and i + 2^depth share a segment until it splits.
+            self.directory.extend_from_within(..);
+            self.depth += 1;
+        }
+        let bit = 1u64 << depth;
+        // Both halves into fresh tables (removing in place would leave tombstones that make
+        // the kept half's table grow past the cap).
+        let half = SEGMENT_ENTRIES / 2 + SEGMENT_ENTRIES / 8;
+        let (mut lower, mut upper) = (
+            HashTable::with_capacity(half),
+            HashTable::with_capacity(half),
+        );
+        let old = std::mem::take(&mut self.segments[s].table);
+        for (k, v) in old {
+            let hash = hash_key(&k);
+            let side = if (hash >> SELECT_SHIFT) & bit != 0 {
+                &mut upper
+            } else {
+                &mut lower
+            };
+            side.insert_unique(hash, (k, v), hash_of);
+        }
+        self.segments[s] = Segment {
+            depth: depth + 1,
+            table: lower,
+        };
+        let new = u32::try_from(self.segments.len()).unwrap_or(u32::MAX);
+        self.segments.push(Segment {
+            depth: depth + 1,
+            table: upper,
+        });
+        for (slot, target) in self.directory.iter_mut().enumerate() {
+            if *target as usize == s && (slot as u64) & bit != 0 {
+                *target = new;
+            }
+        }
+    }
+
+    /// Sets `key` to `value`; returns the value it had.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let hash = hash_key(&key);
+        let s = self.segment_for_insert(hash);
+        match self.segments[s]
+            .table
+            .entry(hash, |(k, _)| *k == key, hash_of)
+        {
+            Entry::Occupied(mut o) => Some(std::mem::replace(&mut o.get_mut().1, value)),
+            Entry::Vacant(v) => {
+                v.insert((key, value));
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// The value of `key`, inserted as `default()` (with a clone of the key) if absent: a
+    /// `HashMap`'s `entry(key.clone()).or_insert_with(default)` without cloning the key of a
+    /// present entry.
+    #[inline]
+    pub fn get_or_insert_with(&mut self, key: &K, default: impl FnOnce() -> V) -> &mut V
+    where
+        K: Clone,
+    {
+        self.find_or_insert_with(key, default).0
+    }
+
+    /// Like [`Self::get_or_insert_with`], also telling whether the value was inserted now.
+    #[inline]
+    pub fn find_or_insert_with(&mut self, key: &K, default: impl FnOnce() -> V) -> (&mut V, bool)
+    where
+        K: Clone,
+    {
+        let hash = hash_key(key);
+        let s = self.segment_for_insert(hash);
+        match self.segments[s]
+            .table
+            .entry(hash, |(k, _)| k == key, hash_of)
+        {
+            Entry::Occupied(o) => (&mut o.into_mut().1, false),
+            Entry::Vacant(v) => {
+                self.len += 1;
+                (&mut v.insert((key.clone(), default())).into_mut().1, true)
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let hash = hash_key(key);
+        let s = self.segment_of(hash);
+        let (_, v) = self.segments[s]
+            .table
+            .find_entry(hash, |(k, _)| k == key)
+            .ok()?
+            .remove()
+            .0;
+        self.len -= 1;
+        Some(v)
+    }
+
+    /// Keeps the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        let mut len = 0;
+        for segment in &mut self.segments {
+            segment.table.retain(|(k, v)| keep(k, v));
+            len += segment.table.len();
+        }
+        self.len = len;
+    }
+
+    /// Removes every entry (segments keep their tables' memory).
+    pub fn clear(&mut self) {
+        for segment in &mut self.segments {
+            segment.table.clear();
+        }
+        self.len = 0;
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.table.iter().map(|(k, v)| (k, v)))
+    }
+
+    /// Every entry with its value mutable, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.segments
+            .iter_mut()
+            .flat_map(|s| s.table.iter_mut().map(|(k, v)| (&*k, v)))
+    }
+
+    /// The number of segments (for tests and diagnostics).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+impl<'m, K: Hash + Eq, V> IntoIterator for &'m SegmentedMap<K, V> {
+    type Item = (&'m K, &'m V);
+    type IntoIter = Box<dyn Iterator<Item = (&'m K, &'m V)> + 'm>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl<K: Hash + Eq, V> Extend<(K, V)> for SegmentedMap<K, V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> FromIterator<(K, V)> for SegmentedMap<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = SegmentedMap::new();
+        map.extend(iter);
+        map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u32, u32),
+        Upsert(u32, u32),
+        Remove(u32),
+        Retain(u32),
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        // Keys from a range wide enough to split many segments, with repeats.
+        let key = 0u32..40_000;
+        prop::collection::vec(
+            prop_oneof![
+                6 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+                3 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Upsert(k, v)),
+                2 => key.prop_map(Op::Remove),
+                1 => (2u32..7).prop_map(Op::Retain),
+            ],
+            1..30_000,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Any sequence of inserts, upserts, removes and retains leaves the map equal to a
+        /// `BTreeMap` model: same length, same entries, every key found or not as the model.
+        #[test]
+        fn behaves_like_a_btree_map(ops in ops()) {
+            let mut map: SegmentedMap<u32, u32> = SegmentedMap::new();
+            let mut model: BTreeMap<u32, u32> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => prop_assert_eq!(map.insert(k, v), model.insert(k, v)),
+                    Op::Upsert(k, v) => {
+                        *map.get_or_insert_with(&k, || 0) += v % 1000;
+                        *model.entry(k).or_insert(0) += v % 1000;
+                    }
+                    Op::Remove(k) => prop_assert_eq!(map.remove(&k), model.remove(&k)),
+                    Op::Retain(m) => {
+                        map.retain(|k, _| k % m != 0);
+                        model.retain(|k, _| k % m != 0);
+                    }
+                }
+                prop_assert_eq!(map.len(), model.len());
+            }
+            let mut entries: Vec<(u32, u32)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+            entries.sort_unstable();
+            prop_assert_eq!(entries, model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
+            for k in (0..40_000).step_by(7) {
+                prop_assert_eq!(map.get(&k), model.get(&k));
+            }
+        }
+    }
+
+    /// A large map is many segments, none above the cap: an insert never moves more.
+    #[test]
+    fn segments_stay_bounded_as_the_map_grows() {
+        let mut map = SegmentedMap::new();
+        for k in 0..300_000u64 {
+            map.insert(k, k);
+        }
+        assert_eq!(map.len(), 300_000);
+        assert!(map.segment_count() >= 300_000 / SEGMENT_ENTRIES);
+        for segment in &map.segments {
+            assert!(
+                segment.table.len() <= SEGMENT_ENTRIES,
+                "{}",
+                segment.table.len()
+            );
+            assert!(segment.table.num_buckets() <= 8192);
+        }
+        assert!((0..300_000u64).all(|k| map.get(&k) == Some(&k)));
+        assert_eq!(map.get(&300_000), None);
+    }
+}
