@@ -11,7 +11,10 @@ use weir::nexmark::csv::write_i64;
 use weir::nexmark::{Bid, Event, Str};
 use weir::operator::{Deduplicate, Keep, TopN};
 use weir::segmented::SegmentedMap;
-use weir::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
+use weir::state::{
+    KeyedStateStore, MapState, MapStateDescriptor, StateCodec, StateError, ValueState,
+    ValueStateDescriptor,
+};
 use weir::{Change, CsvRecord, KeyedProcessFunction, ProcessContext, Stream};
 
 use super::bids;
@@ -122,14 +125,41 @@ struct StatsState {
     auctions: DistinctByBand,
 }
 
+/// The column of a distinct set: bidders or auctions.
+#[derive(Clone, Copy)]
+enum Distinct {
+    Bidder = 0,
+    Auction = 1,
+}
+
 impl StatsState {
     #[inline]
     fn add(&mut self, b: &Bid) {
+        let (bidders, auctions) = (&mut self.bidders, &mut self.auctions);
+        // Infallible: the sets are the state's own.
+        let _ = self.stats.fold(b, |column, value, band| {
+            Ok(match column {
+                Distinct::Bidder => bidders.add(value, band),
+                Distinct::Auction => auctions.add(value, band),
+            })
+        });
+    }
+}
+
+impl BidStats {
+    /// Counts one bid in, asking `seen(column, value, band)` whether its bidder and auction
+    /// are new overall and new in the bid's price band (and recording them).
+    #[inline]
+    fn fold(
+        &mut self,
+        b: &Bid,
+        mut seen: impl FnMut(Distinct, i64, usize) -> Result<(bool, bool), StateError>,
+    ) -> Result<(), StateError> {
         let band = band(b.price);
-        let s = &mut self.stats;
+        let (new_bidder, new_band_bidder) = seen(Distinct::Bidder, b.bidder, band)?;
+        let (new_auction, new_band_auction) = seen(Distinct::Auction, b.auction, band)?;
+        let s = self;
         s.total_bids += 1;
-        let (new_bidder, new_band_bidder) = self.bidders.add(b.bidder, band);
-        let (new_auction, new_band_auction) = self.auctions.add(b.auction, band);
         s.total_bidders += i64::from(new_bidder);
         s.total_auctions += i64::from(new_auction);
         let (bids, bidders, auctions) = match band {
@@ -152,6 +182,7 @@ impl StatsState {
         *bids += 1;
         *bidders += i64::from(new_band_bidder);
         *auctions += i64::from(new_band_auction);
+        Ok(())
     }
 }
 
@@ -161,11 +192,23 @@ trait GroupState<K>: Default + Clone + Send + StateCodec + 'static {
     type Row: Clone + Send + 'static;
     /// The state has a fixed, small size (q17's counters), so reading and writing it whole
     /// per record is cheap: on the LSM backend it goes to a `ValueState`. States holding
-    /// distinct sets (q15, q16) stay in the function's map on every backend, since a whole-
-    /// state value would decode the sets per record.
+    /// distinct sets (q15, q16) split there: their counters go to a `ValueState` (sets left
+    /// empty) and the sets' members to a `MapState`, looked up one per record through
+    /// `add_split`, since a whole-state value would decode the sets per record.
     const FIXED_SIZE: bool;
     /// Folds one bid of the group in.
     fn add(&mut self, b: &Bid);
+    /// Folds one bid in with the distinct sets kept outside the state: `seen(column, value,
+    /// band)` answers (new overall, new in the band) and records the value. States without
+    /// sets just `add`.
+    fn add_split(
+        &mut self,
+        b: &Bid,
+        _seen: impl FnMut(Distinct, i64, usize) -> Result<(bool, bool), StateError>,
+    ) -> Result<(), StateError> {
+        self.add(b);
+        Ok(())
+    }
     /// The group's current row.
     fn row(&self, key: &K) -> Self::Row;
 }
@@ -177,8 +220,10 @@ trait GroupState<K>: Default + Clone + Send + StateCodec + 'static {
 #[derive(Clone)]
 struct GroupBy<K, S> {
     groups: SegmentedMap<K, S>,
-    /// The current group's state in the managed keyed state (LSM backend, fixed-size `S`).
+    /// The current group's state in the managed keyed state (LSM backend): the whole state,
+    /// or for states with distinct sets their counters, with the sets' members in `members`.
     managed: Option<ValueState<S>>,
+    members: Option<MapState<(u8, i64), u8>>,
 }
 
 impl<K, S> Default for GroupBy<K, S> {
@@ -186,6 +231,7 @@ impl<K, S> Default for GroupBy<K, S> {
         GroupBy {
             groups: SegmentedMap::default(),
             managed: None,
+            members: None,
         }
     }
 }
@@ -196,8 +242,11 @@ where
     S: GroupState<K>,
 {
     fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
-        if S::FIXED_SIZE && store.backend().as_lsm().is_some() {
+        if store.backend().as_lsm().is_some() {
             self.managed = Some(store.value_state(&ValueStateDescriptor::new("group"))?);
+            if !S::FIXED_SIZE {
+                self.members = Some(store.map_state(&MapStateDescriptor::new("group-members"))?);
+            }
         }
         Ok(())
     }
@@ -217,10 +266,23 @@ where
     #[inline]
     fn process(&mut self, key: &K, b: Bid, ctx: &mut ProcessContext<'_, Change<S::Row>>) {
         if let Some(group) = self.managed {
+            let members = self.members;
             let folded = ctx.state().and_then(|store| {
                 let before = group.get(store)?;
                 let mut after = before.clone().unwrap_or_default();
-                after.add(&b);
+                match members {
+                    None => after.add(&b),
+                    Some(members) => after.add_split(&b, |column, value, band| {
+                        let member = (column as u8, value);
+                        let bit = 1u8 << band;
+                        let bands = members.get(store, &member)?;
+                        let seen = bands.unwrap_or(0);
+                        if seen & bit == 0 {
+                            members.put(store, &member, &(seen | bit))?;
+                        }
+                        Ok((bands.is_none(), seen & bit == 0))
+                    })?,
+                }
                 group.set(store, &after)?;
                 Ok((before, after))
             });
@@ -270,6 +332,14 @@ impl GroupState<i64> for StatsState {
     #[inline]
     fn add(&mut self, b: &Bid) {
         StatsState::add(self, b);
+    }
+
+    fn add_split(
+        &mut self,
+        b: &Bid,
+        seen: impl FnMut(Distinct, i64, usize) -> Result<(bool, bool), StateError>,
+    ) -> Result<(), StateError> {
+        self.stats.fold(b, seen)
     }
 
     fn row(&self, day: &i64) -> Q15Row {
@@ -328,19 +398,36 @@ struct ChannelState {
     latest: i64,
 }
 
+impl ChannelState {
+    /// Before the bid is counted: a new group starts at its first bid's time (the default 0
+    /// is not a bid's time), later ones keep the latest.
+    #[inline]
+    fn see_time(&mut self, b: &Bid) {
+        self.latest = if self.stats.stats.total_bids == 0 {
+            b.date_time
+        } else {
+            self.latest.max(b.date_time)
+        };
+    }
+}
+
 impl GroupState<(ChannelKey, i64)> for ChannelState {
     type Row = Q16Row;
     const FIXED_SIZE: bool = false;
 
     #[inline]
     fn add(&mut self, b: &Bid) {
-        // A new group starts at its first bid's time (the default 0 is not a bid's time).
-        self.latest = if self.stats.stats.total_bids == 0 {
-            b.date_time
-        } else {
-            self.latest.max(b.date_time)
-        };
+        self.see_time(b);
         self.stats.add(b);
+    }
+
+    fn add_split(
+        &mut self,
+        b: &Bid,
+        seen: impl FnMut(Distinct, i64, usize) -> Result<(bool, bool), StateError>,
+    ) -> Result<(), StateError> {
+        self.see_time(b);
+        self.stats.stats.fold(b, seen)
     }
 
     fn row(&self, &(ChannelKey(channel), day): &(ChannelKey, i64)) -> Q16Row {
