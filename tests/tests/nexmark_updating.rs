@@ -248,17 +248,22 @@ fn check_q19(bids: &[Bid], got: &[String], what: &str) {
     assert_eq!(ranked, expected, "{what}: ranks and prices");
 }
 
+/// A generator configuration whose `events` at `event_rate` span midnight in the middle.
+fn across_midnight(event_rate: u64, events: u64) -> NexmarkConfig {
+    let span_ms = (events as i64 * 1000) / event_rate as i64;
+    NexmarkConfig {
+        first_event_rate: event_rate,
+        base_time_ms: DEFAULT_BASE_TIME_MS + DAY_MS - span_ms / 2,
+        ..NexmarkConfig::default()
+    }
+}
+
 #[test]
 fn updating_queries_match_the_sequential_reference() {
     // (rate, events): each run spans midnight, so every query sees two days; at the lower
     // rates the minutes and many auctions change too.
     for (event_rate, events) in [(10_000_000, 20_000), (1000, 30_000), (20, 3_000)] {
-        let span_ms = (events as i64 * 1000) / event_rate as i64;
-        let config = NexmarkConfig {
-            first_event_rate: event_rate,
-            base_time_ms: DEFAULT_BASE_TIME_MS + DAY_MS - span_ms / 2,
-            ..NexmarkConfig::default()
-        };
+        let config = across_midnight(event_rate, events);
         let all_bids = bids(config, events);
         let days: BTreeSet<String> = all_bids.iter().map(|b| day(b.date_time)).collect();
         assert_eq!(days.len(), 2, "rate {event_rate}: the input spans midnight");
@@ -297,12 +302,7 @@ fn updating_queries_match_the_sequential_reference() {
 #[test]
 fn group_by_queries_on_the_lsm_backend_match_the_sequential_reference() {
     for (event_rate, events) in [(1000, 30_000)] {
-        let span_ms = (events as i64 * 1000) / event_rate as i64;
-        let config = NexmarkConfig {
-            first_event_rate: event_rate,
-            base_time_ms: DEFAULT_BASE_TIME_MS + DAY_MS - span_ms / 2,
-            ..NexmarkConfig::default()
-        };
+        let config = across_midnight(event_rate, events);
         let all_bids = bids(config, events);
         for shards in [1, 2] {
             for name in ["q15", "q16", "q17"] {
