@@ -4,6 +4,7 @@
 //! `weir-bench nexmark-data` writes the generated events as CSV for other engines.
 
 mod lsm;
+mod map_bench;
 mod state_bench;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ enum Command {
     /// Large keyed state on the heap or the LSM backend, with checkpoints: throughput and the
     /// checkpoint pause.
     State(state_bench::StateArgs),
+    /// The operators' growing maps: SegmentedMap against HashMap (insert pauses, lookups).
+    Maps(map_bench::MapArgs),
 }
 
 #[derive(Args)]
@@ -191,6 +194,7 @@ fn main() -> Result<()> {
         Command::Suite(args) => suite(args),
         Command::Lsm(args) => lsm::run(&args),
         Command::State(args) => state_bench::run(&args),
+        Command::Maps(args) => map_bench::run(&args),
     }
 }
 
