@@ -34,6 +34,6 @@ pub use store::{
     CheckpointStore, FileBuffer, LoadedCheckpoint, LoadedOperator, LoadedShard, RestoredOperator,
 };
 pub use types::{
-    CheckpointId, CheckpointMeta, EncodedOperator, EncodedShard, EntryHead, OperatorState, OutputPart,
-    OutputTarget, Scope, ShardState, StateEntry,
+    CheckpointId, CheckpointMeta, EncodedOperator, EncodedShard, EntryHead, OperatorState,
+    OutputPart, OutputTarget, Scope, ShardState, StateEntry,
 };

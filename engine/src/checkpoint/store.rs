@@ -123,13 +123,19 @@ fn open_frame(data: &[u8], magic: &[u8; 8], path: &Path) -> Result<Range<usize>,
         reason,
     };
     if data.len() < 8 {
-        return Err(corrupt(data.len(), "truncated: shorter than the magic bytes"));
+        return Err(corrupt(
+            data.len(),
+            "truncated: shorter than the magic bytes",
+        ));
     }
     if &data[..8] != magic {
         return Err(corrupt(0, "bad magic bytes: not a file of this kind"));
     }
     if data.len() < 12 {
-        return Err(corrupt(data.len(), "truncated: shorter than the file header"));
+        return Err(corrupt(
+            data.len(),
+            "truncated: shorter than the file header",
+        ));
     }
     let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
     if version != VERSION {
@@ -140,7 +146,10 @@ fn open_frame(data: &[u8], magic: &[u8; 8], path: &Path) -> Result<Range<usize>,
         });
     }
     if data.len() < HEADER_LEN {
-        return Err(corrupt(data.len(), "truncated: shorter than the file header"));
+        return Err(corrupt(
+            data.len(),
+            "truncated: shorter than the file header",
+        ));
     }
     let mut len_bytes = [0u8; 8];
     len_bytes.copy_from_slice(&data[16..24]);
@@ -155,7 +164,10 @@ fn open_frame(data: &[u8], magic: &[u8; 8], path: &Path) -> Result<Range<usize>,
     // body_len <= available, which came from a usize.
     let end = HEADER_LEN + body_len as usize;
     if data.len() != end + TRAILER_LEN {
-        return Err(corrupt(end + TRAILER_LEN, "trailing bytes after the checksum"));
+        return Err(corrupt(
+            end + TRAILER_LEN,
+            "trailing bytes after the checksum",
+        ));
     }
     let stored = u32::from_le_bytes([data[end], data[end + 1], data[end + 2], data[end + 3]]);
     if crc32c::crc32c(&data[..end]) != stored {
@@ -217,6 +229,7 @@ pub(crate) fn decode_shard(data: &[u8], path: &Path) -> Result<ShardState, Check
 
 /// Decodes and validates a shard state file, keeping its bytes: entries are ranges into them,
 /// so loading a large checkpoint allocates once per file, not once per entry.
+#[cfg(test)]
 pub(crate) fn decode_shard_in_place(
     data: FileBuffer,
     path: &Path,
@@ -225,10 +238,7 @@ pub(crate) fn decode_shard_in_place(
 }
 
 /// Like `decode_shard_in_place`, also returning the offset of the shard number in the file.
-fn decode_shard_file(
-    data: FileBuffer,
-    path: &Path,
-) -> Result<(LoadedShard, u64), CheckpointError> {
+fn decode_shard_file(data: FileBuffer, path: &Path) -> Result<(LoadedShard, u64), CheckpointError> {
     let body = open_frame(&data, SHARD_MAGIC, path)?;
     let archived = access::<ArchivedEncodedShard>(&data, body, path)?;
     let base = data.as_ptr() as usize;
@@ -347,6 +357,7 @@ pub(crate) struct MetaOffsets {
 }
 
 /// Decodes and validates a `_metadata` file's contents; `path` is only for error messages.
+#[cfg(test)]
 pub(crate) fn decode_meta(data: &[u8], path: &Path) -> Result<CheckpointMeta, CheckpointError> {
     Ok(decode_meta_file(data, path)?.0)
 }

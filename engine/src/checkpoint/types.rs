@@ -75,7 +75,7 @@ pub struct EncodedOperator {
 impl EncodedOperator {
     /// Appends one entry whose bytes `encode` writes. Returns false if they exceed the
     /// format's u32 entry length (the entry is then unusable and the snapshot must fail).
-    pub(crate) fn push_entry(&mut self, scope: Scope, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+    pub fn push_entry(&mut self, scope: Scope, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
         let at = self.body.len();
         encode(&mut self.body);
         let len = u32::try_from(self.body.len() - at);
