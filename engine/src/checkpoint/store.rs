@@ -80,7 +80,7 @@ const TRAILER_LEN: usize = 4;
 
 // The archives need at most 8-byte alignment: the body's offset in the file and the 16-byte
 // alignment of the buffer a file is read into give them that.
-const _: () = assert!(HEADER_LEN % 8 == 0);
+const _: () = assert!(HEADER_LEN.is_multiple_of(8));
 const _: () = assert!(std::mem::align_of::<ArchivedEncodedShard>() <= 8);
 const _: () = assert!(std::mem::align_of::<ArchivedCheckpointMeta>() <= 8);
 
