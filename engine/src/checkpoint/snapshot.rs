@@ -15,7 +15,8 @@ use crate::key::{KeyMap, key_group};
 use crate::state::{CowStats, FrozenKeyGroups, StateCodec, StateError};
 
 /// Collects one operator instance's state for a checkpoint, encoding each entry straight into
-/// the shard file's format (one growing buffer per operator, no allocation per entry).
+/// the shard file's layout: its bytes appended to the operator's body, a (scope, length) head
+/// beside them (two growing buffers per operator, no allocation per entry).
 ///
 /// Every entry starts with a one-byte *part* tag, so an operator can store its own state
 /// (part 1 and up) beside its user function's (part 0) and hand each back separately.
