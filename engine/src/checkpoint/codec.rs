@@ -1,18 +1,18 @@
-//! The framing and primitive encoding shared by every checkpoint file.
+//! The framing and fixed-width encoding of the output commit records (`output`): small
+//! records of a few integers, where an archive format would buy nothing. (Shard state and
+//! `_metadata` are rkyv archives: see `store`.)
 //!
 //! A file is `magic (8 bytes) | version u32 | body length u64 | body | crc32c u32`, all
 //! integers little-endian, the checksum covering every byte before it. The explicit body length
-//! lets a reader tell a truncated file from a corrupted one. Inside bodies, byte strings are a
-//! u32 length followed by the bytes.
+//! lets a reader tell a truncated file from a corrupted one.
 //!
-//! Decoding never panics and never allocates more than the input could hold: every length and
-//! count is checked against the bytes that remain before anything is allocated for it.
+//! Decoding never panics: every read is checked against the bytes that remain.
 
 use std::path::Path;
 
 use super::CheckpointError;
 
-/// The only format version this build writes and reads.
+/// The only commit-record format version this build writes and reads.
 pub(crate) const VERSION: u32 = 1;
 
 /// Bytes of framing before the body: magic, version, body length.
@@ -24,19 +24,9 @@ const TRAILER_LEN: usize = 4;
 #[derive(Default)]
 pub(crate) struct Writer {
     buf: Vec<u8>,
-    /// A length or count did not fit in u32: the encoding is unusable.
-    overflow: bool,
 }
 
 impl Writer {
-    pub(crate) fn u8(&mut self, v: u8) {
-        self.buf.push(v);
-    }
-
-    pub(crate) fn bool(&mut self, v: bool) {
-        self.u8(u8::from(v));
-    }
-
     pub(crate) fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
@@ -45,38 +35,8 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
-    pub(crate) fn i64(&mut self, v: i64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-
-    /// A count or length that must fit the format's u32.
-    pub(crate) fn len(&mut self, n: usize) {
-        // Refusing to write (see `finish`) is better than writing a length that wraps.
-        match u32::try_from(n) {
-            Ok(n) => self.u32(n),
-            Err(_) => {
-                self.overflow = true;
-                self.u32(u32::MAX);
-            }
-        }
-    }
-
-    pub(crate) fn bytes(&mut self, v: &[u8]) {
-        self.len(v.len());
-        self.buf.extend_from_slice(v);
-    }
-
-    /// Appends bytes already in the format.
-    pub(crate) fn raw(&mut self, v: &[u8]) {
-        self.buf.extend_from_slice(v);
-    }
-
-    /// Wraps the body in magic, version, length and checksum; `None` if a length or count
-    /// exceeded u32 and the body cannot be represented.
-    pub(crate) fn finish(self, magic: &[u8; 8]) -> Option<Vec<u8>> {
-        if self.overflow {
-            return None;
-        }
+    /// Wraps the body in magic, version, length and checksum.
+    pub(crate) fn finish(self, magic: &[u8; 8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.buf.len() + TRAILER_LEN);
         out.extend_from_slice(magic);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -84,7 +44,7 @@ impl Writer {
         out.extend_from_slice(&self.buf);
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
-        Some(out)
+        out
     }
 }
 
@@ -191,75 +151,12 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
-    pub(crate) fn u8(&mut self) -> Result<u8, CheckpointError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    pub(crate) fn bool(&mut self) -> Result<bool, CheckpointError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => {
-                self.pos -= 1;
-                Err(self.corrupt("boolean is neither 0 nor 1"))
-            }
-        }
-    }
-
     pub(crate) fn u32(&mut self) -> Result<u32, CheckpointError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
     pub(crate) fn u64(&mut self) -> Result<u64, CheckpointError> {
         Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    pub(crate) fn i64(&mut self) -> Result<i64, CheckpointError> {
-        Ok(i64::from_le_bytes(self.array()?))
-    }
-
-    /// A count of items that each take at least `min_item` bytes: rejected if the remaining
-    /// body could not hold that many, so a corrupt count cannot cause a huge allocation.
-    pub(crate) fn count(&mut self, min_item: usize) -> Result<usize, CheckpointError> {
-        let at = self.pos;
-        let n = self.u32()? as usize;
-        if n.saturating_mul(min_item.max(1)) > self.remaining() {
-            self.pos = at;
-            return Err(self.corrupt("count exceeds the bytes that remain"));
-        }
-        Ok(n)
-    }
-
-    /// Where the next byte string lies in the data, without copying it.
-    pub(crate) fn bytes_range(&mut self) -> Result<std::ops::Range<usize>, CheckpointError> {
-        let at = self.pos;
-        let n = self.u32()? as usize;
-        if n > self.remaining() {
-            self.pos = at;
-            return Err(self.corrupt("byte string length exceeds the bytes that remain"));
-        }
-        let start = self.pos;
-        self.take(n)?;
-        Ok(start..start + n)
-    }
-
-    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, CheckpointError> {
-        let at = self.pos;
-        let n = self.u32()? as usize;
-        if n > self.remaining() {
-            self.pos = at;
-            return Err(self.corrupt("byte string length exceeds the bytes that remain"));
-        }
-        Ok(self.take(n)?.to_vec())
-    }
-
-    pub(crate) fn string(&mut self) -> Result<String, CheckpointError> {
-        let at = self.pos;
-        let b = self.bytes()?;
-        String::from_utf8(b).map_err(|_| {
-            self.pos = at;
-            self.corrupt("string is not UTF-8")
-        })
     }
 
     /// Fails unless the whole body was consumed.

@@ -25,6 +25,14 @@ pub enum CheckpointError {
         offset: u64,
         reason: &'static str,
     },
+    /// A file's checksum is right but its rkyv archive fails validation (a pointer, length
+    /// or tag out of bounds): written by a broken or foreign writer, never read unchecked.
+    #[error("invalid archive in {path}: rkyv validation failed: {source}")]
+    InvalidArchive {
+        path: PathBuf,
+        #[source]
+        source: rkyv::rancor::Error,
+    },
     /// The file was written by a format version this build does not read.
     #[error("unsupported format version {found} in {path} (this build reads version {supported})")]
     UnsupportedVersion {

@@ -255,7 +255,7 @@ fn shard_setups(
     let n = ctx.shards;
     let mut operators: Vec<HashMap<u32, Entries>> = (0..n).map(|_| HashMap::new()).collect();
     let mut sources: HashMap<u32, SourceRestore> = HashMap::new();
-    let mut buffers: Vec<Arc<Vec<u8>>> = Vec::new();
+    let mut buffers: Vec<Arc<super::FileBuffer>> = Vec::new();
     let restore_dir = latest.as_ref().map(|l| l.path.clone());
     if let Some(l) = latest {
         for (buffer, old) in l.shards.into_iter().enumerate() {

@@ -30,8 +30,10 @@ pub use error::CheckpointError;
 pub use output::{OutputCommitter, clean_pending};
 pub use shard::ShardTrigger;
 pub use snapshot::{KeyedCollection, SourceRestore, StateRestore, StateSnapshot};
-pub use store::{CheckpointStore, LoadedCheckpoint, LoadedOperator, LoadedShard, RestoredOperator};
+pub use store::{
+    CheckpointStore, FileBuffer, LoadedCheckpoint, LoadedOperator, LoadedShard, RestoredOperator,
+};
 pub use types::{
-    CheckpointId, CheckpointMeta, EncodedOperator, EncodedShard, OperatorState, OutputPart,
-    OutputTarget, Scope, ShardState, StateEntry,
+    CheckpointId, CheckpointMeta, EncodedOperator, EncodedShard, EntryHead, OperatorState,
+    OutputPart, OutputTarget, Scope, ShardState, StateEntry,
 };

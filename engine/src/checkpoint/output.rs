@@ -415,8 +415,7 @@ fn encode_record(sink: u32, record: CommitRecord, earlier: &[CommitRecord]) -> V
         w.u64(r.id);
         w.u64(r.len);
     }
-    // Bounded fields only (at most `HISTORY` earlier commits): the encoding cannot overflow.
-    w.finish(RECORD_MAGIC).unwrap_or_default()
+    w.finish(RECORD_MAGIC)
 }
 
 fn decode_record(

@@ -310,7 +310,7 @@ impl ShardCheckpoints {
                     part,
                     frozen,
                 }));
-            if encoded.entries > 0 {
+            if !encoded.entries.is_empty() {
                 b.state.operators.push(encoded);
             }
         });

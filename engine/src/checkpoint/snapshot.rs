@@ -9,13 +9,14 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::store::append_entry;
+use super::store::FileBuffer;
 use super::{EncodedOperator, EncodedShard, Scope};
 use crate::key::{KeyMap, key_group};
 use crate::state::{CowStats, FrozenKeyGroups, StateCodec, StateError};
 
 /// Collects one operator instance's state for a checkpoint, encoding each entry straight into
-/// the shard file's format (one growing buffer per operator, no allocation per entry).
+/// the shard file's layout: its bytes appended to the operator's body, a (scope, length) head
+/// beside them (two growing buffers per operator, no allocation per entry).
 ///
 /// Every entry starts with a one-byte *part* tag, so an operator can store its own state
 /// (part 1 and up) beside its user function's (part 0) and hand each back separately.
@@ -51,12 +52,11 @@ impl<'a> StateSnapshot<'a> {
 
     fn entry(&mut self, scope: Scope, encode: impl FnOnce(&mut Vec<u8>)) {
         let part = self.part;
-        let fits = append_entry(&mut self.out.body, scope, |bytes| {
+        let fits = self.out.push_entry(scope, |bytes| {
             bytes.push(part);
             encode(bytes);
         });
         self.overflow |= !fits;
-        self.out.entries += 1;
     }
 
     /// Writes the state of `key`: restored on the shard that owns the key's key group.
@@ -122,12 +122,12 @@ impl<'a> StateSnapshot<'a> {
 
     /// Entries written so far.
     pub fn len(&self) -> usize {
-        self.out.entries as usize
+        self.out.entries.len()
     }
 
     /// True if nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.out.entries == 0
+        self.out.entries.is_empty()
     }
 }
 
@@ -180,7 +180,7 @@ pub(crate) fn encode_deferred(
 #[derive(Clone, Debug, Default)]
 pub struct StateRestore {
     /// The buffers entries point into (the loaded shard files).
-    buffers: Arc<Vec<Arc<Vec<u8>>>>,
+    buffers: Arc<Vec<Arc<FileBuffer>>>,
     keyed: Arc<Vec<(u32, Slice)>>,
     shard: Arc<Vec<Slice>>,
     part: u8,
@@ -197,7 +197,7 @@ impl StateRestore {
     /// Restore data from entries as `StateSnapshot` wrote them (part tag first), viewing
     /// part 0 (a function's own state).
     pub fn from_entries(keyed: Vec<(u32, Vec<u8>)>, shard: Vec<Vec<u8>>) -> Self {
-        let mut data = Vec::new();
+        let mut data = FileBuffer::new();
         let mut slice = |bytes: &[u8]| {
             let start = data.len();
             data.extend_from_slice(bytes);
@@ -213,7 +213,7 @@ impl StateRestore {
 
     /// Restore data whose entries point into shared buffers (no copies).
     pub(crate) fn from_buffers(
-        buffers: Vec<Arc<Vec<u8>>>,
+        buffers: Vec<Arc<FileBuffer>>,
         keyed: Vec<(u32, Slice)>,
         shard: Vec<Slice>,
     ) -> Self {

@@ -9,7 +9,20 @@
 pub type CheckpointId = u64;
 
 /// Who owns a state entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, Clone, Copy, PartialEq, Eq))]
 pub enum Scope {
     /// Keyed state of one key group.
     KeyGroup(u32),
@@ -38,30 +51,79 @@ pub struct ShardState {
     pub operators: Vec<OperatorState>,
 }
 
-/// One operator instance's state already encoded as the entries of a shard file (see
-/// `store`): what operators write at a barrier, so a snapshot costs appends to one buffer, not
-/// an allocation per entry.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+/// One entry of an [`EncodedOperator`]: its scope and how many bytes of the operator's body it
+/// takes (entries lie back to back in write order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize)]
+pub struct EntryHead {
+    pub scope: Scope,
+    pub len: u32,
+}
+
+/// One operator instance's state in the shard file's layout (see `store`): what operators
+/// write at a barrier, so a snapshot costs appends to two growing buffers, not an allocation
+/// per entry. It is archived with rkyv as it is: the body becomes one byte array of the file
+/// (one copy), and a restore reads each entry in place from it.
+#[derive(Clone, Debug, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize)]
 pub struct EncodedOperator {
     pub node: u32,
-    /// Entries in `body`.
-    pub entries: u32,
-    /// The entries, each `scope u8 [key group u32] | length u32 | bytes`, little-endian.
+    /// Every entry's scope and length, in write order.
+    pub entries: Vec<EntryHead>,
+    /// The entries' bytes, concatenated.
     pub body: Vec<u8>,
 }
 
-/// Everything one shard wrote for one checkpoint, encoded.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+impl EncodedOperator {
+    /// Appends one entry whose bytes `encode` writes. Returns false if they exceed the
+    /// format's u32 entry length (the entry is then unusable and the snapshot must fail).
+    pub fn push_entry(&mut self, scope: Scope, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let at = self.body.len();
+        encode(&mut self.body);
+        let len = u32::try_from(self.body.len() - at);
+        self.entries.push(EntryHead {
+            scope,
+            len: len.unwrap_or(u32::MAX),
+        });
+        len.is_ok()
+    }
+}
+
+/// Everything one shard wrote for one checkpoint, encoded: the root of a shard file's archive.
+#[derive(Clone, Debug, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize)]
 pub struct EncodedShard {
     pub shard: u32,
     pub operators: Vec<EncodedOperator>,
+}
+
+impl EncodedShard {
+    /// The encoded form of owned state (the store's `write_shard`, tests).
+    pub fn from_state(state: &ShardState) -> Self {
+        EncodedShard {
+            shard: state.shard,
+            operators: state
+                .operators
+                .iter()
+                .map(|op| {
+                    let mut out = EncodedOperator {
+                        node: op.node,
+                        entries: Vec::with_capacity(op.entries.len()),
+                        body: Vec::with_capacity(op.entries.iter().map(|e| e.bytes.len()).sum()),
+                    };
+                    for e in &op.entries {
+                        // A > 4 GiB entry is caught by `store` (its length no longer adds up).
+                        out.push_entry(e.scope, |b| b.extend_from_slice(&e.bytes));
+                    }
+                    out
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A pre-committed piece of transactional sink output: for a single-file output, a file in the
 /// checkpoint directory's `pending/` folder, appended to the output file when its checkpoint
 /// commits; for a directory output, a hidden in-progress part file in that directory, renamed
 /// into place when its checkpoint commits.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct OutputPart {
     /// The sink's graph node.
     pub sink: u32,
@@ -94,8 +156,8 @@ pub enum OutputTarget {
     },
 }
 
-/// The record that makes a checkpoint complete.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The record that makes a checkpoint complete (the root of `_metadata`'s archive).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct CheckpointMeta {
     pub id: CheckpointId,
     /// Fingerprint of the job graph: a checkpoint restores only into the same graph.
