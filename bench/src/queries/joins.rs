@@ -53,7 +53,10 @@ impl CsvRecord for Q3Row {
 
 #[derive(Clone, Default)]
 struct Q3Slot {
-    person: Option<Person>,
+    /// Boxed: the map holds every seller with a category-10 auction (~10^5 per shard), and a
+    /// hash map grows by moving all its entries at once — 60 ms for 230 k entries of 160
+    /// bytes, 14 ms at 32 bytes — a pause every record on the shard waits out (q3's p99.9).
+    person: Option<Box<Person>>,
     auctions: Vec<i64>,
 }
 
@@ -86,7 +89,7 @@ impl KeyedCoProcessFunction<i64, Auction, Person, Q3Row> for Q3Join {
         for id in slot.auctions.drain(..) {
             ctx.emit(q3_row(&p, id));
         }
-        slot.person = Some(p);
+        slot.person = Some(Box::new(p));
     }
 }
 
@@ -734,13 +737,13 @@ pub fn q6(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
 
 impl StateCodec for Q3Slot {
     fn encode(&self, out: &mut Vec<u8>) {
-        self.person.encode(out);
+        self.person.as_deref().copied().encode(out);
         self.auctions.encode(out);
     }
 
     fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
         Ok(Q3Slot {
-            person: Option::decode_from(input)?,
+            person: Option::<Person>::decode_from(input)?.map(Box::new),
             auctions: Vec::decode_from(input)?,
         })
     }
