@@ -62,6 +62,9 @@ pub struct Report {
     pub latency_p99: Duration,
     pub latency_p999: Duration,
     pub latency_max: Duration,
+    /// p50, p99, p99.9 and max of the records that reached the sink before any source
+    /// finished: the steady state, without the end-of-input flush.
+    pub steady: [Duration; 4],
     /// What checkpointing did, with `--checkpoint-dir`.
     pub checkpoints: Option<weir::checkpoint::CheckpointStats>,
 }
@@ -78,7 +81,8 @@ impl Report {
             concat!(
                 "{{\"query\":\"{}\",\"cores\":{},\"events\":{},\"seconds\":{:.6},",
                 "\"events_per_sec\":{:.1},\"events_per_sec_per_core\":{:.1},\"output_rows\":{},",
-                "\"pinned\":{},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}}}}"
+                "\"pinned\":{},\"latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
+                "\"steady_latency_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}}}}"
             ),
             self.query.name(),
             self.cores,
@@ -92,6 +96,10 @@ impl Report {
             self.latency_p99.as_micros(),
             self.latency_p999.as_micros(),
             self.latency_max.as_micros(),
+            self.steady[0].as_micros(),
+            self.steady[1].as_micros(),
+            self.steady[2].as_micros(),
+            self.steady[3].as_micros(),
         )
     }
 
@@ -132,7 +140,7 @@ impl Report {
 
     fn measures_text(&self) -> String {
         format!(
-            "query {}: {} events on {} core(s){} in {:.3} s\n  throughput: {:.0} events/s ({:.0} per core)\n  output rows: {}\n  latency (ingest to sink): p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+            "query {}: {} events on {} core(s){} in {:.3} s\n  throughput: {:.0} events/s ({:.0} per core)\n  output rows: {}\n  latency (ingest to sink): p50 {} us, p99 {} us, p99.9 {} us, max {} us\n  before end of input: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
             self.query.name(),
             self.events,
             self.cores,
@@ -149,6 +157,10 @@ impl Report {
             self.latency_p99.as_micros(),
             self.latency_p999.as_micros(),
             self.latency_max.as_micros(),
+            self.steady[0].as_micros(),
+            self.steady[1].as_micros(),
+            self.steady[2].as_micros(),
+            self.steady[3].as_micros(),
         )
     }
 }
@@ -291,6 +303,12 @@ pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
         latency_p99: result.latency_at(0.99),
         latency_p999: result.latency_at(0.999),
         latency_max: Duration::from_nanos(result.latency.max()),
+        steady: [
+            result.steady_latency_at(0.5),
+            result.steady_latency_at(0.99),
+            result.steady_latency_at(0.999),
+            Duration::from_nanos(result.latency_steady.max()),
+        ],
         checkpoints: result.checkpoints,
     })
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use weir::checkpoint::{StateRestore, StateSnapshot};
+use weir::key::KeyMap;
 use weir::nexmark::{Bid, Event, Str};
 use weir::operator::{AggregateFunction, WindowResult};
 use weir::state::{StateCodec, StateError};
@@ -46,60 +47,227 @@ fn window_end(w: &Window) -> Timestamp {
     }
 }
 
-/// Sums the counts of panes.
-#[derive(Clone, Copy, Default)]
-struct SumCounts;
+/// Panes per sliding window of q5 (10 s windows every 2 s).
+const PANES_PER_WINDOW: i64 = TEN_SECONDS / TWO_SECONDS;
 
-impl AggregateFunction<WindowResult<i64, i64>> for SumCounts {
-    type Acc = i64;
-    type Out = i64;
-    fn create_accumulator(&self) -> i64 {
-        0
-    }
+/// One shard's counts of one sliding window of q5, with their running arg-max: counts only
+/// grow, so the maximum and the auctions at it follow every add and the window's result is
+/// ready the moment the watermark closes it (nothing to sort, scan or ship per auction then).
+#[derive(Clone, Debug, Default)]
+struct WindowCounts {
+    counts: KeyMap<i64, i64>,
+    /// The highest count so far and the auctions at it, each once.
+    max: i64,
+    at_max: Vec<i64>,
+}
+
+impl WindowCounts {
     #[inline]
-    fn add(&mut self, acc: &mut i64, pane: WindowResult<i64, i64>) {
-        *acc += pane.value;
-    }
-    fn get_result(&self, acc: &i64) -> i64 {
-        *acc
-    }
-    fn merge(&self, acc: &mut i64, other: i64) {
-        *acc += other;
+    fn add(&mut self, auction: i64, n: i64) {
+        let count = self.counts.entry(auction).or_insert(0);
+        *count += n;
+        let count = *count;
+        if count > self.max {
+            self.max = count;
+            self.at_max.clear();
+        }
+        if count == self.max {
+            self.at_max.push(auction);
+        }
     }
 }
 
-/// The auctions with the highest count in a window, in arrival order: an incremental
-/// arg-max that keeps every key tied at the maximum (instead of buffering all of a window's
-/// counts until it fires).
-#[derive(Clone, Copy, Default)]
-struct HotAuctions;
+/// What one shard knows about one sliding window of q5 when it closes: its highest count and
+/// the auctions at it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Q5Partial {
+    /// The window's end.
+    pub end: Timestamp,
+    pub max: i64,
+    pub auctions: Vec<i64>,
+}
 
-impl AggregateFunction<WindowResult<i64, i64>> for HotAuctions {
-    /// (the maximum so far, the auctions at it in arrival order)
-    type Acc = (i64, Vec<i64>);
-    type Out = (i64, Vec<i64>);
-    fn create_accumulator(&self) -> Self::Acc {
-        (i64::MIN, Vec::new())
+impl StateCodec for Q5Partial {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.end, self.max).encode(out);
+        self.auctions.encode(out);
     }
-    #[inline]
-    fn add(&mut self, acc: &mut Self::Acc, count: WindowResult<i64, i64>) {
-        if count.value > acc.0 {
-            acc.0 = count.value;
-            acc.1.clear();
-        }
-        if count.value == acc.0 {
-            acc.1.push(count.key);
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, StateError> {
+        let (end, max) = <(Timestamp, i64)>::decode_from(input)?;
+        Ok(Q5Partial {
+            end,
+            max,
+            auctions: Vec::decode_from(input)?,
+        })
+    }
+}
+
+/// Stage 2 of q5 (input partitioned by auction): each pane count goes into the five sliding
+/// windows that hold the pane, and a window closed by the watermark leaves as one partial per
+/// shard. (It replaced a sliding window operator whose firing sorted and sent every auction's
+/// count to one shard: milliseconds between a window's close and its result.)
+///
+/// A pane's counts arrive just as the first window holding the pane closes, so only that
+/// window's add is done at once; the adds into the four later windows wait until that window
+/// has fired and a watermark closes nothing (or until one closes them), off the path of the
+/// closing window's result: one hash probe per count before it leaves instead of five.
+#[derive(Clone)]
+struct Q5Windows {
+    /// Open windows by end.
+    windows: BTreeMap<Timestamp, WindowCounts>,
+    /// Pane counts (auction, pane end, count) not yet added to their four later windows.
+    deferred: Vec<(i64, Timestamp, i64)>,
+    /// The smallest pane end in `deferred` (`Timestamp::MAX` if empty).
+    deferred_min: Timestamp,
+}
+
+impl Default for Q5Windows {
+    fn default() -> Self {
+        Q5Windows {
+            windows: BTreeMap::new(),
+            deferred: Vec::new(),
+            deferred_min: Timestamp::MAX,
         }
     }
-    fn get_result(&self, acc: &Self::Acc) -> Self::Out {
-        acc.clone()
-    }
-    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
-        if other.0 > acc.0 {
-            *acc = other;
-        } else if other.0 == acc.0 {
-            acc.1.extend(other.1);
+}
+
+impl Q5Windows {
+    /// Adds the deferred counts of panes ending at or before `upto` to their later windows.
+    fn apply_deferred(&mut self, upto: Timestamp) {
+        if self.deferred_min > upto {
+            return;
         }
+        let windows = &mut self.windows;
+        let mut min = Timestamp::MAX;
+        self.deferred.retain(|&(auction, pane_end, count)| {
+            if pane_end > upto {
+                min = min.min(pane_end);
+                return true;
+            }
+            for k in 1..PANES_PER_WINDOW {
+                let end = pane_end.saturating_add(k * TWO_SECONDS);
+                windows.entry(end).or_default().add(auction, count);
+            }
+            false
+        });
+        self.deferred_min = min;
+    }
+}
+
+impl ProcessFunction<WindowResult<i64, i64>, Q5Partial> for Q5Windows {
+    fn process(&mut self, pane: WindowResult<i64, i64>, _ctx: &mut ProcessContext<'_, Q5Partial>) {
+        let pane_end = window_end(&pane.window);
+        self.windows
+            .entry(pane_end)
+            .or_default()
+            .add(pane.key, pane.value);
+        self.deferred.push((pane.key, pane_end, pane.value));
+        self.deferred_min = self.deferred_min.min(pane_end);
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, Q5Partial>) {
+        // A window fires once the watermark passes its last millisecond.
+        let limit = watermark.saturating_add(1);
+        // A jump of two seconds or more closes a deferred count's later window too: add first.
+        self.apply_deferred(limit.saturating_sub(TWO_SECONDS));
+        let mut fired = false;
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() > limit {
+                break;
+            }
+            fired = true;
+            let end = *entry.key();
+            let w = entry.remove();
+            if !w.at_max.is_empty() {
+                ctx.emit(Q5Partial {
+                    end,
+                    max: w.max,
+                    auctions: w.at_max,
+                });
+            }
+        }
+        if !fired {
+            self.apply_deferred(limit);
+        }
+    }
+
+    /// Keyed by auction (the stream is partitioned by it): every (auction, window) count,
+    /// deferred adds included (restore adds them up).
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        for (end, w) in &self.windows {
+            for (auction, count) in &w.counts {
+                out.keyed(auction, &(*end, *count));
+            }
+        }
+        for (auction, pane_end, count) in &self.deferred {
+            for k in 1..PANES_PER_WINDOW {
+                out.keyed(auction, &(pane_end.saturating_add(k * TWO_SECONDS), *count));
+            }
+        }
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        for entry in state.keyed::<i64, (Timestamp, i64)>() {
+            let (auction, (end, count)) = entry?;
+            self.windows.entry(end).or_default().add(auction, count);
+        }
+        Ok(())
+    }
+}
+
+/// Stage 3 of q5 (input partitioned by window end): the shards' partials of a window,
+/// combined once the watermark closed it.
+#[derive(Clone, Default)]
+struct Q5Hot {
+    windows: BTreeMap<Timestamp, Q5Partial>,
+}
+
+impl Q5Hot {
+    fn merge_partial(windows: &mut BTreeMap<Timestamp, Q5Partial>, p: Q5Partial) {
+        let w = windows.entry(p.end).or_insert_with(|| Q5Partial {
+            end: p.end,
+            max: i64::MIN,
+            auctions: Vec::new(),
+        });
+        if p.max > w.max {
+            *w = p;
+        } else if p.max == w.max {
+            w.auctions.extend(p.auctions);
+        }
+    }
+}
+
+impl ProcessFunction<Q5Partial, (i64, i64)> for Q5Hot {
+    fn process(&mut self, p: Q5Partial, _ctx: &mut ProcessContext<'_, (i64, i64)>) {
+        Self::merge_partial(&mut self.windows, p);
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, (i64, i64)>) {
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() > watermark.saturating_add(1) {
+                break;
+            }
+            let w = entry.remove();
+            for a in w.auctions {
+                ctx.emit((a, w.max));
+            }
+        }
+    }
+
+    /// Keyed by window end (the stream is partitioned by it).
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        for (end, w) in &self.windows {
+            out.keyed(end, w);
+        }
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        for entry in state.keyed::<Timestamp, Q5Partial>() {
+            let (_, w) = entry?;
+            Self::merge_partial(&mut self.windows, w);
+        }
+        Ok(())
     }
 }
 
@@ -107,34 +275,25 @@ impl AggregateFunction<WindowResult<i64, i64>> for HotAuctions {
 ///
 /// Sliding windows are computed from 2-second panes (Flink SQL slices hop windows the same
 /// way): each bid updates one pane count instead of five window counts, and each pane's count
-/// then goes to the five windows that contain it.
+/// then goes to the five windows that contain it, where a running arg-max per window and shard
+/// keeps the result ready for the window's close (two-phase, as q7).
 pub fn q5(events: &Stream<Event>) -> Stream<(i64, i64)> {
-    let (Ok(panes), Ok(sliding), Ok(tumbling)) = (
-        WindowAssigner::tumbling(TWO_SECONDS, 0),
-        WindowAssigner::sliding(TEN_SECONDS, TWO_SECONDS, 0),
-        WindowAssigner::tumbling(TWO_SECONDS, 0),
-    ) else {
+    let Ok(panes) = WindowAssigner::tumbling(TWO_SECONDS, 0) else {
         unreachable_config()
     };
     let counts = bids(events)
         .key_by(|b: &Bid| b.auction)
         .window(panes, |b: &Bid| b.date_time)
         .aggregate(Count)
-        .name("q5-panes")
-        .key_by(|p: &WindowResult<i64, i64>| p.key)
-        .window(sliding, |p: &WindowResult<i64, i64>| p.max_timestamp())
-        .aggregate(SumCounts)
-        .name("q5-windows");
-    // Last stage: all counts of one window meet on one shard, in a tumbling window that holds
-    // exactly that sliding window's results (stamped with its last millisecond).
+        .name("q5-panes");
     counts
-        .key_by(|r: &WindowResult<i64, i64>| window_end(&r.window))
-        .window(tumbling, |r: &WindowResult<i64, i64>| r.max_timestamp())
-        .aggregate(HotAuctions)
-        .flat_map(|hot: WindowResult<i64, (i64, Vec<i64>)>| {
-            let (max, auctions) = hot.value;
-            auctions.into_iter().map(move |a| (a, max))
-        })
+        .key_by(|p: &WindowResult<i64, i64>| p.key)
+        .partitioned()
+        .process(Q5Windows::default())
+        .name("q5-windows")
+        .key_by(|p: &Q5Partial| p.end)
+        .partitioned()
+        .process(Q5Hot::default())
         .name("q5-hot")
 }
 

@@ -221,7 +221,8 @@ where
     }
 
     /// Fires every window whose end the watermark passed, in (end, key) order, and drops the
-    /// windows whose allowed lateness is over.
+    /// windows whose allowed lateness is over. When one advance closes several windows, each
+    /// one's results leave (with the watermark at its end) before the next one fires.
     fn on_watermark(&mut self, watermark: Timestamp) -> Result<()> {
         if watermark <= self.watermark {
             return Ok(());
@@ -229,6 +230,8 @@ where
         self.watermark = watermark;
         let lateness = self.spec.allowed_lateness;
         let mut i = 0;
+        // The last millisecond of the window fired last in this advance, if any.
+        let mut previous: Option<Timestamp> = None;
         while let Some(w) = self.windows.get_mut(i) {
             if w.end > watermark {
                 break;
@@ -236,6 +239,15 @@ where
             let window = w.window;
             let cleanup = cleanup_time(&window, lateness) <= watermark;
             if !w.fired {
+                let end = w.end;
+                if let Some(p) = previous.replace(end)
+                    && p < end
+                {
+                    self.emit.window_done(p)?;
+                }
+                let Some(w) = self.windows.get_mut(i) else {
+                    break;
+                };
                 self.keys_hint = w.keys.len();
                 if cleanup {
                     // Fired and cleaned up at once: take the contents.

@@ -17,6 +17,8 @@
 
 use std::hash::Hash;
 
+use smallvec::SmallVec;
+
 use super::window::{KeySnapshot, PART_KEYS};
 use super::window_emit::WindowEmit;
 use super::{Push, WindowContents, WindowFunction, WindowSpec, guarded};
@@ -37,7 +39,10 @@ struct Session<Acc> {
 
 /// A key's open sessions (disjoint, sorted by start) and the time of its one timer.
 struct KeySessions<Acc> {
-    sessions: Vec<Session<Acc>>,
+    /// Most keys have one open session: it lives in the key's map entry, so a record costs
+    /// one cache miss (the hash probe) instead of two (probe, then the vector's heap block):
+    /// measured as 18% of this operator's time on q11 with a `Vec`.
+    sessions: SmallVec<[Session<Acc>; 1]>,
     /// At or before the first session's end; `None` once the key has no session.
     timer: Option<Timestamp>,
 }
@@ -117,7 +122,7 @@ where
                 keys.insert(
                     key,
                     KeySessions {
-                        sessions: open,
+                        sessions: SmallVec::from_vec(open),
                         timer: Some(at),
                     },
                 );
@@ -187,7 +192,7 @@ where
         let state = match self.keys.get_mut(&key) {
             Some(state) => state,
             None => self.keys.entry(key.clone()).or_insert(KeySessions {
-                sessions: Vec::new(),
+                sessions: SmallVec::new(),
                 timer: None,
             }),
         };

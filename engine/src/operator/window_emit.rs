@@ -77,6 +77,18 @@ impl<T, Out> WindowEmit<T, Out> {
         Ok(())
     }
 
+    /// One window of several closed by the same watermark has fired: its results go out now,
+    /// followed by the watermark at its last millisecond (later windows' results are all
+    /// later than that), so downstream operators — on other shards too — can act on this
+    /// window while the next one fires, instead of after the whole burst.
+    pub(super) fn window_done(&mut self, max_timestamp: crate::time::Timestamp) -> Result<()> {
+        if !self.out.is_empty() {
+            self.out.ingest = self.last_ingest;
+            self.next.push(&mut self.out)?;
+        }
+        self.next.progress(Progress::Watermark(max_timestamp))
+    }
+
     /// Progress was handled (windows fired): results go out, then the progress itself.
     pub(super) fn end_progress(&mut self, progress: Progress) -> Result<()> {
         if !self.out.is_empty() {

@@ -66,9 +66,10 @@ impl ShardBuilder {
         info: ShardInfo,
         names: Arc<Vec<String>>,
         cancel: Arc<AtomicBool>,
+        input_ended: Arc<AtomicBool>,
         setup: ShardSetup,
     ) -> Self {
-        let metrics = Rc::new(ShardMetrics::new(names.len()));
+        let metrics = Rc::new(ShardMetrics::new(names.len(), input_ended));
         let checkpoints = Rc::new(ShardCheckpoints::new(
             info.index,
             info.max_parallelism,

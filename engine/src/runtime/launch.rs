@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures_lite::FutureExt;
@@ -62,6 +62,7 @@ pub(crate) fn run_job(
         _ => None,
     };
     let start = Instant::now();
+    let input_ended = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::with_capacity(ctx.shards);
     for (index, shard_parts) in parts.into_iter().enumerate() {
         let placement = match cpus.get(index) {
@@ -71,13 +72,14 @@ pub(crate) fn run_job(
         let info = ctx.shard_info(index);
         let names = names.clone();
         let cancel = ctx.cancel.clone();
+        let input_ended = input_ended.clone();
         let setup = setups.next().unwrap_or_default();
         let lsm = lsm.clone();
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("weir-shard-{index}"))
             .io_memory(launch.io_memory)
             .spawn(move || async move {
-                let builder = ShardBuilder::new(info, names, cancel.clone(), setup);
+                let builder = ShardBuilder::new(info, names, cancel.clone(), input_ended, setup);
                 let outcome = std::panic::AssertUnwindSafe(run_shard(builder, shard_parts, lsm))
                     .catch_unwind()
                     .await;
@@ -234,6 +236,7 @@ fn merge(
         })
         .collect();
     let mut latency = new_latency_histogram();
+    let mut latency_steady = new_latency_histogram();
     let mut max_queue_len = 0;
     let mut max_held = 0;
     for s in snapshots {
@@ -244,6 +247,7 @@ fn merge(
         }
         // Both histograms have the same bounds, so adding cannot fail; ignore if it ever did.
         let _ = latency.add(&s.latency);
+        let _ = latency_steady.add(&s.latency_steady);
         max_queue_len = max_queue_len.max(s.max_queue_len);
         max_held = max_held.max(s.max_held);
     }
@@ -253,6 +257,7 @@ fn merge(
         pinned,
         operators,
         latency,
+        latency_steady,
         max_queue_len,
         max_held,
         checkpoints: None,

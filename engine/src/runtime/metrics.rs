@@ -3,6 +3,8 @@
 //! Counters are plain `Cell`s: a shard is one thread, so counting costs an add, not an atomic.
 
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -19,6 +21,12 @@ pub(crate) struct ShardMetrics {
     pub records_out: Vec<Cell<u64>>,
     pub records_late: Vec<Cell<u64>>,
     pub latency: RefCell<Histogram<u64>>,
+    /// The same, only for batches that reached a sink before any source of the job finished:
+    /// the steady state, without the end-of-input flush (where the final watermark fires every
+    /// open window at once).
+    pub latency_steady: RefCell<Histogram<u64>>,
+    /// Set by the first source task of the job (any shard) that reads its last record.
+    pub input_ended: Arc<AtomicBool>,
     /// The largest number of batches seen queued in any outgoing channel.
     pub max_queue_len: Cell<usize>,
     /// The most batches ever held back behind one full channel.
@@ -26,12 +34,14 @@ pub(crate) struct ShardMetrics {
 }
 
 impl ShardMetrics {
-    pub fn new(nodes: usize) -> Self {
+    pub fn new(nodes: usize, input_ended: Arc<AtomicBool>) -> Self {
         ShardMetrics {
             records_in: (0..nodes).map(|_| Cell::new(0)).collect(),
             records_out: (0..nodes).map(|_| Cell::new(0)).collect(),
             records_late: (0..nodes).map(|_| Cell::new(0)).collect(),
             latency: RefCell::new(new_latency_histogram()),
+            latency_steady: RefCell::new(new_latency_histogram()),
+            input_ended,
             max_queue_len: Cell::new(0),
             max_held: Cell::new(0),
         }
@@ -43,6 +53,7 @@ impl ShardMetrics {
             records_out: self.records_out.iter().map(Cell::get).collect(),
             records_late: self.records_late.iter().map(Cell::get).collect(),
             latency: self.latency.borrow().clone(),
+            latency_steady: self.latency_steady.borrow().clone(),
             max_queue_len: self.max_queue_len.get(),
             max_held: self.max_held.get(),
         }
@@ -55,8 +66,22 @@ pub(crate) struct ShardSnapshot {
     pub records_out: Vec<u64>,
     pub records_late: Vec<u64>,
     pub latency: Histogram<u64>,
+    pub latency_steady: Histogram<u64>,
     pub max_queue_len: usize,
     pub max_held: usize,
+}
+
+impl ShardMetrics {
+    /// Records a sink batch of `n` records that took `nanos` from ingest (clamped to the
+    /// histograms' bounds rather than lost).
+    pub fn record_latency(&self, nanos: u64, n: u64) {
+        let mut h = self.latency.borrow_mut();
+        let v = nanos.clamp(1, h.high());
+        let _ = h.record_n(v, n);
+        if !self.input_ended.load(Ordering::Relaxed) {
+            let _ = self.latency_steady.borrow_mut().record_n(v, n);
+        }
+    }
 }
 
 /// Record counts of one operator, summed over shards.
@@ -89,6 +114,10 @@ pub struct JobResult {
     /// End-to-end latency (source ingest to sink) in nanoseconds, one sample per record,
     /// stamped per batch.
     pub latency: Histogram<u64>,
+    /// The same for the records that reached a sink before any source finished reading: the
+    /// steady state, without the end-of-input flush (the final watermark fires every open
+    /// window at once, so windowed queries' `latency` is mostly that flush).
+    pub latency_steady: Histogram<u64>,
     /// The most batches ever queued in one cross-shard channel (never above its capacity).
     pub max_queue_len: usize,
     /// The most batches ever held back by a producer behind one full channel. The producer
@@ -109,6 +138,7 @@ impl JobResult {
             pinned: false,
             operators: Vec::new(),
             latency: super::metrics::new_latency_histogram(),
+            latency_steady: super::metrics::new_latency_histogram(),
             max_queue_len: 0,
             max_held: 0,
             checkpoints: None,
@@ -136,5 +166,10 @@ impl JobResult {
     /// Latency at `quantile` (0.0..=1.0), as a duration.
     pub fn latency_at(&self, quantile: f64) -> Duration {
         Duration::from_nanos(self.latency.value_at_quantile(quantile))
+    }
+
+    /// Steady-state latency at `quantile` (see [`JobResult::latency_steady`]).
+    pub fn steady_latency_at(&self, quantile: f64) -> Duration {
+        Duration::from_nanos(self.latency_steady.value_at_quantile(quantile))
     }
 }

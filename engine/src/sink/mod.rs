@@ -158,10 +158,7 @@ impl<T, W: SinkWriter<T>> Push<T> for SinkPush<W> {
         let writer = &mut self.writer;
         guarded(&self.ctx, || writer.write(&mut batch.records))??;
         let nanos = batch.ingest.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        // A value beyond the histogram's one-hour bound is clamped rather than lost.
-        let mut h = self.ctx.metrics.latency.borrow_mut();
-        let v = nanos.clamp(1, h.high());
-        let _ = h.record_n(v, n as u64);
+        self.ctx.metrics.record_latency(nanos, n as u64);
         Ok(())
     }
 

@@ -115,6 +115,8 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
             scheduler.drain(task).await?;
         }
         if status == SourceStatus::Finished {
+            // From here on the job's sinks see the end-of-input flush, not the steady state.
+            ctx.metrics.input_ended.store(true, Ordering::Relaxed);
             break;
         }
         if barriers.due() {
