@@ -535,79 +535,13 @@ impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> fo
     }
 }
 
-/// The input of [`LocalBest`]: an auction's lifetime (broadcast to every shard) or a bid
-/// (from this shard's own source).
-#[derive(Clone, Copy)]
-enum BidOrLifetime {
-    Lifetime(i64, Timestamp, Timestamp),
-    Bid(Bid),
-}
-
-/// Per auction on one shard: its lifetime and the best bid this shard forwarded for it.
-type LocalSlot = (Timestamp, Timestamp, Option<(i64, Timestamp)>);
-
-/// The local phase of the winning-bid joins (q4, q6, q9), on the bid's own shard before the
-/// key-by exchange: drops every bid that can never be its auction's winner, so the hot
-/// auction's bids (half of all bids) no longer all cross to the one shard that owns it.
-///
-/// Knowing the auction's lifetime (every shard gets every auction's `[date_time, expires]`
-/// through a broadcast), a bid is dropped if it is outside the lifetime (the join ignores it)
-/// or does not beat the best valid bid this shard already forwarded for the auction: that bid
-/// reaches the join first (one channel per shard pair, in order), so the dropped one would
-/// have changed nothing there. The join's changelog is therefore exactly the same, update for
-/// update. Bids of auctions whose lifetime has not arrived yet are forwarded. Auction ids are
-/// unique (Nexmark's are). The state is only a filter: forwarding more is always correct, so
-/// it is not checkpointed and starts empty after a restore, on any shard count.
-#[derive(Clone, Default)]
-struct LocalBest {
-    slots: KeyMap<i64, LocalSlot>,
-}
-
-impl ProcessFunction<BidOrLifetime, Bid> for LocalBest {
-    #[inline]
-    fn process(&mut self, input: BidOrLifetime, ctx: &mut ProcessContext<'_, Bid>) {
-        match input {
-            BidOrLifetime::Lifetime(id, start, expires) => {
-                self.slots.insert(id, (start, expires, None));
-            }
-            BidOrLifetime::Bid(b) => match self.slots.get_mut(&b.auction) {
-                None => ctx.emit(b),
-                Some((start, expires, best)) => {
-                    let offer = (b.price, b.date_time);
-                    if b.date_time < *start
-                        || b.date_time > *expires
-                        || best.is_some_and(|old| !view_beats(offer, old))
-                    {
-                        return;
-                    }
-                    *best = Some(offer);
-                    ctx.emit(b);
-                }
-            },
-        }
-    }
-}
-
-/// The bids that can still win their auction (see [`LocalBest`]), keyed by auction.
-fn candidate_bids(events: &Stream<Event>, auctions: &Stream<Auction>) -> Stream<Bid> {
-    let lifetimes = auctions
-        .map(|a: Auction| BidOrLifetime::Lifetime(a.id, a.date_time, a.expires))
-        .broadcast();
-    bids(events)
-        .map(BidOrLifetime::Bid)
-        .union(&lifetimes)
-        .process(LocalBest::default())
-        .name("local-best-bids")
-}
-
 fn winning_bids<V: WinnerView>(events: &Stream<Event>) -> Stream<Change<V::Row>>
 where
     V::Row: weir::Data,
 {
-    let auctions = auctions(events);
-    let bids = candidate_bids(events, &auctions).key_by(|b: &Bid| b.auction);
+    let auctions = auctions(events).key_by(|a: &Auction| a.id);
+    let bids = bids(events).key_by(|b: &Bid| b.auction);
     auctions
-        .key_by(|a: &Auction| a.id)
         .connect(&bids)
         .process(WinningBid::<V>::default())
         .name("winning-bid")
@@ -843,10 +777,9 @@ impl KeyedProcessFunction<i64, Closed, Change<(i64, i64)>> for LastTenAverage {
 
 /// q6: the average selling price of each seller's last 10 closed auctions (a changelog).
 pub fn q6(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
-    let all_auctions = auctions(events);
-    let bids = candidate_bids(events, &all_auctions).key_by(|b: &Bid| b.auction);
-    all_auctions
-        .key_by(|a: &Auction| a.id)
+    let auctions = auctions(events).key_by(|a: &Auction| a.id);
+    let bids = bids(events).key_by(|b: &Bid| b.auction);
+    auctions
         .connect(&bids)
         .process(ClosedAuctions::default())
         .name("q6-closed")
