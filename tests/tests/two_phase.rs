@@ -152,7 +152,11 @@ const RECORDS: i64 = 60_000;
 fn input() -> Vec<Row> {
     (0..RECORDS)
         .map(|i| {
-            let key = if i % 2 == 0 { 0 } else { (i * 7 % 49 + 1) as u32 };
+            let key = if i % 2 == 0 {
+                0
+            } else {
+                (i * 7 % 49 + 1) as u32
+            };
             (key, i / 20)
         })
         .collect()
@@ -201,7 +205,10 @@ fn run_checkpointed(
         r
     })
     .key_by(|r: &Row| r.0)
-    .window(WindowAssigner::sliding(100, 50, 0).expect("valid"), |r: &Row| r.1)
+    .window(
+        WindowAssigner::sliding(100, 50, 0).expect("valid"),
+        |r: &Row| r.1,
+    )
     .aggregate_two_phase(Count)
     .map(|r: WindowResult<u32, i64>| (r.key, r.start(), r.value))
     .sink(FileSink::new(output, Csv::without_header()));

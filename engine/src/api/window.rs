@@ -8,9 +8,9 @@ use super::keyed::KeyedStream;
 use super::stream::{OutputTag, Stream};
 use crate::Data;
 use crate::operator::{
-    AggregateFunction, AlignedWindowOp, Buffer, EvictingBuffer, Incremental,
-    LocalWindowCombiner, MergeWindowOp, SessionWindowOp, WindowFunction, WindowOp, WindowPartial,
-    WindowResult, WindowSpec, is_aligned, is_plain_session,
+    AggregateFunction, AlignedWindowOp, Buffer, EvictingBuffer, Incremental, LocalWindowCombiner,
+    MergeWindowOp, SessionWindowOp, WindowFunction, WindowOp, WindowPartial, WindowResult,
+    WindowSpec, is_aligned, is_plain_session,
 };
 use crate::runtime::{JobContext, ShardPart};
 use crate::state::StateCodec;

@@ -100,11 +100,7 @@ where
         let last = self.assigned.len().saturating_sub(1);
         let mut slot = Some(record);
         for (i, window) in self.assigned.iter().enumerate() {
-            let value = if i == last {
-                slot.take()
-            } else {
-                slot.clone()
-            };
+            let value = if i == last { slot.take() } else { slot.clone() };
             let Some(value) = value else { break };
             if window.max_timestamp() <= self.watermark {
                 // Already flushed here: a partial of one record, for the merging stage to
@@ -233,10 +229,7 @@ where
     ) -> Result<Self> {
         let restore = ctx.take_restore();
         let mut windows: Vec<WindowKeys<K, A::Acc>> = Vec::new();
-        for entry in restore
-            .part(PART_KEYS)
-            .keyed::<K, (Window, bool, A::Acc)>()
-        {
+        for entry in restore.part(PART_KEYS).keyed::<K, (Window, bool, A::Acc)>() {
             let (key, (window, fired, acc)) =
                 entry.map_err(|e| super::process::restore_failed(&ctx, e))?;
             let i = window_slot(&mut windows, window, fired, 0);
