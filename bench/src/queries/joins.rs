@@ -9,8 +9,8 @@ use weir::key::KeyMap;
 use weir::nexmark::{Auction, Bid, Event, Person, Str};
 use weir::state::{StateCodec, StateError};
 use weir::{
-    Change, CsvRecord, KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessContext,
-    ProcessFunction, Stream, Timestamp,
+    Change, CsvRecord, KeyedCoProcessFunction, KeyedProcessFunction, ProcessContext, Stream,
+    Timestamp,
 };
 
 use super::bids;
@@ -290,71 +290,13 @@ impl KeyedCoProcessFunction<i64, Bid, Auction, Q20Row> for Q20Join {
     }
 }
 
-/// The input of [`Q20Local`]: an auction (broadcast to every shard) or a bid (from this
-/// shard's own source).
-#[derive(Clone, Copy)]
-enum BidOrAuction {
-    Auction(Auction),
-    Bid(Bid),
-}
-
-/// The side output of [`Q20Local`]: bids whose auction this shard has not seen yet.
-const UNKNOWN_AUCTION: &str = "unknown-auction";
-
-/// The local phase of q20, on the bid's own shard: every shard receives every auction (a
-/// broadcast; a bid is far more frequent than an auction) and joins its own bids with them
-/// where it can — a bid of a known category-10 auction leaves as a result row at once, a bid of
-/// another known auction is dropped — so bids, the hot auction's included, do not cross the
-/// exchange. Only bids of auctions not seen yet on this shard go, through a side output, to
-/// the keyed join. Each bid is joined in exactly one place, so the result rows are the keyed
-/// join's alone. Auction ids are unique (Nexmark's are). The state is only a shortcut:
-/// forwarding every bid is always correct, so it is not checkpointed.
-#[derive(Clone)]
-struct Q20Local {
-    /// Auction id → the auction if it is in category 10.
-    auctions: KeyMap<i64, Option<Auction>>,
-    unknown: OutputTag<Bid>,
-}
-
-impl ProcessFunction<BidOrAuction, Q20Row> for Q20Local {
-    #[inline]
-    fn process(&mut self, input: BidOrAuction, ctx: &mut ProcessContext<'_, Q20Row>) {
-        match input {
-            BidOrAuction::Auction(a) => {
-                self.auctions.insert(a.id, (a.category == 10).then_some(a));
-            }
-            BidOrAuction::Bid(b) => match self.auctions.get(&b.auction) {
-                Some(Some(a)) => ctx.emit(Q20Row {
-                    bid: b,
-                    auction: *a,
-                }),
-                Some(None) => {}
-                None => ctx.output(&self.unknown, b),
-            },
-        }
-    }
-}
-
-/// q20: bids joined with their auction, for auctions of category 10: joined on each bid's
-/// own shard where the auction is already known there ([`Q20Local`]), by auction id otherwise.
+/// q20: bids joined with their auction, for auctions of category 10.
 pub fn q20(events: &Stream<Event>) -> Stream<Q20Row> {
-    let auctions = auctions(events);
-    let unknown = OutputTag::new(UNKNOWN_AUCTION);
-    let local = bids(events)
-        .map(BidOrAuction::Bid)
-        .union(&auctions.map(BidOrAuction::Auction).broadcast())
-        .process(Q20Local {
-            auctions: KeyMap::default(),
-            unknown: unknown.clone(),
-        })
-        .name("q20-local-join");
-    let keyed = local
-        .side_output(&unknown)
-        .key_by(|b: &Bid| b.auction)
-        .connect(&auctions.key_by(|a: &Auction| a.id))
+    let bids = bids(events).key_by(|b: &Bid| b.auction);
+    let auctions = auctions(events).key_by(|a: &Auction| a.id);
+    bids.connect(&auctions)
         .process(Q20Join::default())
-        .name("q20-join");
-    local.union(&keyed)
+        .name("q20-join")
 }
 
 /// What the winning-bid stage keeps of auctions and bids and what it emits: q9 needs whole
