@@ -211,6 +211,11 @@ impl Env {
         EnvBuilder::default()
     }
 
+    /// True if jobs of this environment keep keyed state in the LSM backend.
+    pub(crate) fn uses_lsm(&self) -> bool {
+        matches!(self.config.state_backend, StateBackendConfig::Lsm(_))
+    }
+
     /// Number of shards jobs of this environment run on.
     pub fn shards(&self) -> usize {
         self.config.cores.unwrap_or(1)

@@ -34,6 +34,11 @@ where
         }
     }
 
+    /// The stream before the key-by exchange.
+    pub(crate) fn unpartitioned(&self) -> &Stream<T> {
+        &self.stream
+    }
+
     /// The key selector.
     pub(crate) fn key_fn(&self) -> KF {
         self.key_fn.clone()

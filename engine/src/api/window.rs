@@ -8,8 +8,9 @@ use super::keyed::KeyedStream;
 use super::stream::{OutputTag, Stream};
 use crate::Data;
 use crate::operator::{
-    AggregateFunction, AlignedWindowOp, Buffer, EvictingBuffer, Incremental, SessionWindowOp,
-    WindowFunction, WindowOp, WindowResult, WindowSpec, is_aligned, is_plain_session,
+    AggregateFunction, AlignedWindowOp, Buffer, EvictingBuffer, Incremental, LocalWindowCombiner,
+    MergeWindowOp, SessionWindowOp, WindowFunction, WindowOp, WindowPartial, WindowResult,
+    WindowSpec, is_aligned, is_plain_session,
 };
 use crate::runtime::{JobContext, ShardPart};
 use crate::state::StateCodec;
@@ -114,6 +115,69 @@ where
                 })
             },
         )
+    }
+
+    /// `aggregate` in two phases (local-global, for skewed keys): each sending shard folds its
+    /// records into per-(key, window) accumulators *before* the key-by exchange and sends only
+    /// those partials when its watermark passes a window's end (and at every checkpoint
+    /// barrier); the key's shard merges them with `AggregateFunction::merge` and fires.
+    /// Results, their order and lateness are those of `aggregate`. A hot key then costs one
+    /// exchanged partial per shard and window, not one record per event.
+    ///
+    /// Only for aligned windows (tumbling or sliding, event time, default trigger) on the heap
+    /// backend; any other window, or a job on the LSM backend (whose one-phase operator keeps
+    /// windows in the store), falls back to `aggregate`. Difference: late records (a timestamp
+    /// no window can hold, or a window already cleaned up) are counted, but the late side
+    /// output carries the merging stage's late partials, not records.
+    pub fn aggregate_two_phase<A>(&self, agg: A) -> Stream<WindowResult<K, A::Out>>
+    where
+        K: StateCodec,
+        A: AggregateFunction<T>,
+        A::Acc: StateCodec + Data,
+        A::Out: Data,
+    {
+        // On the LSM backend the one-phase operator keeps the windows in the job's store; the
+        // merge stage here keeps them on the heap.
+        if !is_aligned(&self.assigner, &self.trigger) || self.keyed.unpartitioned().env.uses_lsm() {
+            return self.aggregate(agg);
+        }
+        let (key_fn, timestamp_fn, assigner) = (
+            self.keyed.key_fn(),
+            self.timestamp_fn.clone(),
+            self.assigner,
+        );
+        let local_agg = agg.clone();
+        let partials = self
+            .keyed
+            .unpartitioned()
+            .unary("window-combine", move |out, ctx| {
+                LocalWindowCombiner::new(key_fn, timestamp_fn, assigner, local_agg, out, ctx)
+            })
+            .key_by(|p: &WindowPartial<K, A::Acc>| p.key.clone())
+            .partitioned();
+        let input_node = partials.node;
+        let lateness = self.allowed_lateness;
+        let mut graph = partials.env.graph.borrow_mut();
+        let id = graph.next_id();
+        let node = graph.add(
+            "window-merge",
+            Box::new(move |ctx: &JobContext| {
+                per_shard(ctx, |_| {
+                    let agg = agg.clone();
+                    let part: ShardPart = Box::new(move |b| {
+                        let out = b.take_output::<WindowResult<K, A::Out>>(id)?;
+                        let late = b.take_side_output::<WindowPartial<K, A::Acc>>(id, LATE_DATA)?;
+                        let ctx = b.operator_ctx(id);
+                        let op = MergeWindowOp::<K, T, A>::new(agg, lateness, out, late, ctx)?;
+                        b.add_input::<WindowPartial<K, A::Acc>>(input_node, Box::new(op));
+                        Ok(())
+                    });
+                    part
+                })
+            }),
+        );
+        drop(graph);
+        Stream::new(partials.env.clone(), node)
     }
 
     /// Reduces each key's records per window with `f(acc, record)`.

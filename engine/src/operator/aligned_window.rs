@@ -27,14 +27,14 @@ use crate::time::{Progress, Timestamp};
 use crate::window::{TimeWindow, Trigger, Window, cleanup_time, is_late};
 
 /// Every key's contents of one window.
-struct WindowKeys<K, Acc> {
+pub(super) struct WindowKeys<K, Acc> {
     /// When it fires (its last millisecond) and the window: the operator's sort order.
-    end: Timestamp,
-    window: Window,
-    keys: KeyMap<K, Acc>,
+    pub(super) end: Timestamp,
+    pub(super) window: Window,
+    pub(super) keys: KeyMap<K, Acc>,
     /// The watermark passed the window's end: it fired, and only waits for its cleanup
     /// (allowed lateness); records still arriving fire it again at once.
-    fired: bool,
+    pub(super) fired: bool,
 }
 
 /// The aligned-window operator (see the module docs).
@@ -288,7 +288,7 @@ where
 /// `fired` and room for `capacity` keys if new. Searched from the back: records mostly belong
 /// to the newest windows.
 #[inline]
-fn window_slot<K, Acc>(
+pub(super) fn window_slot<K, Acc>(
     windows: &mut Vec<WindowKeys<K, Acc>>,
     window: Window,
     fired: bool,

@@ -16,6 +16,7 @@ mod reduce;
 mod session_window;
 mod side;
 mod topn;
+mod two_phase;
 mod union;
 mod window;
 mod window_emit;
@@ -37,6 +38,7 @@ pub(crate) use session_window::is_plain_session;
 pub(crate) use side::TypedSide;
 pub use side::{SideChannel, SideOutputs};
 pub use topn::TopN;
+pub use two_phase::{LocalWindowCombiner, MergeWindowOp, WindowPartial};
 pub use union::UnionInput;
 pub(crate) use union::union_inputs;
 pub use window::{
