@@ -120,9 +120,11 @@ pub fn run(args: &LsmArgs) -> anyhow::Result<()> {
                         .preempt_timer(Duration::from_millis(a.preempt_ms))
                         .make()
                         .map_err(|e| anyhow::anyhow!("glommio executor: {e}"))?;
-                    // Note: running this in a `Latency::Matters(1ms)` foreground
-                    // queue hung (all tasks asleep) in 2 of 3 runs; not yet
-                    // root-caused, so the foreground uses the default queue.
+                    // The foreground runs in the default queue. (A
+                    // `Latency::Matters(1ms)` queue used to hang: glommio 0.9
+                    // can park with runnable tasks, far more often with a 1 ms
+                    // preemption period; the store's keepalive timer now bounds
+                    // that, see storage/src/keepalive.rs.)
                     ex.run(weir_store::run(&a, flavor))
                 })
                 .join()
