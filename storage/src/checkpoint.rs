@@ -51,8 +51,8 @@ impl Store {
         self.flush().await?;
         // Holding both locks: no flush adds and no compaction deletes files
         // while they are linked.
-        let _f = crate::store::lock(&self.inner.flush_lock).await?;
-        let _c = crate::store::lock(&self.inner.compact_lock).await?;
+        let _f = crate::store::lock(&self.inner.keepalive, &self.inner.flush_lock).await?;
+        let _c = crate::store::lock(&self.inner.keepalive, &self.inner.compact_lock).await?;
         // Anything frozen by writers since the flush above.
         self.flush_imms_locked().await?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

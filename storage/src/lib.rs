@@ -41,6 +41,7 @@ mod entry;
 mod error;
 mod file;
 mod iter;
+mod keepalive;
 mod manifest;
 mod memtable;
 mod merge;

@@ -55,6 +55,12 @@ pub struct StoreOptions {
     /// If the background queue was created with these dynamic shares, the
     /// store feeds them its compaction debt.
     pub background_shares: Option<BackgroundShares>,
+    /// Period of the keepalive timer the store arms while a background task
+    /// is queued or running or a task waits on one of its locks: it bounds
+    /// a lost wake-up in glommio 0.9's executor loop (it may park with
+    /// runnable tasks; see `keepalive.rs`) to one period instead of a hang.
+    /// `None` disables it. Default 10 ms; an idle store arms no timer.
+    pub keepalive_period: Option<std::time::Duration>,
 }
 
 impl Default for StoreOptions {
@@ -76,6 +82,7 @@ impl Default for StoreOptions {
             merge_operator: None,
             background_queue: None,
             background_shares: None,
+            keepalive_period: Some(std::time::Duration::from_millis(10)),
         }
     }
 }
@@ -96,6 +103,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("io_mode", &self.io_mode)
             .field("read_io", &self.read_io)
             .field("merge_operator", &self.merge_operator.is_some())
+            .field("keepalive_period", &self.keepalive_period)
             .finish_non_exhaustive()
     }
 }

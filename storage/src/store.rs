@@ -22,6 +22,7 @@ use crate::entry::{Entry, resolve};
 use crate::error::{Error, Result};
 use crate::file::{Io, ReadIo, probe_direct_io, read_all, sync_dir};
 use crate::iter::{MergeIter, Source};
+use crate::keepalive::Keepalive;
 use crate::manifest::{MANIFEST, Manifest, ManifestState, VersionEdit, replay, write_snapshot};
 use crate::memtable::{MemKey, Memtable};
 use crate::options::StoreOptions;
@@ -102,6 +103,9 @@ pub(crate) struct Inner {
     wal: RefCell<Option<Wal>>,
     /// Taken out while in use (under `manifest_lock`).
     manifest: RefCell<Option<Manifest>>,
+    /// Keeps a timer armed while background work or lock waiters exist
+    /// (glommio 0.9 lost wake-up; see `keepalive.rs`).
+    pub(crate) keepalive: Rc<Keepalive>,
 }
 
 /// One shard's LSM store. Cheap to clone (shared handle); `!Send`.
@@ -211,8 +215,17 @@ fn prefix_end(prefix: &[u8]) -> Bound<Bytes> {
     Bound::Unbounded
 }
 
-/// Acquires a one-permit semaphore used as an async mutex.
-pub(crate) async fn lock(sem: &Semaphore) -> Result<glommio::sync::Permit<'_>> {
+/// Acquires a one-permit semaphore used as an async mutex. A waiter holds
+/// the keepalive while it waits: the wake-up it waits for comes from another
+/// task of this executor, the kind glommio 0.9 can leave unrun.
+pub(crate) async fn lock<'a>(
+    keepalive: &Rc<Keepalive>,
+    sem: &'a Semaphore,
+) -> Result<glommio::sync::Permit<'a>> {
+    if let Ok(p) = sem.try_acquire_permit(1) {
+        return Ok(p);
+    }
+    let _hold = keepalive.hold();
     sem.acquire_permit(1)
         .await
         .map_err(|e| Error::InvalidArgument(format!("store lock closed: {e}")))
@@ -309,6 +322,7 @@ impl Store {
         let manifest = Manifest::open(&dir, len).await?;
 
         let next_file_id = mstate.next_file_id;
+        let keepalive = Keepalive::new(opts.keepalive_period);
         let inner = Rc::new(Inner {
             dir: dir.clone(),
             level_cfg,
@@ -336,6 +350,7 @@ impl Store {
             wal_lock: Semaphore::new(1),
             wal: RefCell::new(None),
             manifest: RefCell::new(Some(manifest)),
+            keepalive,
         });
         let store = Store { inner };
 
@@ -350,7 +365,7 @@ impl Store {
                 }
             }
             store.inner.state.borrow_mut().imms.push(mem);
-            let _permit = lock(&store.inner.flush_lock).await?;
+            let _permit = lock(&store.inner.keepalive, &store.inner.flush_lock).await?;
             store.flush_imms_locked().await?;
             for id in &wal_ids {
                 let p = dir.join(wal_name(*id));
@@ -568,7 +583,7 @@ impl Store {
         if self.inner.opts.wal.is_none() {
             return Ok(());
         }
-        let _p = self.inner.wal_lock.acquire_permit(1).await;
+        let _p = lock(&self.inner.keepalive, &self.inner.wal_lock).await?;
         let wal = self.inner.wal.borrow_mut().take();
         if let Some(mut wal) = wal {
             let r = wal.sync().await;
@@ -601,7 +616,7 @@ impl Store {
         if self.inner.opts.wal.is_some() {
             self.check_background()?;
             let n = op_bytes(&op);
-            let _p = self.inner.wal_lock.acquire_permit(1).await;
+            let _p = lock(&self.inner.keepalive, &self.inner.wal_lock).await?;
             let wal = self.inner.wal.borrow_mut().take();
             let Some(mut wal) = wal else {
                 return Err(Error::InvalidArgument("WAL unavailable".into()));
@@ -671,7 +686,7 @@ impl Store {
             return Ok(());
         }
         if let Some(policy) = self.inner.opts.wal {
-            let _p = self.inner.wal_lock.acquire_permit(1).await;
+            let _p = lock(&self.inner.keepalive, &self.inner.wal_lock).await?;
             if !full(self) {
                 return Ok(());
             }
@@ -755,7 +770,10 @@ impl Store {
             st.bg_scheduled = true;
         }
         let store = self.clone();
+        // Held from the spawn (the task is runnable before it first runs) to its end.
+        let hold = self.inner.keepalive.hold();
         let fut = async move {
+            let _hold = hold;
             let r = store.run_background().await;
             let mut st = store.inner.state.borrow_mut();
             st.bg_scheduled = false;
@@ -795,7 +813,7 @@ impl Store {
 
     /// Flushes all frozen memtables (waits for a running flush).
     async fn flush_pending(&self) -> Result<()> {
-        let _permit = lock(&self.inner.flush_lock).await?;
+        let _permit = lock(&self.inner.keepalive, &self.inner.flush_lock).await?;
         if self.inner.state.borrow().closed {
             return Ok(());
         }
@@ -804,7 +822,7 @@ impl Store {
 
     /// Runs one picked compaction; false if nothing was due.
     async fn compact_once(&self) -> Result<bool> {
-        let _permit = lock(&self.inner.compact_lock).await?;
+        let _permit = lock(&self.inner.keepalive, &self.inner.compact_lock).await?;
         if self.inner.state.borrow().closed {
             return Ok(false);
         }
@@ -937,7 +955,7 @@ impl Store {
         opened: &HashMap<u64, Rc<Table>>,
         also: impl FnOnce(&mut State),
     ) -> Result<()> {
-        let _permit = lock(&self.inner.manifest_lock).await?;
+        let _permit = lock(&self.inner.keepalive, &self.inner.manifest_lock).await?;
         let manifest = self.inner.manifest.borrow_mut().take();
         let Some(mut manifest) = manifest else {
             return Err(Error::InvalidArgument("manifest unavailable".into()));
@@ -1160,9 +1178,9 @@ impl Store {
     /// Flushes the memtable, waits for background work and closes files.
     pub async fn close(self) -> Result<()> {
         self.flush().await?;
-        let _f = lock(&self.inner.flush_lock).await?;
-        let _c = lock(&self.inner.compact_lock).await?;
-        let _w = self.inner.wal_lock.acquire_permit(1).await;
+        let _f = lock(&self.inner.keepalive, &self.inner.flush_lock).await?;
+        let _c = lock(&self.inner.keepalive, &self.inner.compact_lock).await?;
+        let _w = lock(&self.inner.keepalive, &self.inner.wal_lock).await?;
         let wal = self.inner.wal.borrow_mut().take();
         if let Some(w) = wal {
             w.close().await?;
@@ -1180,8 +1198,8 @@ impl Store {
     /// unflushed, un-WAL'd writes are lost.
     #[doc(hidden)]
     pub async fn abandon(self) -> Result<()> {
-        let _f = lock(&self.inner.flush_lock).await?;
-        let _c = lock(&self.inner.compact_lock).await?;
+        let _f = lock(&self.inner.keepalive, &self.inner.flush_lock).await?;
+        let _c = lock(&self.inner.keepalive, &self.inner.compact_lock).await?;
         self.inner.state.borrow_mut().closed = true;
         Ok(())
     }
