@@ -79,6 +79,7 @@ pub(crate) fn run_job(
             .name(&format!("weir-shard-{index}"))
             .io_memory(launch.io_memory)
             .spawn(move || async move {
+                glommio::spawn_local(keepalive()).detach();
                 let builder = ShardBuilder::new(info, names, cancel.clone(), input_ended, setup);
                 let outcome = std::panic::AssertUnwindSafe(run_shard(builder, shard_parts, lsm))
                     .catch_unwind()
@@ -152,6 +153,25 @@ pub(crate) fn run_job(
 }
 
 type ShardOutcome = (Result<()>, Option<ShardSnapshot>);
+
+/// How often a shard's keepalive timer fires.
+const KEEPALIVE_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Keeps a timer armed on the shard for as long as it runs. glommio 0.9's executor loop can
+/// park while tasks are runnable (a latency-ring completion — its preemption timer, its
+/// blocking thread's eventfd — landing between the I/O poll and running the task queues
+/// makes it believe nothing ran), and then sleeps in `io_uring_enter` until some other
+/// completion arrives; a shard whose pending work was woken in-process (an SPSC consumer
+/// woken by a producer task of the same shard, a yielded task) would hang. The LSM store
+/// has the same guard for its own tasks (`weir-storage`'s `keepalive`), the runtime needs it
+/// for everything else: a wrong park now ends at the next tick. Seen in a test run: a q7
+/// job with both shards parked and nothing in flight, freed by attaching a debugger. Costs
+/// one timer wake-up per period per shard; the task ends with the shard's executor.
+async fn keepalive() {
+    loop {
+        glommio::timer::sleep(KEEPALIVE_PERIOD).await;
+    }
+}
 
 /// The LSM state of one run: where its stores go and which nodes need one.
 struct LsmRun {
