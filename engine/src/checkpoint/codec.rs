@@ -57,6 +57,41 @@ pub(crate) struct Reader<'a> {
     path: &'a Path,
 }
 
+/// Checks the body length stored at `len_at` (u64 LE) against a file of `header_len` header
+/// bytes, body and a 4-byte CRC-32C trailer, and the checksum over everything before it;
+/// returns where the body ends. `data` holds at least `header_len` bytes. Errors come from
+/// `corrupt(offset, reason)`.
+pub(crate) fn checked_body_end(
+    data: &[u8],
+    header_len: usize,
+    len_at: usize,
+    corrupt: impl Fn(usize, &'static str) -> CheckpointError,
+) -> Result<usize, CheckpointError> {
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&data[len_at..len_at + 8]);
+    let body_len = u64::from_le_bytes(len_bytes);
+    let available = (data.len() - header_len) as u64;
+    if body_len.saturating_add(TRAILER_LEN as u64) > available {
+        return Err(corrupt(
+            data.len(),
+            "truncated: shorter than its header's body length",
+        ));
+    }
+    // body_len <= available, which came from a usize.
+    let end = header_len + body_len as usize;
+    if data.len() != end + TRAILER_LEN {
+        return Err(corrupt(
+            end + TRAILER_LEN,
+            "trailing bytes after the checksum",
+        ));
+    }
+    let stored = u32::from_le_bytes([data[end], data[end + 1], data[end + 2], data[end + 3]]);
+    if crc32c::crc32c(&data[..end]) != stored {
+        return Err(corrupt(end, "checksum mismatch"));
+    }
+    Ok(end)
+}
+
 impl<'a> Reader<'a> {
     /// Validates the framing of `data` (magic, version, length, checksum) and returns a reader
     /// positioned at the start of the body.
@@ -93,28 +128,7 @@ impl<'a> Reader<'a> {
                 supported: VERSION,
             });
         }
-        let mut len_bytes = [0u8; 8];
-        len_bytes.copy_from_slice(&data[12..20]);
-        let body_len = u64::from_le_bytes(len_bytes);
-        let available = (data.len() - HEADER_LEN) as u64;
-        if body_len.saturating_add(TRAILER_LEN as u64) > available {
-            return Err(corrupt(
-                data.len(),
-                "truncated: shorter than its header's body length",
-            ));
-        }
-        // body_len <= available, which came from a usize.
-        let end = HEADER_LEN + body_len as usize;
-        if data.len() != end + TRAILER_LEN {
-            return Err(corrupt(
-                end + TRAILER_LEN,
-                "trailing bytes after the checksum",
-            ));
-        }
-        let stored = u32::from_le_bytes([data[end], data[end + 1], data[end + 2], data[end + 3]]);
-        if crc32c::crc32c(&data[..end]) != stored {
-            return Err(corrupt(end, "checksum mismatch"));
-        }
+        let end = checked_body_end(data, HEADER_LEN, 12, corrupt)?;
         Ok(Reader {
             data,
             pos: HEADER_LEN,

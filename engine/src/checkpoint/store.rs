@@ -151,28 +151,7 @@ fn open_frame(data: &[u8], magic: &[u8; 8], path: &Path) -> Result<Range<usize>,
             "truncated: shorter than the file header",
         ));
     }
-    let mut len_bytes = [0u8; 8];
-    len_bytes.copy_from_slice(&data[16..24]);
-    let body_len = u64::from_le_bytes(len_bytes);
-    let available = (data.len() - HEADER_LEN) as u64;
-    if body_len.saturating_add(TRAILER_LEN as u64) > available {
-        return Err(corrupt(
-            data.len(),
-            "truncated: shorter than its header's body length",
-        ));
-    }
-    // body_len <= available, which came from a usize.
-    let end = HEADER_LEN + body_len as usize;
-    if data.len() != end + TRAILER_LEN {
-        return Err(corrupt(
-            end + TRAILER_LEN,
-            "trailing bytes after the checksum",
-        ));
-    }
-    let stored = u32::from_le_bytes([data[end], data[end + 1], data[end + 2], data[end + 3]]);
-    if crc32c::crc32c(&data[..end]) != stored {
-        return Err(corrupt(end, "checksum mismatch"));
-    }
+    let end = super::codec::checked_body_end(data, HEADER_LEN, 16, corrupt)?;
     if data[12..16] != [0; 4] {
         return Err(corrupt(12, "reserved header field is not zero"));
     }
