@@ -11,8 +11,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use super::CheckpointId;
+use crate::batch::Batch;
 use crate::error::Result;
-use crate::runtime::task::Pending;
+use crate::runtime::task::{Pending, Scheduler};
+use crate::time::Progress;
 
 /// The marker separating the records before checkpoint `id` from those after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +113,100 @@ impl Aligner {
     }
 }
 
+/// Barrier alignment of an operator whose inputs are pushed synchronously by tasks of the
+/// shard (`union`, `connect`), as opposed to an exchange inbox, which simply stops reading a
+/// producer that delivered the barrier.
+///
+/// Pausing the task that delivered a barrier is not enough on its own: an input can be fed by
+/// several tasks (the output of another union, say), and the others keep pushing. So an input
+/// that delivered the barrier in flight *holds* whatever else arrives on it, in order
+/// ([`Held`]), and the operator replays that once the barrier is aligned and passed on. Any
+/// task that pushes onto a held input is also paused at the input's gate, so holding stays
+/// bounded by what tasks already had in hand.
+pub(crate) struct InputAlignment {
+    aligner: Aligner,
+    gates: Rc<AlignmentGates>,
+    gate_handles: Vec<Rc<dyn Pending>>,
+    scheduler: Rc<Scheduler>,
+    /// True while held events are replayed: a replayed barrier must neither start a nested
+    /// replay nor pause the task that happens to run the replay (it may feed another input).
+    replaying: bool,
+}
+
+impl InputAlignment {
+    pub(crate) fn new(inputs: usize, scheduler: Rc<Scheduler>) -> Self {
+        let (gates, gate_handles) = AlignmentGates::new(inputs);
+        InputAlignment {
+            aligner: Aligner::new(inputs),
+            gates,
+            gate_handles,
+            scheduler,
+            replaying: false,
+        }
+    }
+
+    /// True while `input` delivered the barrier in flight: what it delivers now is held.
+    #[inline]
+    pub(crate) fn is_blocked(&self, input: usize) -> bool {
+        self.aligner.is_blocked(input)
+    }
+
+    /// An event was held on `input`: the task that pushed it waits at the input's gate.
+    pub(crate) fn pause_pusher(&self, input: usize) {
+        if self.replaying {
+            return;
+        }
+        if let Some(gate) = self.gate_handles.get(input) {
+            self.scheduler.block_current(gate.clone());
+        }
+    }
+
+    /// Input `input` delivered `barrier`.
+    pub(crate) fn on_barrier(&mut self, input: usize, barrier: Barrier) -> Alignment {
+        let alignment = self.aligner.on_barrier(input, barrier);
+        self.gates.sync(&self.aligner);
+        if self.aligner.is_blocked(input) {
+            self.pause_pusher(input);
+        }
+        alignment
+    }
+
+    /// Input `input` ended.
+    pub(crate) fn on_end(&mut self, input: usize) -> Alignment {
+        let alignment = self.aligner.on_end(input);
+        self.gates.sync(&self.aligner);
+        alignment
+    }
+
+    /// Starts replaying held events; false if a replay is already running further up the
+    /// stack (that one's loop picks up whatever became replayable).
+    pub(crate) fn begin_replay(&mut self) -> bool {
+        !std::mem::replace(&mut self.replaying, true)
+    }
+
+    pub(crate) fn end_replay(&mut self) {
+        self.replaying = false;
+    }
+}
+
+/// What an input delivered after its barrier, held until the alignment completes.
+pub(crate) enum Held<T> {
+    Records(Batch<T>),
+    Progress(Progress),
+    Barrier(Barrier),
+    End,
+}
+
+impl<T> Held<T> {
+    /// Holds the records of `batch`, leaving the caller's vector (and its capacity) in place.
+    pub(crate) fn records(batch: &mut Batch<T>) -> Self {
+        Held::Records(Batch {
+            records: batch.records.drain(..).collect(),
+            ingest: batch.ingest,
+        })
+    }
+}
+
 /// Pauses the tasks feeding inputs that already delivered the barrier in flight: each input
 /// has its own gate, registered with the shard's scheduler like a full queue and "flushed" once
 /// the alignment it waits for completes. Per input, because the task feeding another input may
@@ -151,19 +247,20 @@ impl AlignmentGates {
         (gates, handles)
     }
 
-    /// Closes input `input`'s gate: the task feeding it waits.
-    pub fn close(&self, input: usize) {
-        if let Some(c) = self.state.borrow_mut().closed.get_mut(input) {
-            *c = true;
-        }
-    }
-
-    /// Alignment completed: open every gate and wake the waiting tasks.
-    pub fn open_all(&self) {
+    /// Closes the gates of the inputs `aligner` holds and opens the others, waking the tasks
+    /// waiting if any gate opened (also when a newer barrier overtook an abandoned one).
+    pub(crate) fn sync(&self, aligner: &Aligner) {
         let mut st = self.state.borrow_mut();
-        st.closed.iter_mut().for_each(|c| *c = false);
-        for w in st.wakers.drain(..) {
-            w.wake();
+        let mut opened = false;
+        for (input, closed) in st.closed.iter_mut().enumerate() {
+            let blocked = aligner.is_blocked(input);
+            opened |= *closed && !blocked;
+            *closed = blocked;
+        }
+        if opened {
+            for w in st.wakers.drain(..) {
+                w.wake();
+            }
         }
     }
 
@@ -247,10 +344,18 @@ mod tests {
     #[test]
     fn gates_are_per_input() {
         let (gates, handles) = AlignmentGates::new(2);
-        gates.close(0);
+        let mut a = Aligner::new(2);
+        assert_eq!(a.on_barrier(0, b(1)), Alignment::Waiting);
+        gates.sync(&a);
         assert_eq!(handles[0].try_flush().ok(), Some(false));
         assert_eq!(handles[1].try_flush().ok(), Some(true));
-        gates.open_all();
+        // A newer barrier on the other input abandons checkpoint 1: input 0's gate opens.
+        assert_eq!(a.on_barrier(1, b(2)), Alignment::Waiting);
+        gates.sync(&a);
         assert_eq!(handles[0].try_flush().ok(), Some(true));
+        assert_eq!(handles[1].try_flush().ok(), Some(false));
+        assert_eq!(a.on_barrier(0, b(2)), Alignment::Aligned(b(2)));
+        gates.sync(&a);
+        assert_eq!(handles[1].try_flush().ok(), Some(true));
     }
 }

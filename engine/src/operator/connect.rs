@@ -6,17 +6,18 @@
 //! end of input is passed on once both ended.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::hash::Hash;
 use std::rc::Rc;
 use std::time::Instant;
 
 use super::{Push, SideOutputs, guarded};
 use crate::batch::Batch;
-use crate::checkpoint::barrier::{Aligner, Alignment, AlignmentGates};
+use crate::checkpoint::barrier::{Alignment, Held, InputAlignment};
 use crate::checkpoint::{Barrier, StateRestore, StateSnapshot};
 use crate::error::Result;
 use crate::runtime::OperatorCtx;
-use crate::runtime::task::{Pending, Scheduler};
+use crate::runtime::task::Scheduler;
 use crate::state::{KeyedStateStore, StateCodec, StateError};
 use crate::time::{Progress, Timestamp, WatermarkMerger};
 
@@ -71,10 +72,10 @@ struct CoState<K, A, B, Out, KA, KB, F> {
     watermarks: WatermarkMerger,
     watermark: Option<Timestamp>,
     open_inputs: usize,
-    aligner: Aligner,
-    gates: Rc<AlignmentGates>,
-    gate_handles: Vec<Rc<dyn Pending>>,
-    scheduler: Rc<Scheduler>,
+    alignment: InputAlignment,
+    /// What each input delivered after the barrier in flight (see [`InputAlignment`]).
+    held_left: VecDeque<Held<A>>,
+    held_right: VecDeque<Held<B>>,
     ctx: OperatorCtx,
     /// Ingest time of the last batch from either input: watermark-fired output carries it.
     last_ingest: Instant,
@@ -111,6 +112,68 @@ where
         }
         self.out.ingest = ingest;
         self.next.push(&mut self.out)
+    }
+
+    /// Runs the function on every record of `batch`, each in its key's context: `key_fn`
+    /// picks the input's key extractor, `call` the function's method for that input.
+    fn process_records<V, KV>(
+        &mut self,
+        batch: &mut Batch<V>,
+        key_fn: impl for<'a> FnOnce(&'a mut KA, &'a mut KB) -> &'a mut KV,
+        call: impl Fn(&mut F, &K, V, &mut ProcessContext<'_, Out>),
+    ) -> Result<()>
+    where
+        KV: FnMut(&V) -> K,
+    {
+        self.ctx.count_in(batch.len());
+        self.store
+            .set_time(u64::try_from(crate::time::wall_clock_ms()).unwrap_or(0));
+        let key_of = key_fn(&mut self.key_left, &mut self.key_right);
+        let (ctx, f) = (&self.ctx, &mut self.f);
+        let (out, store) = (&mut self.out.records, &mut self.store);
+        let (timers, requests) = (&mut self.timers, &mut self.timer_requests);
+        let sides = &mut self.sides;
+        let (watermark, max_parallelism) = (self.watermark, self.max_parallelism);
+        let failure = guarded(ctx, || {
+            for r in batch.records.drain(..) {
+                let key = key_of(&r);
+                let mut pctx = ProcessContext::keyed(
+                    out,
+                    ctx,
+                    watermark,
+                    &key,
+                    store,
+                    requests,
+                    max_parallelism,
+                )
+                .with_sides(sides);
+                call(f, &key, r, &mut pctx);
+                if let Some(message) = pctx.take_failure() {
+                    return Some(message);
+                }
+                if !requests.is_empty() {
+                    apply_timers(timers, &key, requests);
+                }
+            }
+            None
+        })?;
+        if let Some(message) = failure {
+            return Err(failed(ctx, message));
+        }
+        self.last_ingest = batch.ingest;
+        self.emit(batch.ingest)
+    }
+
+    fn process_left(&mut self, batch: &mut Batch<A>) -> Result<()> {
+        self.process_records(batch, |left, _| left, |f, k, v, c| f.process_left(k, v, c))
+    }
+
+    fn process_right(&mut self, batch: &mut Batch<B>) -> Result<()> {
+        self.process_records(
+            batch,
+            |_, right| right,
+            |f, k, v, c| f.process_right(k, v, c),
+        )
     }
 
     fn progress(&mut self, input: usize, progress: Progress) -> Result<()> {
@@ -157,40 +220,33 @@ where
     }
 
     fn barrier(&mut self, input: usize, barrier: Barrier) -> Result<()> {
-        let alignment = self.aligner.on_barrier(input, barrier);
-        if alignment == Alignment::Waiting {
-            self.gates.close(input);
-            if let Some(gate) = self.gate_handles.get(input) {
-                self.scheduler.block_current(gate.clone());
-            }
-        }
+        let alignment = self.alignment.on_barrier(input, barrier);
         self.aligned(alignment)
     }
 
     fn aligned(&mut self, alignment: Alignment) -> Result<()> {
-        match alignment {
-            Alignment::Aligned(b) => {
-                self.gates.open_all();
-                let (f, store, ctx, timers) = (&self.f, &self.store, &self.ctx, &self.timers);
-                let max_parallelism = self.max_parallelism;
-                self.ctx.save_state(b, |out| {
-                    f.snapshot_state(out);
-                    snapshot_keyed_store(store, ctx, b, max_parallelism, out)?;
-                    snapshot_timers(timers, out);
-                    Ok(())
-                })?;
-                self.sides.barrier(b)?;
-                self.next.barrier(b)
-            }
-            Alignment::Waiting | Alignment::Idle => Ok(()),
+        if let Alignment::Aligned(b) = alignment {
+            let (f, store, ctx, timers) = (&self.f, &self.store, &self.ctx, &self.timers);
+            let max_parallelism = self.max_parallelism;
+            self.ctx.save_state(b, |out| {
+                f.snapshot_state(out);
+                snapshot_keyed_store(store, ctx, b, max_parallelism, out)?;
+                snapshot_timers(timers, out);
+                Ok(())
+            })?;
+            self.sides.barrier(b)?;
+            self.next.barrier(b)?;
         }
+        self.replay()
     }
 
     fn finish_input(&mut self, input: usize) -> Result<()> {
-        let alignment = self.aligner.on_end(input);
-        self.aligned(alignment)?;
+        // Decided before the replay in `aligned`, which may end the other input.
         self.open_inputs = self.open_inputs.saturating_sub(1);
-        if self.open_inputs > 0 {
+        let last = self.open_inputs == 0;
+        let alignment = self.alignment.on_end(input);
+        self.aligned(alignment)?;
+        if !last {
             return Ok(());
         }
         let ctx = self.ctx.clone();
@@ -199,6 +255,84 @@ where
         self.emit(self.last_ingest)?;
         self.sides.finish()?;
         self.next.finish()
+    }
+
+    /// True if what input `input` delivers now must wait behind the barrier in flight.
+    #[inline]
+    fn holds(&self, input: usize) -> bool {
+        self.alignment.is_blocked(input)
+            || match input {
+                0 => !self.held_left.is_empty(),
+                _ => !self.held_right.is_empty(),
+            }
+    }
+
+    fn deliver_left(&mut self, event: Held<A>) -> Result<()> {
+        if self.holds(0) {
+            self.held_left.push_back(event);
+            self.alignment.pause_pusher(0);
+            return self.replay();
+        }
+        self.apply_left(event)
+    }
+
+    fn deliver_right(&mut self, event: Held<B>) -> Result<()> {
+        if self.holds(1) {
+            self.held_right.push_back(event);
+            self.alignment.pause_pusher(1);
+            return self.replay();
+        }
+        self.apply_right(event)
+    }
+
+    fn apply_left(&mut self, event: Held<A>) -> Result<()> {
+        match event {
+            Held::Records(mut batch) => self.process_left(&mut batch),
+            Held::Progress(p) => self.progress(0, p),
+            Held::Barrier(b) => self.barrier(0, b),
+            Held::End => self.finish_input(0),
+        }
+    }
+
+    fn apply_right(&mut self, event: Held<B>) -> Result<()> {
+        match event {
+            Held::Records(mut batch) => self.process_right(&mut batch),
+            Held::Progress(p) => self.progress(1, p),
+            Held::Barrier(b) => self.barrier(1, b),
+            Held::End => self.finish_input(1),
+        }
+    }
+
+    /// Replays held events of the inputs no longer blocked, in order per input, until nothing
+    /// more can go (a replayed barrier may block its input again).
+    fn replay(&mut self) -> Result<()> {
+        if (self.held_left.is_empty() && self.held_right.is_empty())
+            || !self.alignment.begin_replay()
+        {
+            return Ok(());
+        }
+        let result = (|| loop {
+            let mut replayed = false;
+            while !self.alignment.is_blocked(0) {
+                let Some(event) = self.held_left.pop_front() else {
+                    break;
+                };
+                replayed = true;
+                self.apply_left(event)?;
+            }
+            while !self.alignment.is_blocked(1) {
+                let Some(event) = self.held_right.pop_front() else {
+                    break;
+                };
+                replayed = true;
+                self.apply_right(event)?;
+            }
+            if !replayed {
+                return Ok(());
+            }
+        })();
+        self.alignment.end_replay();
+        result
     }
 }
 
@@ -243,7 +377,6 @@ where
             ctx.name, ctx.shard
         ))
     })?;
-    let (gates, gate_handles) = AlignmentGates::new(2);
     let shared = Rc::new(RefCell::new(CoState {
         key_left,
         key_right,
@@ -254,10 +387,9 @@ where
         watermarks: WatermarkMerger::new(2),
         watermark: None,
         open_inputs: 2,
-        aligner: Aligner::new(2),
-        gates,
-        gate_handles,
-        scheduler,
+        alignment: InputAlignment::new(2, scheduler),
+        held_left: VecDeque::new(),
+        held_right: VecDeque::new(),
         ctx,
         last_ingest: Instant::now(),
         store,
@@ -287,60 +419,29 @@ where
 {
     fn push(&mut self, batch: &mut Batch<A>) -> Result<()> {
         let mut st = self.shared.borrow_mut();
-        st.ctx.count_in(batch.len());
-        st.store
-            .set_time(u64::try_from(crate::time::wall_clock_ms()).unwrap_or(0));
-        {
-            let st = &mut *st;
-            let (ctx, f, key_left) = (&st.ctx, &mut st.f, &mut st.key_left);
-            let (out, store) = (&mut st.out.records, &mut st.store);
-            let (timers, requests) = (&mut st.timers, &mut st.timer_requests);
-            let sides = &mut st.sides;
-            let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
-            let failure = guarded(ctx, || {
-                for r in batch.records.drain(..) {
-                    let key = key_left(&r);
-                    let mut pctx = ProcessContext::keyed(
-                        out,
-                        ctx,
-                        watermark,
-                        &key,
-                        store,
-                        requests,
-                        max_parallelism,
-                    )
-                    .with_sides(sides);
-                    f.process_left(&key, r, &mut pctx);
-                    if let Some(message) = pctx.take_failure() {
-                        return Some(message);
-                    }
-                    if !requests.is_empty() {
-                        apply_timers(timers, &key, requests);
-                    }
-                }
-                None
-            })?;
-            if let Some(message) = failure {
-                return Err(failed(ctx, message));
-            }
+        if st.holds(0) {
+            return st.deliver_left(Held::records(batch));
         }
-        st.last_ingest = batch.ingest;
-        st.emit(batch.ingest)
+        st.process_left(batch)
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
-        self.shared.borrow_mut().progress(0, progress)
+        self.shared
+            .borrow_mut()
+            .deliver_left(Held::Progress(progress))
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.shared.borrow_mut().barrier(0, barrier)
+        self.shared
+            .borrow_mut()
+            .deliver_left(Held::Barrier(barrier))
     }
 
     fn finish(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.finished, true) {
             return Ok(());
         }
-        self.shared.borrow_mut().finish_input(0)
+        self.shared.borrow_mut().deliver_left(Held::End)
     }
 }
 
@@ -353,59 +454,28 @@ where
 {
     fn push(&mut self, batch: &mut Batch<B>) -> Result<()> {
         let mut st = self.shared.borrow_mut();
-        st.ctx.count_in(batch.len());
-        st.store
-            .set_time(u64::try_from(crate::time::wall_clock_ms()).unwrap_or(0));
-        {
-            let st = &mut *st;
-            let (ctx, f, key_right) = (&st.ctx, &mut st.f, &mut st.key_right);
-            let (out, store) = (&mut st.out.records, &mut st.store);
-            let (timers, requests) = (&mut st.timers, &mut st.timer_requests);
-            let sides = &mut st.sides;
-            let (watermark, max_parallelism) = (st.watermark, st.max_parallelism);
-            let failure = guarded(ctx, || {
-                for r in batch.records.drain(..) {
-                    let key = key_right(&r);
-                    let mut pctx = ProcessContext::keyed(
-                        out,
-                        ctx,
-                        watermark,
-                        &key,
-                        store,
-                        requests,
-                        max_parallelism,
-                    )
-                    .with_sides(sides);
-                    f.process_right(&key, r, &mut pctx);
-                    if let Some(message) = pctx.take_failure() {
-                        return Some(message);
-                    }
-                    if !requests.is_empty() {
-                        apply_timers(timers, &key, requests);
-                    }
-                }
-                None
-            })?;
-            if let Some(message) = failure {
-                return Err(failed(ctx, message));
-            }
+        if st.holds(1) {
+            return st.deliver_right(Held::records(batch));
         }
-        st.last_ingest = batch.ingest;
-        st.emit(batch.ingest)
+        st.process_right(batch)
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
-        self.shared.borrow_mut().progress(1, progress)
+        self.shared
+            .borrow_mut()
+            .deliver_right(Held::Progress(progress))
     }
 
     fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.shared.borrow_mut().barrier(1, barrier)
+        self.shared
+            .borrow_mut()
+            .deliver_right(Held::Barrier(barrier))
     }
 
     fn finish(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.finished, true) {
             return Ok(());
         }
-        self.shared.borrow_mut().finish_input(1)
+        self.shared.borrow_mut().deliver_right(Held::End)
     }
 }
