@@ -29,7 +29,17 @@ pub enum Progress {
     Watermark(Timestamp),
     /// This path has no data for now; leave it out of watermark minimums until it speaks again.
     Idle,
+    /// The wall clock reached this time (ms since the epoch): processing-time timers due by
+    /// then may fire. Sources send one every [`TICK_INTERVAL`], also while they have no data,
+    /// so that processing-time timers fire on an idle input; merges pass on at most one per
+    /// interval, so ticks do not multiply through unions and exchanges.
+    Tick(Timestamp),
 }
+
+/// How often sources announce the wall clock to processing-time timers ([`Progress::Tick`]):
+/// the latest a processing-time timer fires after its time when no record or watermark
+/// arrives to fire it sooner.
+pub const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Generates watermarks from the records a source reads.
 pub trait WatermarkGenerator<T>: Clone + Send + 'static {
@@ -145,6 +155,8 @@ pub struct WatermarkMerger {
     last: Option<Timestamp>,
     /// Whether the last thing forwarded was `Idle`.
     idle: bool,
+    /// The time of the last tick forwarded.
+    last_tick: Option<Timestamp>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -166,6 +178,7 @@ impl WatermarkMerger {
             ],
             last: None,
             idle: false,
+            last_tick: None,
         }
     }
 
@@ -182,6 +195,20 @@ impl WatermarkMerger {
     pub fn update(&mut self, input: usize, progress: Progress) -> Option<Progress> {
         let slot = self.inputs.get_mut(input)?;
         match progress {
+            Progress::Tick(now) => {
+                // Not a statement about event time: idleness and watermarks stay as they are.
+                // Half an interval apart at least: the sources' ticks are an interval apart
+                // on their own clocks, give or take a millisecond of rounding.
+                let spacing = TICK_INTERVAL.as_millis() as i64 / 2;
+                if self
+                    .last_tick
+                    .is_some_and(|t| now < t.saturating_add(spacing))
+                {
+                    return None;
+                }
+                self.last_tick = Some(now);
+                return Some(progress);
+            }
             Progress::Watermark(w) => {
                 slot.idle = false;
                 if slot.watermark.is_none_or(|old| w > old) {
@@ -224,6 +251,33 @@ impl WatermarkMerger {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Ticks pass a merge at most once per half interval, whichever input sends them, and
+    /// say nothing about event time.
+    #[test]
+    fn ticks_are_thinned_and_leave_watermarks_alone() {
+        let mut m = WatermarkMerger::new(2);
+        assert_eq!(m.update(0, Progress::Watermark(7)), None);
+        assert_eq!(
+            m.update(0, Progress::Tick(1000)),
+            Some(Progress::Tick(1000))
+        );
+        assert_eq!(
+            m.update(1, Progress::Tick(1001)),
+            None,
+            "same period, other input"
+        );
+        assert_eq!(m.update(1, Progress::Tick(1004)), None);
+        assert_eq!(
+            m.update(1, Progress::Tick(1005)),
+            Some(Progress::Tick(1005))
+        );
+        assert_eq!(
+            m.update(1, Progress::Watermark(5)),
+            Some(Progress::Watermark(5))
+        );
+        assert_eq!(m.current(), Some(5));
+    }
 
     #[test]
     fn minimum_over_active_inputs() {
@@ -279,19 +333,27 @@ mod tests {
         /// inputs (or the previous one, when that minimum is behind it).
         #[test]
         fn merger_is_monotone_and_conservative(
-            ops in prop::collection::vec((0usize..3, prop::option::of(-100i64..100)), 0..60)
+            ops in prop::collection::vec(
+                (0usize..3, prop::option::of(-100i64..100), prop::option::of(0i64..1000)),
+                0..60,
+            )
         ) {
             let mut m = WatermarkMerger::new(3);
             let mut model: Vec<(Option<i64>, bool)> = vec![(None, false); 3];
             let mut last: Option<i64> = None;
-            for (input, wm) in ops {
+            for (input, wm, tick) in ops {
+                // A tick in between changes nothing about event time.
+                if let Some(t) = tick {
+                    let passed = m.update(input, Progress::Tick(t));
+                    prop_assert!(passed.is_none() || passed == Some(Progress::Tick(t)));
+                }
                 let p = match wm { Some(w) => Progress::Watermark(w), None => Progress::Idle };
                 match p {
                     Progress::Watermark(w) => {
                         model[input].1 = false;
                         model[input].0 = Some(model[input].0.map_or(w, |o: i64| o.max(w)));
                     }
-                    Progress::Idle => model[input].1 = true,
+                    Progress::Idle | Progress::Tick(_) => model[input].1 = true,
                 }
                 match m.update(input, p) {
                     Some(Progress::Watermark(w)) => {
@@ -306,6 +368,7 @@ mod tests {
                         last = Some(w);
                     }
                     Some(Progress::Idle) => prop_assert!(model.iter().all(|(_, idle)| *idle)),
+                    Some(Progress::Tick(_)) => prop_assert!(false, "a watermark became a tick"),
                     None => {}
                 }
             }

@@ -180,20 +180,29 @@ where
         let Some(p) = self.watermarks.update(input, progress) else {
             return Ok(());
         };
-        if let Progress::Watermark(w) = p {
-            self.watermark = Some(w);
-            self.fire_timers(w)?;
-            let ctx = self.ctx.clone();
-            let (mut pctx, f, _, _) = self.context();
-            guarded(&ctx, || f.on_watermark(w, &mut pctx))?;
-            self.emit(self.last_ingest)?;
+        match p {
+            Progress::Watermark(w) => {
+                self.watermark = Some(w);
+                self.fire_timers(Some(w))?;
+                let ctx = self.ctx.clone();
+                let (mut pctx, f, _, _) = self.context();
+                guarded(&ctx, || f.on_watermark(w, &mut pctx))?;
+                self.emit(self.last_ingest)?;
+            }
+            // The wall clock moved on: processing-time timers may be due.
+            Progress::Tick(_) => {
+                self.fire_timers(self.watermark)?;
+                self.emit(self.last_ingest)?;
+            }
+            Progress::Idle => {}
         }
         self.sides.progress(p)?;
         self.next.progress(p)
     }
 
-    /// Fires the timers due at watermark `w` (see `fire_due_timers`).
-    fn fire_timers(&mut self, w: Timestamp) -> Result<()> {
+    /// Fires the timers due at `watermark` and the wall clock (see `fire_due_timers`).
+    fn fire_timers(&mut self, watermark: Option<Timestamp>) -> Result<()> {
+        let w = watermark.unwrap_or(Timestamp::MIN);
         let (ctx, f, out, store) = (
             &self.ctx,
             &mut self.f,
@@ -205,10 +214,17 @@ where
         let max_parallelism = self.max_parallelism;
         let failure = guarded(ctx, || {
             fire_due_timers(timers, requests, w, |key, timestamp, domain, requests| {
-                let mut pctx =
-                    ProcessContext::keyed(out, ctx, Some(w), key, store, requests, max_parallelism)
-                        .in_timer(domain)
-                        .with_sides(sides);
+                let mut pctx = ProcessContext::keyed(
+                    out,
+                    ctx,
+                    watermark,
+                    key,
+                    store,
+                    requests,
+                    max_parallelism,
+                )
+                .in_timer(domain)
+                .with_sides(sides);
                 f.on_timer(key, timestamp, &mut pctx);
                 pctx.take_failure()
             })

@@ -737,8 +737,22 @@ where
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
-        if let Progress::Watermark(w) = progress {
-            self.watermark = Some(w);
+        // A watermark fires the event-time timers it passed, then `on_watermark`; a tick
+        // (the wall clock moved on) fires due processing-time timers only.
+        let advanced = match progress {
+            Progress::Watermark(w) => {
+                self.watermark = Some(w);
+                Some(w)
+            }
+            Progress::Tick(_) => None,
+            Progress::Idle => {
+                self.sides.progress(progress)?;
+                return self.next.progress(progress);
+            }
+        };
+        {
+            let watermark = self.watermark;
+            let w = watermark.unwrap_or(Timestamp::MIN);
             let (f, store, timers, requests, out, sides) = (
                 &mut self.f,
                 &mut self.store,
@@ -756,7 +770,7 @@ where
                             out: &mut *out,
                             shard,
                             shards,
-                            watermark: Some(w),
+                            watermark,
                             keyed: Some(KeyedScope {
                                 key,
                                 key_set: false,
@@ -774,6 +788,7 @@ where
                 if failure.is_some() {
                     return failure;
                 }
+                let w = advanced?;
                 let mut pctx = ProcessContext {
                     out: &mut *out,
                     shard,

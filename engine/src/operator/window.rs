@@ -1151,11 +1151,14 @@ where
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
-        if let Progress::Watermark(w) = progress {
+        if let Progress::Watermark(_) | Progress::Tick(_) = progress {
             let ctx = self.ctx.clone();
             guarded(&ctx, || {
                 self.on_processing_time(wall_clock_ms())?;
-                self.on_watermark(w)
+                match progress {
+                    Progress::Watermark(w) => self.on_watermark(w),
+                    _ => Ok(()),
+                }
             })?
             .map_err(|e| super::process::failed(&ctx, e.to_string()))?;
             if !self.out.is_empty() {

@@ -16,7 +16,9 @@ use crate::operator::Push;
 use crate::runtime::OperatorCtx;
 use crate::runtime::task::Scheduler;
 use crate::state::{StateCodec, StateError};
-use crate::time::{END_OF_TIME, Progress, Timestamp, WatermarkGenerator};
+use crate::time::{
+    END_OF_TIME, Progress, TICK_INTERVAL, Timestamp, WatermarkGenerator, wall_clock_ms,
+};
 
 /// Reads batches until the reader is finished, pushing each one as soon as it is read, and
 /// the watermark after it whenever it advanced.
@@ -52,37 +54,50 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
     }
     let mut idle = false;
     let mut last_data = Instant::now();
+    // Processing-time timers downstream fire on these when nothing else arrives.
+    let mut last_tick = Instant::now();
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(WeirError::Cancelled { shard: ctx.shard });
         }
         let status = {
             let mut read = std::pin::pin!(reader.next_batch(&mut batch.records, ctx.batch_size));
-            match idle_timeout {
-                Some(timeout) if !idle => {
-                    // Race the read against the idle deadline; on the deadline announce idleness
-                    // and keep waiting for the same read (readers need not be cancel-safe).
-                    let wait = (last_data + timeout).saturating_duration_since(Instant::now());
-                    let mut deadline = std::pin::pin!(glommio::timer::sleep(wait));
-                    let first = std::future::poll_fn(|cx| {
-                        if let Poll::Ready(status) = read.as_mut().poll(cx) {
-                            return Poll::Ready(Some(status));
-                        }
-                        deadline.as_mut().poll(cx).map(|()| None)
-                    })
-                    .await;
-                    match first {
-                        Some(status) => status?,
-                        None => {
-                            idle = true;
-                            scheduler.enter(task);
-                            next.progress(Progress::Idle)?;
-                            scheduler.drain(task).await?;
-                            read.await?
-                        }
+            loop {
+                // Wait for the read at most until the next tick or the idle deadline; then
+                // announce that and keep waiting for the same read (readers need not be
+                // cancel-safe). A read that is ready at once costs no timer.
+                let tick_at = last_tick + TICK_INTERVAL;
+                let idle_at = idle_timeout.filter(|_| !idle).map(|t| last_data + t);
+                let wake_at = idle_at.map_or(tick_at, |i| i.min(tick_at));
+                let mut timer = std::pin::pin!(None::<glommio::timer::Timer>);
+                let first = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(status) = read.as_mut().poll(cx) {
+                        return Poll::Ready(Some(status));
                     }
+                    if timer.is_none() {
+                        let wait = wake_at.saturating_duration_since(Instant::now());
+                        timer.set(Some(glommio::timer::Timer::new(wait)));
+                    }
+                    match timer.as_mut().as_pin_mut() {
+                        Some(t) => t.poll(cx).map(|_| None),
+                        None => Poll::Pending,
+                    }
+                })
+                .await;
+                if let Some(status) = first {
+                    break status?;
                 }
-                _ => read.await?,
+                let now = Instant::now();
+                scheduler.enter(task);
+                if idle_at.is_some_and(|at| now >= at) {
+                    idle = true;
+                    next.progress(Progress::Idle)?;
+                }
+                if now >= tick_at {
+                    last_tick = now;
+                    next.progress(Progress::Tick(wall_clock_ms()))?;
+                }
+                scheduler.drain(task).await?;
             }
         };
         scheduler.enter(task);
@@ -102,6 +117,10 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
                 idle = false;
                 emitted = Some(w);
                 next.progress(Progress::Watermark(w))?;
+            }
+            if batch.ingest.saturating_duration_since(last_tick) >= TICK_INTERVAL {
+                last_tick = batch.ingest;
+                next.progress(Progress::Tick(wall_clock_ms()))?;
             }
             scheduler.drain(task).await?;
         } else if let Some(timeout) = idle_timeout
