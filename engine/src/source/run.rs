@@ -43,6 +43,7 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
         // (opening state stores takes a while) must be injected too, or it never completes.
         injected: trigger.as_ref().map_or(0, |t| t.base()),
         trigger,
+        position: Vec::new(),
     };
     if let Some(w) = restored_watermark {
         // Resume with the watermark the checkpointed run had reached here, so nothing that was
@@ -60,6 +61,9 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
         if cancel.load(Ordering::Relaxed) {
             return Err(WeirError::Cancelled { shard: ctx.shard });
         }
+        // Where the read below starts: a barrier due while it is pending goes out with this
+        // position (the records it will return come after the barrier).
+        barriers.note_position(&reader);
         let status = {
             let mut read = std::pin::pin!(reader.next_batch(&mut batch.records, ctx.batch_size));
             loop {
@@ -96,6 +100,10 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
                 if now >= tick_at {
                     last_tick = now;
                     next.progress(Progress::Tick(wall_clock_ms()))?;
+                }
+                // A source waiting for input must not hold checkpoints back.
+                if barriers.due() {
+                    barriers.inject(emitted, &mut next, &ctx)?;
                 }
                 scheduler.drain(task).await?;
             }
@@ -140,7 +148,8 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
         }
         if barriers.due() {
             scheduler.enter(task);
-            barriers.inject(&reader, emitted, &mut next, &ctx)?;
+            barriers.note_position(&reader);
+            barriers.inject(emitted, &mut next, &ctx)?;
             scheduler.drain(task).await?;
         }
         scheduler.between_batches().await?;
@@ -158,6 +167,8 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
 struct Barriers {
     trigger: Option<Arc<ShardTrigger>>,
     injected: CheckpointId,
+    /// The reader's position before its current read.
+    position: Vec<u8>,
 }
 
 impl Barriers {
@@ -169,9 +180,18 @@ impl Barriers {
             .is_some_and(|t| t.requested() > self.injected)
     }
 
-    fn inject<T, R: SourceReader<T>>(
+    /// Records the reader's position for the next barrier (only when checkpointing: one
+    /// small encode per batch, reusing the buffer).
+    fn note_position<T, R: SourceReader<T>>(&mut self, reader: &R) {
+        if self.trigger.is_some() {
+            self.position.clear();
+            reader.position(&mut self.position);
+        }
+    }
+
+    /// Injects every barrier requested so far, each with the position last noted.
+    fn inject<T>(
         &mut self,
-        reader: &R,
         watermark: Option<Timestamp>,
         next: &mut Box<dyn Push<T>>,
         ctx: &OperatorCtx,
@@ -186,9 +206,8 @@ impl Barriers {
                 id: self.injected,
                 savepoint: trigger.is_savepoint(self.injected),
             };
+            let position = self.position.clone();
             ctx.save_state(barrier, |out| {
-                let mut position = Vec::new();
-                reader.position(&mut position);
                 out.shard(&SourcePosition {
                     position,
                     watermark,
