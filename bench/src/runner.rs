@@ -55,6 +55,7 @@ pub struct Report {
     pub query: Query,
     pub cores: usize,
     pub pinned: bool,
+    /// Events the generator emitted in this run.
     pub events: u64,
     pub seconds: f64,
     pub output_rows: u64,
@@ -296,7 +297,13 @@ pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
         query: spec.query,
         cores: result.shards,
         pinned: result.pinned,
-        events: spec.events,
+        // What the generator emitted in this run: less than `--events` when it resumed from a
+        // checkpoint or stopped with a savepoint (the event stream is the first source).
+        events: result
+            .operators
+            .iter()
+            .find(|o| o.name == "source")
+            .map_or(spec.events, |o| o.records_out),
         seconds: result.duration.as_secs_f64(),
         output_rows: result.records_in("sink"),
         latency_p50: result.latency_at(0.5),

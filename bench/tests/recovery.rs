@@ -204,6 +204,23 @@ fn stop_with_savepoint(args: &[String], dir: &Path, after_ms: &str, out: &Path) 
             out.to_str().expect("utf-8"),
         ],
     );
+    // The report counts the work done up to the stop (it once said 0 s for all events).
+    let (events, seconds) = report
+        .lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let events = words.get(2)?.parse::<u64>().ok()?;
+            let seconds = words
+                .get(words.len().checked_sub(2)?)?
+                .parse::<f64>()
+                .ok()?;
+            Some((events, seconds))
+        })
+        .unwrap_or_else(|| panic!("no event count reported: {report}"));
+    assert!(
+        events > 0 && seconds > 0.0,
+        "the stopped run reports what it did: {report}"
+    );
     report
         .lines()
         .find_map(|l| l.trim().strip_prefix("savepoint: "))

@@ -23,7 +23,7 @@ use crate::api::graph::OutputFile;
 use crate::error::{Result, WeirError};
 use crate::key::{KeyHasher, shard_for_key_group};
 use crate::runtime::launch::LaunchConfig;
-use crate::runtime::{JobContext, JobResult, ShardPart, run_job};
+use crate::runtime::{JobContext, JobResult, ShardPart, run_job_measured};
 
 /// What a checkpointed run needs to know about the job graph.
 pub(crate) struct CheckpointedJob<'a> {
@@ -131,7 +131,7 @@ pub(crate) fn run_checkpointed(
             .name("weir-checkpoints".into())
             .spawn(move || coordinator.run(receiver))
             .map_err(|e| WeirError::Checkpoint(format!("cannot start the coordinator: {e}")))?;
-        let result = run_job(&ctx, job.names.clone(), parts, setups, launch);
+        let (result, measured) = run_job_measured(&ctx, job.names.clone(), parts, setups, launch);
         job_ended(&events, result.is_ok());
         drop(events);
         let run_stats = thread
@@ -147,12 +147,14 @@ pub(crate) fn run_checkpointed(
         stats.max_encode_us = run_stats.max_encode_us;
         stats.savepoints = run_stats.savepoints;
         match result {
-            Ok(mut r) => {
+            Ok(()) => {
+                let mut r = measured;
                 r.checkpoints = Some(stats);
                 return Ok(r);
             }
+            // Stopped with a savepoint: what ran up to the stop.
             Err(_) if stopped.load(Ordering::Acquire) => {
-                let mut r = JobResult::empty(ctx.shards);
+                let mut r = measured;
                 r.checkpoints = Some(stats);
                 return Ok(r);
             }

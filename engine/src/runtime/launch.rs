@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -35,6 +35,19 @@ pub(crate) fn run_job(
     setups: Vec<ShardSetup>,
     launch: &LaunchConfig,
 ) -> Result<JobResult> {
+    let (result, measured) = run_job_measured(ctx, names, parts, setups, launch);
+    result.map(|()| measured)
+}
+
+/// Like [`run_job`], but also returns what the shards measured when the job failed or was
+/// cancelled (a stop-with-savepoint reports the work done up to the stop).
+pub(crate) fn run_job_measured(
+    ctx: &JobContext,
+    names: Arc<Vec<String>>,
+    parts: Vec<Vec<ShardPart>>,
+    setups: Vec<ShardSetup>,
+    launch: &LaunchConfig,
+) -> (Result<()>, JobResult) {
     let mut setups = setups.into_iter();
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
@@ -52,7 +65,13 @@ pub(crate) fn run_job(
     // LSM state lives in a working directory of this run, removed when the run ends.
     let lsm = match &launch.state_backend {
         StateBackendConfig::Lsm(config) if !launch.keyed_state.is_empty() => {
-            let dir = new_run_dir(&config.dir).map_err(|e| WeirError::Config(e.to_string()))?;
+            let dir = match new_run_dir(&config.dir) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    let nothing = merge(&names, Vec::new(), Duration::ZERO, ctx.shards, false);
+                    return (Err(WeirError::Config(e.to_string())), nothing);
+                }
+            };
             Some(Arc::new(LsmRun {
                 dir,
                 config: config.clone(),
@@ -108,10 +127,12 @@ pub(crate) fn run_job(
                 for h in handles {
                     let _ = h.join();
                 }
-                return Err(WeirError::Executor {
+                let nothing = merge(&[], Vec::new(), Duration::ZERO, ctx.shards, false);
+                let error = WeirError::Executor {
                     shard: index,
                     message: e.to_string(),
-                });
+                };
+                return (Err(error), nothing);
             }
         }
     }
@@ -146,10 +167,11 @@ pub(crate) fn run_job(
     {
         tracing::warn!(dir = %run.dir.display(), error = %e, "cannot remove the run's LSM state");
     }
-    if let Some(e) = first_error {
-        return Err(e);
+    let measured = merge(&names, snapshots, duration, ctx.shards, pinned);
+    match first_error {
+        Some(e) => (Err(e), measured),
+        None => (Ok(()), measured),
     }
-    Ok(merge(&names, snapshots, duration, ctx.shards, pinned))
 }
 
 type ShardOutcome = (Result<()>, Option<ShardSnapshot>);

@@ -129,8 +129,8 @@ pub struct JobResult {
 }
 
 impl JobResult {
-    /// The result of a job that ran nothing (already complete, or stopped with a savepoint
-    /// before any shard reported).
+    /// The result of a job that ran nothing (its checkpoint directory says it already
+    /// completed).
     pub(crate) fn empty(shards: usize) -> Self {
         JobResult {
             duration: Duration::ZERO,

@@ -7,7 +7,7 @@ mod metrics;
 pub(crate) mod task;
 
 pub(crate) use builder::{JobContext, ShardBuilder, ShardPart};
-pub(crate) use launch::run_job;
+pub(crate) use launch::{run_job, run_job_measured};
 pub(crate) use metrics::ShardMetrics;
 pub use metrics::{JobResult, OperatorStats};
 
