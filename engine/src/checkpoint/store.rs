@@ -19,14 +19,14 @@
 //! directory is fsynced (making its shard files durable); afterwards, the checkpoint directory
 //! and `DIR` are fsynced (making `_metadata` and the checkpoint directory itself durable).
 //!
-//! # File format (version 2)
+//! # File format (version 3)
 //!
 //! Every file is an [rkyv] archive (0.8, 64-bit relative pointers, little-endian) in a frame,
 //! integers little-endian:
 //!
 //! ```text
 //! magic        8 bytes   b"WEIRCKPT" (shard state) or b"WEIRMETA" (metadata)
-//! version      u32       2; any other version is rejected with UnsupportedVersion
+//! version      u32       3; any other version is rejected with UnsupportedVersion
 //! reserved     u32       0 (puts the body at offset 24: 8-byte aligned)
 //! body_len     u64       bytes of body that follow (tells truncation from corruption)
 //! body         body_len bytes: the rkyv archive, its root at the end
@@ -47,8 +47,11 @@
 //! lengths add up to its body. The loaded file stays in one 16-byte-aligned buffer and entries
 //! are byte ranges into it: restore reads them in place, zero-copy.
 //!
-//! Version 1 (the hand-written format before rkyv) is not read: such a checkpoint is refused
-//! with `UnsupportedVersion` (and `latest` falls back past it, like any unreadable one).
+//! Older versions are not read: such a checkpoint is refused with `UnsupportedVersion` (and
+//! `latest` falls back past it, like any unreadable one). Version 1 was the hand-written
+//! format before rkyv; version 2 had the same frame and archive as 3, but Nexmark events in
+//! operator state wrote their strings in full, where 3 writes references into the
+//! generator's string arena (`nexmark/codec.rs`) — payloads a version-3 build cannot decode.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -72,7 +75,7 @@ const CHK_PREFIX: &str = "chk-";
 const SAVEPOINT_PREFIX: &str = "savepoint-";
 
 /// The format version this build writes and reads.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 /// Bytes of framing before the body: magic, version, reserved, body length.
 const HEADER_LEN: usize = 8 + 4 + 4 + 8;
 /// Bytes of framing after the body: the checksum.
@@ -1165,9 +1168,10 @@ mod tests {
             "{msg}"
         );
 
-        // A version-1 file (the format before rkyv) and a future version are refused by
-        // number, before anything else in them is looked at.
-        for version in [1u8, 3] {
+        // A version-1 file (the format before rkyv), a version-2 one (other event payloads)
+        // and a future version are refused by number, before anything else in them is
+        // looked at.
+        for version in [1u8, 2, 4] {
             let mut other = good.clone();
             other[8] = version;
             fs::write(&shard, &other).unwrap();
@@ -1175,7 +1179,7 @@ mod tests {
             assert!(
                 matches!(
                     err,
-                    CheckpointError::UnsupportedVersion { found, supported: 2, .. } if found == u32::from(version)
+                    CheckpointError::UnsupportedVersion { found, supported: 3, .. } if found == u32::from(version)
                 ),
                 "{err}"
             );

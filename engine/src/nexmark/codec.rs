@@ -1,18 +1,52 @@
 //! Checkpoint encoding of the Nexmark events (`StateCodec`), so operators can keep events in
 //! checkpointed state.
 //!
-//! Strings are written out in full and decoded as interned `&'static str`s (see
-//! `state::codec::intern`).
+//! A string the generator produced is a slice of its seed's arena (`tables`), and is written
+//! as that reference — seed, offset, length — and decoded as the same slice of the (rebuilt)
+//! arena: no copy, no allocation, no interning. Restoring a large state of events was
+//! dominated by interning those strings (hashing them into a per-thread set, and leaking one
+//! copy per distinct `extra` padding, which is nearly one per event). Any other string is
+//! written in full and decoded as an interned `&'static str` (see `state::codec::intern`).
 
+use super::tables::{arena_slice, locate};
 use super::{Auction, Bid, InlineStr, Person};
 use crate::state::{StateCodec, StateError};
 
+/// Tag of a string written in full.
+const STR_BYTES: u8 = 0;
+/// Tag of a string written as a slice of a seed's arena.
+const STR_ARENA: u8 = 1;
+
 fn encode_str(s: &'static str, out: &mut Vec<u8>) {
-    s.encode(out);
+    match locate(s) {
+        Some((seed, offset)) => {
+            out.push(STR_ARENA);
+            (seed, offset as u64, s.len() as u64).encode(out);
+        }
+        None => {
+            out.push(STR_BYTES);
+            s.encode(out);
+        }
+    }
 }
 
 fn decode_str(input: &mut &[u8]) -> Result<&'static str, StateError> {
-    <&'static str>::decode_from(input)
+    match u8::decode_from(input)? {
+        STR_BYTES => <&'static str>::decode_from(input),
+        STR_ARENA => {
+            let (seed, offset, len) = <(u64, u64, u64)>::decode_from(input)?;
+            let slice = usize::try_from(offset)
+                .ok()
+                .zip(usize::try_from(len).ok())
+                .and_then(|(offset, len)| arena_slice(seed, offset, len));
+            slice.ok_or(StateError::Decode {
+                reason: "string slice outside the generator's arena",
+            })
+        }
+        _ => Err(StateError::Decode {
+            reason: "unknown string tag",
+        }),
+    }
 }
 
 fn decode_inline<const N: usize>(input: &mut &[u8]) -> Result<InlineStr<N>, StateError> {
@@ -114,6 +148,53 @@ mod tests {
                 Event::Person(p) => assert_eq!(Person::decode(&p.to_bytes()).expect("person"), p),
             }
         }
+    }
+
+    /// Generated strings travel as references into the arena and come back as the very same
+    /// slices; strings from elsewhere are written in full.
+    #[test]
+    fn generated_strings_are_arena_references() {
+        let g = Generator::new(NexmarkConfig::default()).expect("default config");
+        let bid = (0..100)
+            .find_map(|n| match g.event(n) {
+                Event::Bid(b) => Some(b),
+                _ => None,
+            })
+            .expect("a bid");
+        let decoded = Bid::decode(&bid.to_bytes()).expect("bid");
+        assert!(std::ptr::eq(decoded.extra, bid.extra), "the same slice");
+        assert!(std::ptr::eq(decoded.url, bid.url));
+        // 4 numbers + 3 × (tag + seed, offset, length): far below the strings' own length.
+        assert!(
+            bid.to_bytes().len() < 4 * 9 + 3 * 28,
+            "{}",
+            bid.to_bytes().len()
+        );
+        let own = String::from("not from the generator");
+        let custom = Bid {
+            channel: Box::leak(own.into_boxed_str()),
+            ..bid
+        };
+        let decoded = Bid::decode(&custom.to_bytes()).expect("custom bid");
+        assert_eq!(decoded, custom);
+        assert!(
+            !std::ptr::eq(decoded.channel, custom.channel),
+            "interned copy"
+        );
+    }
+
+    /// A reference outside the arena or an unknown tag is a decode error, not a panic.
+    #[test]
+    fn bad_string_references_are_errors() {
+        let mut bad = Vec::new();
+        bad.push(STR_ARENA);
+        (NexmarkConfig::default().seed, u64::MAX - 3, 10u64).encode(&mut bad);
+        assert!(decode_str(&mut bad.as_slice()).is_err());
+        let mut bad = Vec::new();
+        bad.push(STR_ARENA);
+        (NexmarkConfig::default().seed, 0u64, u64::MAX).encode(&mut bad);
+        assert!(decode_str(&mut bad.as_slice()).is_err());
+        assert!(decode_str(&mut [7u8, 0].as_slice()).is_err());
     }
 
     #[test]

@@ -59,6 +59,41 @@ pub struct Tables {
     pub names: Box<[&'static str]>,
     /// [`BUFFER_LEN`] bytes of `a`–`z`, with a space at probability 1/13.
     pub buffer: &'static str,
+    /// The one leaked string every string above is a slice of.
+    pub arena: &'static str,
+}
+
+/// The arena of the first tables this process built, with their seed: a generated string is
+/// located in it with two comparisons (see [`locate`]). Jobs use one seed; strings of any
+/// other seed are simply not located (and encoded in full).
+static FIRST_ARENA: OnceLock<(u64, &'static str)> = OnceLock::new();
+
+/// Where `s` lies in the arena of the first tables built: `(seed, offset)`, or `None` if it
+/// is not a slice of that arena (another seed's, or a string from elsewhere).
+pub fn locate(s: &str) -> Option<(u64, usize)> {
+    let &(seed, arena) = FIRST_ARENA.get()?;
+    let start = (s.as_ptr() as usize).checked_sub(arena.as_ptr() as usize)?;
+    (start.checked_add(s.len())? <= arena.len()).then_some((seed, start))
+}
+
+/// The slice `offset..offset + len` of seed `seed`'s arena (built if this process has not yet),
+/// or `None` if out of range: the inverse of [`locate`].
+pub fn arena_slice(seed: u64, offset: usize, len: usize) -> Option<&'static str> {
+    thread_local! {
+        /// The arena decoded last on this thread: restores decode millions of strings of one
+        /// seed, so the cache lookup (a lock) happens once.
+        static CACHED: std::cell::Cell<Option<(u64, &'static str)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let arena = CACHED.with(|cached| match cached.get() {
+        Some((s, arena)) if s == seed => arena,
+        _ => {
+            let arena = tables_for_seed(seed).arena;
+            cached.set(Some((seed, arena)));
+            arena
+        }
+    });
+    arena.get(offset..offset.checked_add(len)?)
 }
 
 impl fmt::Debug for Tables {
@@ -83,6 +118,7 @@ pub fn tables_for_seed(seed: u64) -> &'static Tables {
     }
     let tables: &'static Tables = Box::leak(Box::new(build_tables(seed)));
     map.insert(seed, tables);
+    FIRST_ARENA.get_or_init(|| (seed, tables.arena));
     tables
 }
 
@@ -170,6 +206,7 @@ fn build_tables(seed: u64) -> Tables {
         hot_urls,
         names: names.into_boxed_slice(),
         buffer,
+        arena,
     }
 }
 

@@ -115,11 +115,15 @@ impl<T: CsvRecord> SinkWriter<Change<T>> for TableWriter {
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> std::result::Result<(), StateError> {
-        for entry in state.shard::<(ByteString, u64)>() {
-            let (ByteString(row), count) = entry?;
-            self.table
-                .add_count(row, usize::try_from(count).unwrap_or(usize::MAX));
-        }
+        let counts = state
+            .shard::<(ByteString, u64)>()
+            .map(|entry| {
+                entry.map(|(ByteString(row), count)| {
+                    (row, usize::try_from(count).unwrap_or(usize::MAX))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.table.extend_counts(counts);
         Ok(())
     }
 }
