@@ -284,10 +284,7 @@ pub fn q5(events: &Stream<Event>) -> Stream<(i64, i64)> {
     let counts = bids(events)
         .key_by(|b: &Bid| b.auction)
         .window(panes, |b: &Bid| b.date_time)
-        // One phase: `aggregate_two_phase` here panicked inside glommio under checkpoints at
-        // 6 M events/s (a task's waker refcount overflowed; BENCHMARKS.md), until that is
-        // understood q5 counts panes after the exchange.
-        .aggregate(Count)
+        .aggregate_two_phase(Count)
         .name("q5-panes");
     counts
         .key_by(|p: &WindowResult<i64, i64>| p.key)

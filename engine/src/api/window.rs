@@ -124,11 +124,6 @@ where
     /// Results, their order and lateness are those of `aggregate`. A hot key then costs one
     /// exchanged partial per shard and window, not one record per event.
     ///
-    /// **Known issue:** with checkpoints at high rates (q5 at 6 M events/s, 1 s interval) a
-    /// job using it panicked inside glommio ("Waker invariant broken", a task's waker count
-    /// overflowed), and its restart stalled; not yet understood — prefer `aggregate` for
-    /// checkpointed jobs until it is fixed.
-    ///
     /// Only for aligned windows (tumbling or sliding, event time, default trigger) on the heap
     /// backend; any other window, or a job on the LSM backend (whose one-phase operator keeps
     /// windows in the store), falls back to `aggregate`. Difference: late records (a timestamp

@@ -399,6 +399,13 @@ impl<T: Send> Producer<T> {
         self.tail.wrapping_sub(self.head_cache) < cap
     }
 
+    /// Whether the consumer is parked waiting for data (its waker armed): a push now wakes it.
+    /// For tests that need every push to be a wake-up.
+    #[cfg(test)]
+    pub(crate) fn consumer_parked(&self) -> bool {
+        self.shared.consumer_waiting.load(Ordering::Acquire)
+    }
+
     /// Pushes `value` without waiting.
     ///
     /// Returns [`PushError::Full`] if the ring is full and

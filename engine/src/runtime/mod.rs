@@ -5,6 +5,7 @@ mod builder;
 pub(crate) mod launch;
 mod metrics;
 pub(crate) mod task;
+mod wake;
 
 pub(crate) use builder::{JobContext, ShardBuilder, ShardPart};
 pub(crate) use launch::{run_job, run_job_measured};
