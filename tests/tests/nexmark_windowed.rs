@@ -130,10 +130,11 @@ fn windowed_queries_match_the_sequential_reference() {
 
 /// On the LSM backend q5's per-auction window counts are keyed state (dropped by timers) and
 /// q11's sessions live in the store; q7's per-window partials stay in the functions. Small
-/// memtables, so the stores flush to SSTables while the job runs.
+/// memtables, so the stores flush to SSTables while the job runs. At 100 events/s hot auctions
+/// bid in more panes than one window holds, so dropping counts of a still-open window shows.
 #[test]
 fn windowed_queries_on_the_lsm_backend_match_the_sequential_reference() {
-    for (event_rate, events) in [(10_000_000, 20_000), (1000, 40_000)] {
+    for (event_rate, events) in [(10_000_000, 20_000), (1000, 40_000), (100, 20_000)] {
         let config = NexmarkConfig {
             first_event_rate: event_rate,
             ..NexmarkConfig::default()
