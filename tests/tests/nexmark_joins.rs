@@ -221,14 +221,21 @@ fn joins_match_the_batch_reference() {
     );
 }
 
-/// q3 and q8 keep their join state in keyed state on the LSM backend (q8 fires its windows on
-/// co-process timers there): the same rows as the batch reference.
+/// The joins keep their per-key state in keyed state on the LSM backend (q8 fires its windows
+/// and q6 closes its auctions on co-process timers there): the same rows as the batch reference.
 #[test]
 fn joins_on_the_lsm_backend_match_the_batch_reference() {
     // Small memtables: the stores flush while the job runs.
     check_against_references(
         &[(10_000_000, 20_000), (1000, 30_000)],
-        &[(Query::Q3, q3), (Query::Q8, q8)],
+        &[
+            (Query::Q3, q3),
+            (Query::Q4, q4),
+            (Query::Q6, q6),
+            (Query::Q8, q8),
+            (Query::Q9, q9),
+            (Query::Q20, q20),
+        ],
         |dir| test_backend(true, dir, 64 << 10),
     );
 }

@@ -351,22 +351,54 @@ enum Q20Slot {
     Rejected,
 }
 
+/// On the heap backend a slot per auction id in a map of the function; on the LSM backend the
+/// auction's outcome (`Matched` or `Rejected`, never `Waiting`) in a `ValueState` and the bids
+/// waiting for it in a `ListState` (appended without a read). Like the heap map (and Flink's
+/// regular join) nothing expires: a bid may come any time after its auction.
 #[derive(Clone, Default)]
 struct Q20Join {
     slots: KeyMap<i64, Q20Slot>,
+    managed: Option<(ValueState<Q20Slot>, ListState<Bid>)>,
 }
 
 impl KeyedCoProcessFunction<i64, Bid, Auction, Q20Row> for Q20Join {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some((
+                store.value_state(&ValueStateDescriptor::new("q20-auction"))?,
+                store.list_state(&ListStateDescriptor::new("q20-waiting"))?,
+            ));
+        }
+        Ok(())
+    }
+
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         out.key_map(&self.slots);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.slots = state.key_map()?;
+        let slots: KeyMap<i64, Q20Slot> = state.key_map()?;
+        StateError::refuse_heap_rows(self.managed.is_some(), !slots.is_empty(), "q20 join rows")?;
+        self.slots = slots;
         Ok(())
     }
 
     fn process_left(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, Q20Row>) {
+        if let Some((auction, waiting)) = self.managed {
+            let found = ctx.state().and_then(|store| {
+                let a = auction.get(store)?;
+                if a.is_none() {
+                    waiting.add(store, &b)?;
+                }
+                Ok(a)
+            });
+            match found {
+                Ok(Some(Q20Slot::Matched(a))) => ctx.emit(Q20Row { bid: b, auction: a }),
+                Ok(_) => {}
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         match self
             .slots
             .entry(*key)
@@ -387,6 +419,26 @@ impl KeyedCoProcessFunction<i64, Bid, Auction, Q20Row> for Q20Join {
         } else {
             Q20Slot::Rejected
         };
+        if let Some((auction, waiting)) = self.managed {
+            let found = ctx.state().and_then(|store| {
+                let bids = waiting.get(store)?;
+                if !bids.is_empty() {
+                    waiting.clear(store)?;
+                }
+                auction.set(store, &next)?;
+                Ok(bids)
+            });
+            match found {
+                Ok(bids) if a.category == 10 => {
+                    for b in bids {
+                        ctx.emit(Q20Row { bid: b, auction: a });
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => ctx.fail(e),
+            }
+            return;
+        }
         if let Some(Q20Slot::Waiting(bids)) = self.slots.insert(*key, next)
             && a.category == 10
         {
@@ -486,15 +538,24 @@ enum Lifetime<A, B> {
     Open(A, Option<B>),
 }
 
-/// Stage 1 of q4 and q9: per auction, the changelog of its winning bid.
+/// The LSM layout of an auction-lifetime slot: the open auction with its best bid so far in a
+/// `ValueState`, bids that came before it in a `ListState` (appended without a read).
+type LifetimeStates<A, B> = (ValueState<(A, Option<B>)>, ListState<B>);
+
+/// Stage 1 of q4 and q9: per auction, the changelog of its winning bid. On the heap backend
+/// the slots are objects in a map of the function; on the LSM backend, keyed state
+/// (`LifetimeStates`). Nothing expires, as in the heap map: a bid after the auction's end is
+/// dropped by the lifetime check only if the auction is still known.
 struct WinningBid<V: WinnerView> {
     slots: KeyMap<i64, Lifetime<V::A, V::B>>,
+    managed: Option<LifetimeStates<V::A, V::B>>,
 }
 
 impl<V: WinnerView> Default for WinningBid<V> {
     fn default() -> Self {
         WinningBid {
             slots: KeyMap::default(),
+            managed: None,
         }
     }
 }
@@ -503,6 +564,7 @@ impl<V: WinnerView> Clone for WinningBid<V> {
     fn clone(&self) -> Self {
         WinningBid {
             slots: self.slots.clone(),
+            managed: self.managed,
         }
     }
 }
@@ -516,38 +578,114 @@ fn view_beats((price, time): (i64, Timestamp), (old_price, old_time): (i64, Time
     price > old_price || (price == old_price && time < old_time)
 }
 
+/// Offers bid `b` to `auction` whose best bid is `best`; true if `b` became the best.
 fn offer<V: WinnerView>(
     auction: &V::A,
     best: &mut Option<V::B>,
     b: V::B,
     ctx: &mut ProcessContext<'_, Change<V::Row>>,
-) {
+) -> bool {
     let (start, expires) = V::lifetime(auction);
     let (_, time) = V::offer(&b);
     if time < start || time > expires {
-        return;
+        return false;
     }
     match best {
-        Some(old) if !view_beats(V::offer(&b), V::offer(old)) => {}
+        Some(old) if !view_beats(V::offer(&b), V::offer(old)) => false,
         Some(old) => {
             ctx.emit(Change::UpdateBefore(V::row(auction, old)));
             ctx.emit(Change::UpdateAfter(V::row(auction, &b)));
             *old = b;
+            true
         }
         None => {
             ctx.emit(Change::Insert(V::row(auction, &b)));
             *best = Some(b);
+            true
+        }
+    }
+}
+
+/// The LSM layout's paths, out of line: inlined into the heap path's functions they made q9
+/// (whole rows) measurably slower on the heap backend.
+impl<V: WinnerView> WinningBid<V> {
+    #[inline(never)]
+    fn auction_managed(
+        (open, waiting): LifetimeStates<V::A, V::B>,
+        a: V::A,
+        ctx: &mut ProcessContext<'_, Change<V::Row>>,
+    ) {
+        let bids = ctx.state().and_then(|store| {
+            let bids = waiting.get(store)?;
+            if !bids.is_empty() {
+                waiting.clear(store)?;
+            }
+            Ok(bids)
+        });
+        let mut best = None;
+        match bids {
+            Ok(bids) => {
+                for b in bids {
+                    offer::<V>(&a, &mut best, b, ctx);
+                }
+            }
+            Err(e) => return ctx.fail(e),
+        }
+        if let Err(e) = ctx.state().and_then(|store| open.set(store, &(a, best))) {
+            ctx.fail(e);
+        }
+    }
+
+    #[inline(never)]
+    fn bid_managed(
+        (open, waiting): LifetimeStates<V::A, V::B>,
+        b: V::B,
+        ctx: &mut ProcessContext<'_, Change<V::Row>>,
+    ) {
+        let found = ctx.state().and_then(|store| {
+            let found = open.get(store)?;
+            if found.is_none() {
+                waiting.add(store, &b)?;
+            }
+            Ok(found)
+        });
+        match found {
+            Ok(Some((a, mut best))) => {
+                if offer::<V>(&a, &mut best, b, ctx)
+                    && let Err(e) = ctx.state().and_then(|store| open.set(store, &(a, best)))
+                {
+                    ctx.fail(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => ctx.fail(e),
         }
     }
 }
 
 impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> for WinningBid<V> {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some((
+                store.value_state(&ValueStateDescriptor::new("winning-bid-auction"))?,
+                store.list_state(&ListStateDescriptor::new("winning-bid-waiting"))?,
+            ));
+        }
+        Ok(())
+    }
+
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         out.key_map(&self.slots);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.slots = state.key_map()?;
+        let slots: KeyMap<i64, Lifetime<V::A, V::B>> = state.key_map()?;
+        StateError::refuse_heap_rows(
+            self.managed.is_some(),
+            !slots.is_empty(),
+            "winning-bid rows",
+        )?;
+        self.slots = slots;
         Ok(())
     }
 
@@ -557,6 +695,9 @@ impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> fo
         a: Auction,
         ctx: &mut ProcessContext<'_, Change<V::Row>>,
     ) {
+        if let Some(states) = self.managed {
+            return Self::auction_managed(states, V::auction(&a), ctx);
+        }
         let waiting = match self
             .slots
             .insert(*key, Lifetime::Open(V::auction(&a), None))
@@ -573,13 +714,18 @@ impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> fo
 
     fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, Change<V::Row>>) {
         let b = V::bid(&b);
+        if let Some(states) = self.managed {
+            return Self::bid_managed(states, b, ctx);
+        }
         match self
             .slots
             .entry(*key)
             .or_insert_with(|| Lifetime::Waiting(Vec::new()))
         {
             Lifetime::Waiting(bids) => bids.push(b),
-            Lifetime::Open(a, best) => offer::<V>(a, best, b, ctx),
+            Lifetime::Open(a, best) => {
+                offer::<V>(a, best, b, ctx);
+            }
         }
     }
 }
@@ -637,7 +783,9 @@ pub fn q9(events: &Stream<Event>) -> Stream<Change<Q9Row>> {
 }
 
 /// Stage 2 of q4: per category, the average of its auctions' winning prices, maintained
-/// under the retractions of stage 1.
+/// under the retractions of stage 1. A (sum, count) per category in a map of the function on
+/// both backends: the generator has a handful of categories, so this state does not grow with
+/// the auctions (it is checkpointed through `snapshot_state`).
 #[derive(Clone, Default)]
 struct CategoryAverage {
     sums: KeyMap<i64, (i64, i64)>,
@@ -700,33 +848,100 @@ enum Closing {
 
 /// Stage 1 of q6: the winning bid of every auction, emitted once the watermark passes the
 /// auction's end (it can no longer change), as (seller, expires, auction id, price).
+///
+/// Heap backend: slots in a map of the function and a close-time index walked per watermark.
+/// LSM backend: the auction's state (`Open` or `Closed`, never `Waiting`) in a `ValueState`,
+/// bids that came before it in a `ListState`, and a timer at the auction's end that emits the
+/// winner and leaves `Closed` (so later bids of the auction are dropped, as on the heap).
 #[derive(Clone, Default)]
 struct ClosedAuctions {
     slots: KeyMap<i64, Closing>,
     by_end: BTreeMap<(Timestamp, i64), ()>,
+    managed: Option<(ValueState<Closing>, ListState<Bid>)>,
 }
 
 type Closed = (i64, Timestamp, i64, i64);
 
 impl ClosedAuctions {
-    fn offer(a: &Auction, best: &mut Option<Bid>, b: Bid) {
+    /// Offers `b` to auction `a`; true if it became the best bid.
+    fn offer(a: &Auction, best: &mut Option<Bid>, b: Bid) -> bool {
         if b.date_time < a.date_time || b.date_time > a.expires {
-            return;
+            return false;
         }
         if best.as_ref().is_none_or(|old| beats(&b, old)) {
             *best = Some(b);
+            return true;
+        }
+        false
+    }
+
+    /// LSM layout, out of line (as `WinningBid`'s): auction `a` arrives.
+    #[inline(never)]
+    fn auction_managed(
+        (auction, waiting): (ValueState<Closing>, ListState<Bid>),
+        a: Auction,
+        ctx: &mut ProcessContext<'_, Closed>,
+    ) {
+        ctx.register_event_time_timer(a.expires);
+        let stored = ctx.state().and_then(|store| {
+            let bids = waiting.get(store)?;
+            if !bids.is_empty() {
+                waiting.clear(store)?;
+            }
+            let mut best = None;
+            for b in bids {
+                Self::offer(&a, &mut best, b);
+            }
+            auction.set(store, &Closing::Open(a, best))
+        });
+        if let Err(e) = stored {
+            ctx.fail(e);
+        }
+    }
+
+    /// LSM layout: bid `b` of the current auction arrives.
+    #[inline(never)]
+    fn bid_managed(
+        (auction, waiting): (ValueState<Closing>, ListState<Bid>),
+        b: Bid,
+        ctx: &mut ProcessContext<'_, Closed>,
+    ) {
+        let stored = ctx.state().and_then(|store| match auction.get(store)? {
+            None => waiting.add(store, &b),
+            Some(Closing::Open(a, mut best)) => {
+                if Self::offer(&a, &mut best, b) {
+                    auction.set(store, &Closing::Open(a, best))?;
+                }
+                Ok(())
+            }
+            Some(_) => Ok(()),
+        });
+        if let Err(e) = stored {
+            ctx.fail(e);
         }
     }
 }
 
 impl KeyedCoProcessFunction<i64, Auction, Bid, Closed> for ClosedAuctions {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some((
+                store.value_state(&ValueStateDescriptor::new("q6-auction"))?,
+                store.list_state(&ListStateDescriptor::new("q6-waiting"))?,
+            ));
+        }
+        Ok(())
+    }
+
     /// The slots, keyed by auction id; the close-time index is rebuilt from the open ones.
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         out.key_map(&self.slots);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.slots = state.key_map()?;
+        let slots: KeyMap<i64, Closing> = state.key_map()?;
+        StateError::refuse_heap_rows(self.managed.is_some(), !slots.is_empty(), "q6 auctions")?;
+        self.slots = slots;
         self.by_end = self
             .slots
             .values()
@@ -738,7 +953,10 @@ impl KeyedCoProcessFunction<i64, Auction, Bid, Closed> for ClosedAuctions {
         Ok(())
     }
 
-    fn process_left(&mut self, key: &i64, a: Auction, _ctx: &mut ProcessContext<'_, Closed>) {
+    fn process_left(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, Closed>) {
+        if let Some(states) = self.managed {
+            return Self::auction_managed(states, a, ctx);
+        }
         let waiting = match self.slots.insert(*key, Closing::Open(a, None)) {
             Some(Closing::Waiting(bids)) => bids,
             _ => Vec::new(),
@@ -751,15 +969,39 @@ impl KeyedCoProcessFunction<i64, Auction, Bid, Closed> for ClosedAuctions {
         }
     }
 
-    fn process_right(&mut self, key: &i64, b: Bid, _ctx: &mut ProcessContext<'_, Closed>) {
+    fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, Closed>) {
+        if let Some(states) = self.managed {
+            return Self::bid_managed(states, b, ctx);
+        }
         match self
             .slots
             .entry(*key)
             .or_insert_with(|| Closing::Waiting(Vec::new()))
         {
             Closing::Waiting(bids) => bids.push(b),
-            Closing::Open(a, best) => Self::offer(a, best, b),
+            Closing::Open(a, best) => {
+                Self::offer(a, best, b);
+            }
             Closing::Closed => {}
+        }
+    }
+
+    /// LSM layout: the auction `key` ended at `expires`.
+    fn on_timer(&mut self, key: &i64, expires: Timestamp, ctx: &mut ProcessContext<'_, Closed>) {
+        let Some((auction, _)) = self.managed else {
+            return;
+        };
+        let closed = ctx.state().and_then(|store| {
+            let slot = auction.get(store)?;
+            if matches!(slot, Some(Closing::Open(..))) {
+                auction.set(store, &Closing::Closed)?;
+            }
+            Ok(slot)
+        });
+        match closed {
+            Ok(Some(Closing::Open(a, Some(b)))) => ctx.emit((a.seller, expires, *key, b.price)),
+            Ok(_) => {}
+            Err(e) => ctx.fail(e),
         }
     }
 
@@ -777,19 +1019,64 @@ impl KeyedCoProcessFunction<i64, Auction, Bid, Closed> for ClosedAuctions {
     }
 }
 
-/// Stage 2 of q6: per seller, the average winning price of its last 10 closed auctions.
+/// The ten latest closed auctions of a seller by (close time, auction id), as
+/// (close time, auction id, price).
+type LastTen = Vec<(Timestamp, i64, i64)>;
+
+/// Folds closing `c` into a seller's `recent` ones and emits the change of their average.
+fn fold_last_ten(
+    seller: i64,
+    recent: &mut LastTen,
+    c: Closed,
+    ctx: &mut ProcessContext<'_, Change<(i64, i64)>>,
+) {
+    let average =
+        |r: &LastTen| (!r.is_empty()).then(|| r.iter().map(|x| x.2).sum::<i64>() / r.len() as i64);
+    let before = average(recent);
+    let (_, expires, id, price) = c;
+    // Closings of one seller can come from both shards slightly out of order: keep the ten
+    // latest by (close time, auction id).
+    let at = recent.partition_point(|x| (x.0, x.1) < (expires, id));
+    recent.insert(at, (expires, id, price));
+    if recent.len() > 10 {
+        recent.remove(0);
+    }
+    let after = average(recent);
+    match (before, after) {
+        (None, Some(a)) => ctx.emit(Change::Insert((seller, a))),
+        (Some(b), Some(a)) if a != b => {
+            ctx.emit(Change::UpdateBefore((seller, b)));
+            ctx.emit(Change::UpdateAfter((seller, a)));
+        }
+        _ => {}
+    }
+}
+
+/// Stage 2 of q6: per seller, the average winning price of its last 10 closed auctions. The
+/// list per seller (it grows with the sellers) is in a map of the function on the heap
+/// backend, in a `ValueState` on the LSM backend.
 #[derive(Clone, Default)]
 struct LastTenAverage {
-    recent: KeyMap<i64, Vec<(Timestamp, i64, i64)>>,
+    recent: KeyMap<i64, LastTen>,
+    managed: Option<ValueState<LastTen>>,
 }
 
 impl KeyedProcessFunction<i64, Closed, Change<(i64, i64)>> for LastTenAverage {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some(store.value_state(&ValueStateDescriptor::new("q6-last-ten"))?);
+        }
+        Ok(())
+    }
+
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         out.key_map(&self.recent);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        self.recent = state.key_map()?;
+        let recent: KeyMap<i64, LastTen> = state.key_map()?;
+        StateError::refuse_heap_rows(self.managed.is_some(), !recent.is_empty(), "q6 sellers")?;
+        self.recent = recent;
         Ok(())
     }
 
@@ -799,28 +1086,18 @@ impl KeyedProcessFunction<i64, Closed, Change<(i64, i64)>> for LastTenAverage {
         c: Closed,
         ctx: &mut ProcessContext<'_, Change<(i64, i64)>>,
     ) {
-        let recent = self.recent.entry(*seller).or_default();
-        let average = |r: &Vec<(Timestamp, i64, i64)>| {
-            (!r.is_empty()).then(|| r.iter().map(|x| x.2).sum::<i64>() / r.len() as i64)
-        };
-        let before = average(recent);
-        let (_, expires, id, price) = c;
-        // Closings of one seller can come from both shards slightly out of order: keep the ten
-        // latest by (close time, auction id).
-        let at = recent.partition_point(|x| (x.0, x.1) < (expires, id));
-        recent.insert(at, (expires, id, price));
-        if recent.len() > 10 {
-            recent.remove(0);
-        }
-        let after = average(recent);
-        match (before, after) {
-            (None, Some(a)) => ctx.emit(Change::Insert((*seller, a))),
-            (Some(b), Some(a)) if a != b => {
-                ctx.emit(Change::UpdateBefore((*seller, b)));
-                ctx.emit(Change::UpdateAfter((*seller, a)));
+        if let Some(last_ten) = self.managed {
+            let mut recent = match ctx.state().and_then(|store| last_ten.get(store)) {
+                Ok(r) => r.unwrap_or_default(),
+                Err(e) => return ctx.fail(e),
+            };
+            fold_last_ten(*seller, &mut recent, c, ctx);
+            if let Err(e) = ctx.state().and_then(|store| last_ten.set(store, &recent)) {
+                ctx.fail(e);
             }
-            _ => {}
+            return;
         }
+        fold_last_ten(*seller, self.recent.entry(*seller).or_default(), c, ctx);
     }
 }
 

@@ -7,9 +7,9 @@ use weir::checkpoint::{StateRestore, StateSnapshot};
 use weir::key::KeyMap;
 use weir::nexmark::{Bid, Event, Str};
 use weir::operator::{AggregateFunction, WindowResult};
-use weir::state::{StateCodec, StateError};
+use weir::state::{KeyedStateStore, StateCodec, StateError, ValueState, ValueStateDescriptor};
 use weir::window::{Window, WindowAssigner};
-use weir::{CsvRecord, ProcessContext, ProcessFunction, Stream, Timestamp};
+use weir::{CsvRecord, KeyedProcessFunction, ProcessContext, ProcessFunction, Stream, Timestamp};
 
 use super::bids;
 use super::rows::Timestamp as Ts;
@@ -50,23 +50,19 @@ fn window_end(w: &Window) -> Timestamp {
 /// Panes per sliding window of q5 (10 s windows every 2 s).
 const PANES_PER_WINDOW: i64 = TEN_SECONDS / TWO_SECONDS;
 
-/// One shard's counts of one sliding window of q5, with their running arg-max: counts only
-/// grow, so the maximum and the auctions at it follow every add and the window's result is
-/// ready the moment the watermark closes it (nothing to sort, scan or ship per auction then).
+/// The highest count of one sliding window of q5 on one shard and the auctions at it, each
+/// once. Counts only grow, so this follows every add and the window's result is ready the
+/// moment the watermark closes it (nothing to sort, scan or ship per auction then).
 #[derive(Clone, Debug, Default)]
-struct WindowCounts {
-    counts: KeyMap<i64, i64>,
-    /// The highest count so far and the auctions at it, each once.
+struct Leaders {
     max: i64,
     at_max: Vec<i64>,
 }
 
-impl WindowCounts {
+impl Leaders {
+    /// `auction`'s count in the window grew to `count`.
     #[inline]
-    fn add(&mut self, auction: i64, n: i64) {
-        let count = self.counts.entry(auction).or_insert(0);
-        *count += n;
-        let count = *count;
+    fn offer(&mut self, auction: i64, count: i64) {
         if count > self.max {
             self.max = count;
             self.at_max.clear();
@@ -74,6 +70,22 @@ impl WindowCounts {
         if count == self.max {
             self.at_max.push(auction);
         }
+    }
+}
+
+/// One shard's counts of one sliding window of q5 (heap backend), with their running arg-max.
+#[derive(Clone, Debug, Default)]
+struct WindowCounts {
+    counts: KeyMap<i64, i64>,
+    leaders: Leaders,
+}
+
+impl WindowCounts {
+    #[inline]
+    fn add(&mut self, auction: i64, n: i64) {
+        let count = self.counts.entry(auction).or_insert(0);
+        *count += n;
+        self.leaders.offer(auction, *count);
     }
 }
 
@@ -103,23 +115,34 @@ impl StateCodec for Q5Partial {
     }
 }
 
-/// Stage 2 of q5 (input partitioned by auction): each pane count goes into the five sliding
+/// Stage 2 of q5 (input keyed by auction): each pane count goes into the five sliding
 /// windows that hold the pane, and a window closed by the watermark leaves as one partial per
 /// shard. (It replaced a sliding window operator whose firing sorted and sent every auction's
 /// count to one shard: milliseconds between a window's close and its result.)
 ///
-/// A pane's counts arrive just as the first window holding the pane closes, so only that
-/// window's add is done at once; the adds into the four later windows wait until that window
-/// has fired and a watermark closes nothing (or until one closes them), off the path of the
-/// closing window's result: one hash probe per count before it leaves instead of five.
+/// Heap backend: per open window a map of the auctions' counts. A pane's counts arrive just as
+/// the first window holding the pane closes, so only that window's add is done at once; the
+/// adds into the four later windows wait until that window has fired and a watermark closes
+/// nothing (or until one closes them), off the path of the closing window's result: one hash
+/// probe per count before it leaves instead of five.
+///
+/// LSM backend: the counts (they grow with the auctions) are keyed state — per auction its
+/// (window end, count) pairs of open windows in one `ValueState`, one read and one write per
+/// pane count for all five windows — dropped by a timer when the auction's last window
+/// closes. Only each window's `Leaders` stay in the function: per shard and open window one
+/// maximum and the auctions at it (ties), a handful of windows at any time.
 #[derive(Clone)]
 struct Q5Windows {
-    /// Open windows by end.
+    /// Open windows by end (heap backend).
     windows: BTreeMap<Timestamp, WindowCounts>,
     /// Pane counts (auction, pane end, count) not yet added to their four later windows.
     deferred: Vec<(i64, Timestamp, i64)>,
     /// The smallest pane end in `deferred` (`Timestamp::MAX` if empty).
     deferred_min: Timestamp,
+    /// Open windows' leaders by end (LSM backend).
+    leaders: BTreeMap<Timestamp, Leaders>,
+    /// LSM backend: an auction's (window end, count) pairs.
+    managed: Option<ValueState<Vec<(Timestamp, i64)>>>,
 }
 
 impl Default for Q5Windows {
@@ -128,9 +151,15 @@ impl Default for Q5Windows {
             windows: BTreeMap::new(),
             deferred: Vec::new(),
             deferred_min: Timestamp::MAX,
+            leaders: BTreeMap::new(),
+            managed: None,
         }
     }
 }
+
+/// A q5 window's end and one auction's count in it, as the LSM layout checkpoints the leaders
+/// (a trailing marker, so a heap-layout `(end, count)` entry is told apart and refused).
+type LeaderEntry = (Timestamp, i64, bool);
 
 impl Q5Windows {
     /// Adds the deferred counts of panes ending at or before `upto` to their later windows.
@@ -153,11 +182,67 @@ impl Q5Windows {
         });
         self.deferred_min = min;
     }
+
+    /// LSM layout: adds `auction`'s pane count to the windows holding the pane.
+    fn add_managed(
+        &mut self,
+        counts: ValueState<Vec<(Timestamp, i64)>>,
+        auction: i64,
+        pane_end: Timestamp,
+        n: i64,
+        ctx: &mut ProcessContext<'_, Q5Partial>,
+    ) {
+        // A window is fired once the watermark passes its last millisecond (`end - 1`).
+        let limit = ctx
+            .current_watermark()
+            .map_or(Timestamp::MIN, |w| w.saturating_add(1));
+        let last_end = pane_end.saturating_add((PANES_PER_WINDOW - 1) * TWO_SECONDS);
+        ctx.register_event_time_timer(last_end.saturating_sub(1));
+        let leaders = &mut self.leaders;
+        let stored = ctx.state().and_then(|store| {
+            let mut open = counts.get(store)?.unwrap_or_default();
+            open.retain(|&(end, _)| end > limit);
+            for k in 0..PANES_PER_WINDOW {
+                let end = pane_end.saturating_add(k * TWO_SECONDS);
+                let count = match open.iter_mut().find(|(e, _)| *e == end) {
+                    Some((_, c)) => {
+                        *c += n;
+                        *c
+                    }
+                    None => {
+                        open.push((end, n));
+                        n
+                    }
+                };
+                leaders.entry(end).or_default().offer(auction, count);
+            }
+            counts.set(store, &open)
+        });
+        if let Err(e) = stored {
+            ctx.fail(e);
+        }
+    }
 }
 
-impl ProcessFunction<WindowResult<i64, i64>, Q5Partial> for Q5Windows {
-    fn process(&mut self, pane: WindowResult<i64, i64>, _ctx: &mut ProcessContext<'_, Q5Partial>) {
+impl KeyedProcessFunction<i64, WindowResult<i64, i64>, Q5Partial> for Q5Windows {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some(store.value_state(&ValueStateDescriptor::new("q5-counts"))?);
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        _auction: &i64,
+        pane: WindowResult<i64, i64>,
+        ctx: &mut ProcessContext<'_, Q5Partial>,
+    ) {
         let pane_end = window_end(&pane.window);
+        if let Some(counts) = self.managed {
+            self.add_managed(counts, pane.key, pane_end, pane.value, ctx);
+            return;
+        }
         self.windows
             .entry(pane_end)
             .or_default()
@@ -166,9 +251,50 @@ impl ProcessFunction<WindowResult<i64, i64>, Q5Partial> for Q5Windows {
         self.deferred_min = self.deferred_min.min(pane_end);
     }
 
+    /// LSM layout: the last window of an auction's pane closes at `timestamp + 1`: drops the
+    /// auction's counts of closed windows (all of them unless a later pane came).
+    fn on_timer(
+        &mut self,
+        _auction: &i64,
+        timestamp: Timestamp,
+        ctx: &mut ProcessContext<'_, Q5Partial>,
+    ) {
+        let Some(counts) = self.managed else { return };
+        let limit = timestamp.saturating_add(1);
+        let pruned = ctx.state().and_then(|store| {
+            let mut open = counts.get(store)?.unwrap_or_default();
+            open.retain(|&(end, _)| end > limit);
+            if open.is_empty() {
+                counts.clear(store)
+            } else {
+                counts.set(store, &open)
+            }
+        });
+        if let Err(e) = pruned {
+            ctx.fail(e);
+        }
+    }
+
     fn on_watermark(&mut self, watermark: Timestamp, ctx: &mut ProcessContext<'_, Q5Partial>) {
         // A window fires once the watermark passes its last millisecond.
         let limit = watermark.saturating_add(1);
+        if self.managed.is_some() {
+            while let Some(entry) = self.leaders.first_entry() {
+                if *entry.key() > limit {
+                    break;
+                }
+                let end = *entry.key();
+                let l = entry.remove();
+                if !l.at_max.is_empty() {
+                    ctx.emit(Q5Partial {
+                        end,
+                        max: l.max,
+                        auctions: l.at_max,
+                    });
+                }
+            }
+            return;
+        }
         // A jump of two seconds or more closes a deferred count's later window too: add first.
         self.apply_deferred(limit.saturating_sub(TWO_SECONDS));
         let mut fired = false;
@@ -179,11 +305,11 @@ impl ProcessFunction<WindowResult<i64, i64>, Q5Partial> for Q5Windows {
             fired = true;
             let end = *entry.key();
             let w = entry.remove();
-            if !w.at_max.is_empty() {
+            if !w.leaders.at_max.is_empty() {
                 ctx.emit(Q5Partial {
                     end,
-                    max: w.max,
-                    auctions: w.at_max,
+                    max: w.leaders.max,
+                    auctions: w.leaders.at_max,
                 });
             }
         }
@@ -192,9 +318,16 @@ impl ProcessFunction<WindowResult<i64, i64>, Q5Partial> for Q5Windows {
         }
     }
 
-    /// Keyed by auction (the stream is partitioned by it): every (auction, window) count,
-    /// deferred adds included (restore adds them up).
+    /// Keyed by auction. Heap layout: every (auction, window) count, deferred adds included
+    /// (restore adds them up). LSM layout (the counts are in the store): each window's leaders
+    /// with their count — after a rescale every auction at a window's overall maximum is still
+    /// among some shard's leaders, which is all the final merge needs.
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        for (end, l) in &self.leaders {
+            for auction in &l.at_max {
+                out.keyed(auction, &(*end, l.max, true));
+            }
+        }
         for (end, w) in &self.windows {
             for (auction, count) in &w.counts {
                 out.keyed(auction, &(*end, *count));
@@ -208,6 +341,20 @@ impl ProcessFunction<WindowResult<i64, i64>, Q5Partial> for Q5Windows {
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        if self.managed.is_some() {
+            for entry in state.keyed::<i64, LeaderEntry>() {
+                let (auction, (end, count, _)) = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let heap = state.keyed::<i64, (Timestamp, i64)>().any(|r| r.is_ok());
+                        StateError::refuse_heap_rows(true, heap, "q5 window counts")?;
+                        return Err(e);
+                    }
+                };
+                self.leaders.entry(end).or_default().offer(auction, count);
+            }
+            return Ok(());
+        }
         for entry in state.keyed::<i64, (Timestamp, i64)>() {
             let (auction, (end, count)) = entry?;
             self.windows.entry(end).or_default().add(auction, count);
@@ -217,7 +364,8 @@ impl ProcessFunction<WindowResult<i64, i64>, Q5Partial> for Q5Windows {
 }
 
 /// Stage 3 of q5 (input partitioned by window end): the shards' partials of a window,
-/// combined once the watermark closed it.
+/// combined once the watermark closed it. On both backends in the function: per open window
+/// (a handful) one maximum and its tied auctions, nothing that grows with the auctions.
 #[derive(Clone, Default)]
 struct Q5Hot {
     windows: BTreeMap<Timestamp, Q5Partial>,
@@ -288,7 +436,6 @@ pub fn q5(events: &Stream<Event>) -> Stream<(i64, i64)> {
         .name("q5-panes");
     counts
         .key_by(|p: &WindowResult<i64, i64>| p.key)
-        .partitioned()
         .process(Q5Windows::default())
         .name("q5-windows")
         .key_by(|p: &Q5Partial| p.end)
@@ -353,6 +500,10 @@ impl StateCodec for Q7Partial {
 
 /// Stage 1 of q7: per shard and window, the bids at the local maximum, released once the
 /// watermark has passed the window's end (so bids *at* the end have arrived too).
+///
+/// In the function on both backends: its input is not keyed, and its state is per shard and
+/// tiny — per open window (two or three at a time) one maximum with the bids tied at it and
+/// the bids at the window's first millisecond — nothing that grows with auctions or bidders.
 #[derive(Clone, Default)]
 struct Q7Local {
     windows: BTreeMap<Timestamp, Q7Partial>,
@@ -412,6 +563,7 @@ impl ProcessFunction<Bid, Q7Partial> for Q7Local {
 }
 
 /// Stage 2 of q7: all partials of one window, combined once the watermark passed its end.
+/// In the function on both backends, like stage 1: per open window one merged partial.
 #[derive(Clone, Default)]
 struct Q7Global {
     windows: BTreeMap<Timestamp, Q7Partial>,
