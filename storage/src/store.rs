@@ -31,6 +31,13 @@ use crate::sst::table::Table;
 use crate::version::{LevelConfig, Version};
 use crate::wal::{Wal, WalOp, wal_name};
 
+/// The two background tasks.
+#[derive(Debug, Clone, Copy)]
+enum BgJob {
+    Flush,
+    Compact,
+}
+
 /// Write/compaction counters, for write- and space-amplification numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -46,6 +53,13 @@ pub struct Stats {
     pub compactions: u64,
     /// Number of memtable flushes.
     pub flushes: u64,
+    /// Writes paused by the slowdown because L0 was at twice its trigger.
+    pub slowdowns_l0: u64,
+    /// Writes paused by the slowdown because the active memtable was
+    /// nearly full with frozen ones still unflushed.
+    pub slowdowns_memtable: u64,
+    /// Write stalls (inline flush, maybe inline compaction).
+    pub stalls: u64,
 }
 
 /// Current memory held, by kind.
@@ -68,7 +82,10 @@ pub(crate) struct State {
     pub(crate) manifest_state: ManifestState,
     pub(crate) next_file_id: u64,
     pointers: Vec<Option<Bytes>>,
+    /// A compaction task is queued or running.
     bg_scheduled: bool,
+    /// A flush task is queued or running.
+    flush_scheduled: bool,
     bg_error: Option<String>,
     /// Set by close/abandon: queued background tasks exit without work.
     closed: bool,
@@ -337,6 +354,7 @@ impl Store {
                 next_file_id,
                 pointers: vec![None; opts.num_levels],
                 bg_scheduled: false,
+                flush_scheduled: false,
                 bg_error: None,
                 closed: false,
                 prev_checkpoint: crate::checkpoint::checkpointed(&dir),
@@ -661,7 +679,16 @@ impl Store {
             let frozen = st.imms.len() >= self.inner.opts.max_immutable_memtables.max(1);
             (st.version.levels[0].len(), filling && frozen)
         };
-        if l0 >= 2 * self.inner.opts.l0_compaction_trigger || flush_due {
+        let l0_due = l0 >= 2 * self.inner.opts.l0_compaction_trigger;
+        if l0_due || flush_due {
+            {
+                let mut st = self.inner.state.borrow_mut();
+                if l0_due {
+                    st.stats.slowdowns_l0 += 1;
+                } else {
+                    st.stats.slowdowns_memtable += 1;
+                }
+            }
             glommio::timer::sleep(WRITE_SLOWDOWN).await;
         }
     }
@@ -711,6 +738,7 @@ impl Store {
     /// Write stall: flushes inline (a compaction may run meanwhile), then
     /// compacts inline while L0 is at its stop trigger.
     async fn stall(&self) -> Result<()> {
+        self.inner.state.borrow_mut().stats.stalls += 1;
         let t = std::time::Instant::now();
         self.flush_pending().await?;
         tracing::debug!(
@@ -761,22 +789,47 @@ impl Store {
         shares.set_debt(imm.max(l0).max(level));
     }
 
+    /// Makes sure frozen memtables get flushed and due compactions run.
     fn schedule_background(&self) {
+        if !self.inner.state.borrow().imms.is_empty() {
+            self.spawn_job(BgJob::Flush);
+        }
+        self.spawn_job(BgJob::Compact);
+    }
+
+    /// Spawns the flush or the compaction task unless it is already queued
+    /// or running. Two tasks, not one loop doing both: a flush no longer
+    /// waits for a whole compaction (seconds for an L0 → L1 merge at 10 M
+    /// keys) to finish, which kept a full memtable frozen and slowed or
+    /// stalled writers meanwhile. Both run in the background queue and
+    /// interleave at their I/O awaits; flushes and compactions already use
+    /// separate locks.
+    fn spawn_job(&self, job: BgJob) {
         {
             let mut st = self.inner.state.borrow_mut();
-            if st.bg_scheduled {
+            let flag = match job {
+                BgJob::Flush => &mut st.flush_scheduled,
+                BgJob::Compact => &mut st.bg_scheduled,
+            };
+            if *flag {
                 return;
             }
-            st.bg_scheduled = true;
+            *flag = true;
         }
         let store = self.clone();
         // Held from the spawn (the task is runnable before it first runs) to its end.
         let hold = self.inner.keepalive.hold();
         let fut = async move {
             let _hold = hold;
-            let r = store.run_background().await;
+            let r = match job {
+                BgJob::Flush => store.run_flushes().await,
+                BgJob::Compact => store.run_compactions().await,
+            };
             let mut st = store.inner.state.borrow_mut();
-            st.bg_scheduled = false;
+            match job {
+                BgJob::Flush => st.flush_scheduled = false,
+                BgJob::Compact => st.bg_scheduled = false,
+            }
             if let Err(e) = r {
                 tracing::error!(error = %e, "background flush/compaction failed");
                 st.bg_error = Some(e.to_string());
@@ -789,7 +842,11 @@ impl Store {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot spawn into background queue");
-                    self.inner.state.borrow_mut().bg_scheduled = false;
+                    let mut st = self.inner.state.borrow_mut();
+                    match job {
+                        BgJob::Flush => st.flush_scheduled = false,
+                        BgJob::Compact => st.bg_scheduled = false,
+                    }
                 }
             },
             None => {
@@ -798,14 +855,28 @@ impl Store {
         }
     }
 
-    /// Background loop: flush frozen memtables, one compaction at a time
-    /// (so new flushes get in between), until there is nothing to do.
-    async fn run_background(&self) -> Result<()> {
+    /// Flush task: frozen memtables until none is left, then a compaction
+    /// task (the new L0 files may make one due).
+    async fn run_flushes(&self) -> Result<()> {
         loop {
             self.flush_pending().await?;
-            let compacted = self.compact_once().await?;
             let st = self.inner.state.borrow();
-            if st.closed || (!compacted && st.imms.is_empty()) {
+            if st.closed {
+                return Ok(());
+            }
+            if st.imms.is_empty() {
+                break;
+            }
+        }
+        self.spawn_job(BgJob::Compact);
+        Ok(())
+    }
+
+    /// Compaction task: one compaction at a time until none is due.
+    async fn run_compactions(&self) -> Result<()> {
+        loop {
+            let compacted = self.compact_once().await?;
+            if self.inner.state.borrow().closed || !compacted {
                 return Ok(());
             }
         }
@@ -882,7 +953,7 @@ impl Store {
                 &path,
                 id,
                 self.inner.direct,
-                self.inner.opts.bloom_bits_per_key,
+                self.inner.opts.bloom_bits_for_level(0),
             )
             .await?;
             // In chunks (a frozen memtable never changes), yielding between
@@ -999,26 +1070,29 @@ impl Store {
     }
 
     async fn get_io(&self, key: &[u8], io: Io) -> Result<Option<Bytes>> {
-        let (mems, version) = {
-            let st = self.inner.state.borrow();
-            let mut mems = vec![st.mem.clone()];
-            mems.extend(st.imms.iter().cloned());
-            (mems, st.version.clone())
-        };
         let terminal =
             |e: &Option<Entry>, c: bool| c || matches!(e, Some(Entry::Put(_) | Entry::Delete));
+        // Only sources that say something about the key are kept (`(None,
+        // false)` changes nothing in `resolve`): a lookup that finds its key
+        // in one place, or nowhere, allocates nothing here.
         let mut layers = Vec::new();
-        let mut done = false;
-        for m in &mems {
-            let m = m.borrow();
-            let (e, c) = (m.get(key).cloned(), m.covers(key));
-            done = terminal(&e, c);
-            layers.push((e, c));
-            if done {
-                break;
+        let version = {
+            let st = self.inner.state.borrow();
+            let mut done = false;
+            for m in std::iter::once(&st.mem).chain(&st.imms) {
+                let m = m.borrow();
+                let (e, c) = (m.get(key).cloned(), m.covers(key));
+                done = terminal(&e, c);
+                if e.is_some() || c {
+                    layers.push((e, c));
+                }
+                if done {
+                    break;
+                }
             }
-        }
-        if !done {
+            (!done).then(|| st.version.clone())
+        };
+        if let Some(version) = version {
             let hash = crate::bloom::hash64(key);
             'outer: for (level, tables) in version.levels.iter().enumerate() {
                 if level == 0 {
@@ -1030,7 +1104,9 @@ impl Store {
                         };
                         let c = t.covers(key);
                         let stop = terminal(&e, c);
-                        layers.push((e, c));
+                        if e.is_some() || c {
+                            layers.push((e, c));
+                        }
                         if stop {
                             break 'outer;
                         }
@@ -1048,7 +1124,9 @@ impl Store {
                         c |= t.covers(key);
                     }
                     let stop = terminal(&e, c);
-                    layers.push((e, c));
+                    if e.is_some() || c {
+                        layers.push((e, c));
+                    }
                     if stop {
                         break;
                     }

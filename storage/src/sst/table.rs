@@ -8,9 +8,9 @@ use bytes::Bytes;
 
 use super::footer::{FOOTER_LEN, Footer};
 use super::meta::FileMeta;
-use crate::block::Block;
+use crate::block::{Block, RawBlock};
 use crate::bloom::Bloom;
-use crate::cache::BlockCache;
+use crate::cache::{BlockCache, Cached};
 use crate::codec::{Reader, unseal};
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -138,8 +138,8 @@ impl Table {
         }
 
         let raw = read_meta(footer.bloom).await?;
-        let bloom =
-            Bloom::decode(&raw).ok_or_else(|| corrupt(footer.bloom.0, "malformed bloom block"))?;
+        let bloom = Bloom::decode(&raw, footer.version)
+            .ok_or_else(|| corrupt(footer.bloom.0, "malformed bloom block"))?;
 
         let raw = read_meta(footer.range_dels).await?;
         let bad_rd = || corrupt(footer.range_dels.0, "malformed range-tombstone block");
@@ -200,17 +200,8 @@ impl Table {
         i > 0 && key < self.range_dels[i - 1].1.as_ref()
     }
 
-    /// Loads data block `i`, through the cache when `fill_cache`. On a
-    /// miss the block is read as `io` says; either way it is verified by
-    /// the same code (length, crc, last key against the index).
-    pub(crate) async fn block(&self, i: usize, fill_cache: bool, io: Io) -> Result<Rc<Block>> {
-        let Some(ie) = self.index.get(i) else {
-            return Err(Error::corrupt(self.path(), 0, "block index out of range"));
-        };
-        let key = (self.id(), ie.offset);
-        if let Some(b) = self.cache.get(key) {
-            return Ok(b);
-        }
+    /// Reads data block `i` from the file as `io` says (no cache).
+    async fn read_block(&self, ie: &IndexEntry, io: Io) -> Result<Bytes> {
         let len = ie.len as usize;
         let raw = match io {
             Io::Async if self.file.is_direct() => self.file.read_at(ie.offset, len).await?,
@@ -227,6 +218,17 @@ impl Table {
                 "short read of data block",
             ));
         }
+        Ok(raw)
+    }
+
+    fn entry(&self, i: usize) -> Result<&IndexEntry> {
+        self.index
+            .get(i)
+            .ok_or_else(|| Error::corrupt(self.path(), 0, "block index out of range"))
+    }
+
+    /// Fully decodes a sealed block and checks its last key against the index.
+    fn decode(&self, ie: &IndexEntry, raw: Bytes) -> Result<Block> {
         let block =
             Block::decode(raw).map_err(|why| Error::corrupt(self.path(), ie.offset, why))?;
         if block.keys.last().is_some_and(|k| *k != ie.last_key) {
@@ -236,11 +238,48 @@ impl Table {
                 "block last key differs from index",
             ));
         }
-        let block = Rc::new(block);
+        Ok(block)
+    }
+
+    /// Loads data block `i` decoded (for iterators), through the cache when
+    /// `fill_cache`. On a miss the block is read as `io` says; either way it
+    /// is verified by the same code (length, crc, last key against the
+    /// index). A block a point lookup cached encoded is decoded and cached
+    /// decoded in its place.
+    pub(crate) async fn block(&self, i: usize, fill_cache: bool, io: Io) -> Result<Rc<Block>> {
+        let ie = self.entry(i)?;
+        let key = (self.id(), ie.offset);
+        let raw = match self.cache.get(key) {
+            Some(Cached::Decoded(b)) => return Ok(b),
+            Some(Cached::Raw(r)) => r.raw().clone(),
+            None => self.read_block(ie, io).await?,
+        };
+        let block = Rc::new(self.decode(ie, raw)?);
         if fill_cache {
-            self.cache.insert(key, block.clone());
+            self.cache.insert(key, Cached::Decoded(block.clone()));
         }
         Ok(block)
+    }
+
+    /// Point lookup inside data block `i`, through the cache; a miss caches
+    /// the block encoded ([`RawBlock`]: searched in place, not decoded).
+    async fn get_in_block(&self, i: usize, key: &[u8], io: Io) -> Result<Option<Entry>> {
+        let ie = self.entry(i)?;
+        let ck = (self.id(), ie.offset);
+        let corrupt = |why| Error::corrupt(self.path(), ie.offset, why);
+        match self.cache.get(ck) {
+            Some(Cached::Decoded(b)) => return Ok(b.get(key).cloned()),
+            Some(Cached::Raw(r)) => return r.get(key).map_err(corrupt),
+            None => {}
+        }
+        let raw = self.read_block(ie, io).await?;
+        let block = RawBlock::new(raw).map_err(corrupt)?;
+        if !block.last_key_eq(&ie.last_key).map_err(corrupt)? {
+            return Err(corrupt("block last key differs from index"));
+        }
+        let found = block.get(key).map_err(corrupt)?;
+        self.cache.insert(ck, Cached::Raw(Rc::new(block)));
+        Ok(found)
     }
 
     /// Reads blocks `first..` in one I/O of at most `max_bytes` (at least
@@ -269,16 +308,9 @@ impl Table {
         let mut out = Vec::with_capacity(last + 1 - first);
         for ie in &self.index[first..=last] {
             let off = (ie.offset - start) as usize;
-            let block = Block::decode(raw.slice(off..off + ie.len as usize))
-                .map_err(|why| Error::corrupt(self.path(), ie.offset, why))?;
-            if block.keys.last().is_some_and(|k| *k != ie.last_key) {
-                return Err(Error::corrupt(
-                    self.path(),
-                    ie.offset,
-                    "block last key differs from index",
-                ));
-            }
-            out.push(Rc::new(block));
+            out.push(Rc::new(
+                self.decode(ie, raw.slice(off..off + ie.len as usize))?,
+            ));
         }
         Ok(out)
     }
@@ -297,7 +329,7 @@ impl Table {
         if i >= self.index.len() {
             return Ok(None);
         }
-        Ok(self.block(i, true, io).await?.get(key).cloned())
+        self.get_in_block(i, key, io).await
     }
 }
 
