@@ -20,7 +20,8 @@ pub struct StoreOptions {
     pub memtable_bytes: usize,
     /// Frozen memtables allowed to wait for flush before writes stall.
     pub max_immutable_memtables: usize,
-    /// Byte budget of the decoded-block LRU cache.
+    /// Byte budget of the block cache (CLOCK; point reads cache blocks
+    /// encoded, iterators decoded).
     pub block_cache_bytes: usize,
     /// Bloom filter bits per key of tables in L2 and deeper, where most
     /// keys live (blocked filter: 10 ≈ 0.9%, 12 ≈ 0.45% false positives).

@@ -67,7 +67,7 @@ pub struct Stats {
 pub struct MemoryUsage {
     /// Active plus frozen memtables.
     pub memtables: usize,
-    /// Decoded blocks in the block cache.
+    /// Blocks in the block cache (encoded or decoded).
     pub block_cache: usize,
     /// Bloom filters, indexes and range tombstones of open tables.
     pub table_meta: usize,
