@@ -337,6 +337,95 @@ impl Table {
 mod tests {
     use super::*;
 
+    /// A table written in format version 1 (classic bloom filter) still
+    /// opens and answers reads: a version-2 table is rewritten in place
+    /// with a classic filter of the same length and a version-1 footer. A
+    /// version this build does not know is refused naming the file.
+    #[test]
+    fn version_1_table_still_reads_and_unknown_version_is_refused() {
+        use crate::bloom::hash64;
+        use crate::codec::seal;
+        use crate::sst::builder::TableBuilder;
+        use crate::sst::footer::FORMAT_VERSION;
+        std::thread::spawn(|| {
+            let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .io_memory(2 << 20)
+                .make()
+                .unwrap();
+            ex.run(async {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("1.sst");
+                let keys: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+                let mut tb = TableBuilder::create(&path, 1, false, 10).await.unwrap();
+                for k in &keys {
+                    tb.add(k, &Entry::Put(Bytes::from(k.clone())))
+                        .await
+                        .unwrap();
+                }
+                let meta = tb.finish(&[]).await.unwrap();
+
+                let mut file = std::fs::read(&path).unwrap();
+                let foot_off = file.len() - FOOTER_LEN;
+                let footer = Footer::decode(&file[foot_off..]).unwrap();
+                assert_eq!(footer.version, FORMAT_VERSION);
+                let (off, len) = (footer.bloom.0 as usize, footer.bloom.1 as usize);
+                let hashes: Vec<u64> = keys.iter().map(|k| hash64(k)).collect();
+                // Same byte length and probe count, classic layout (FORMAT.md).
+                let nbits = (len - 5) * 8;
+                let k = file[off + len - 5];
+                let mut bits = vec![0u8; len - 5];
+                for &h in &hashes {
+                    let (mut a, d) = (h as u32, ((h >> 32) as u32) | 1);
+                    for _ in 0..k {
+                        let bit = a as usize % nbits;
+                        bits[bit / 8] |= 1 << (bit % 8);
+                        a = a.wrapping_add(d);
+                    }
+                }
+                bits.push(k);
+                seal(&mut bits, 0);
+                file[off..off + len].copy_from_slice(&bits);
+                let mut foot = file[foot_off..foot_off + 60].to_vec();
+                foot[48..52].copy_from_slice(&1u32.to_le_bytes());
+                seal(&mut foot, 0);
+                file[foot_off..].copy_from_slice(&foot);
+                std::fs::write(&path, &file).unwrap();
+
+                let cache = Rc::new(BlockCache::new(1 << 20));
+                let t = Table::open(&path, meta.clone(), false, cache.clone())
+                    .await
+                    .unwrap();
+                assert!(matches!(t.bloom, Bloom::Classic { .. }));
+                for (k, h) in keys.iter().zip(&hashes) {
+                    let got = t.get(k, *h, Io::Async).await.unwrap();
+                    assert_eq!(got, Some(Entry::Put(Bytes::from(k.clone()))));
+                }
+                let absent = (0..2000u32)
+                    .filter(|i| {
+                        let k = [i.to_be_bytes().as_slice(), b"x"].concat();
+                        t.bloom.may_contain(hash64(&k))
+                    })
+                    .count();
+                assert!(
+                    absent < 100,
+                    "classic filter passes {absent} of 2000 absent keys"
+                );
+
+                let mut foot = file[foot_off..foot_off + 60].to_vec();
+                foot[48..52].copy_from_slice(&3u32.to_le_bytes());
+                seal(&mut foot, 0);
+                file[foot_off..].copy_from_slice(&foot);
+                std::fs::write(&path, &file).unwrap();
+                let err = Table::open(&path, meta, false, cache).await.unwrap_err();
+                let msg = err.to_string();
+                assert!(msg.contains("unsupported format version"), "{msg}");
+                assert!(msg.contains("1.sst"), "{msg}");
+            });
+        })
+        .join()
+        .unwrap();
+    }
+
     proptest::proptest! {
         /// The head-accelerated block search finds the same block as a plain
         /// binary search over the keys. Keys over {0, 1, 2} and up to 20
