@@ -306,7 +306,7 @@ mod weir_store {
     use std::path::Path;
     use std::time::Instant;
 
-    use weir_storage::{Store, StoreOptions};
+    use weir_storage::{Stats, Store, StoreOptions};
 
     use super::*;
 
@@ -348,11 +348,23 @@ mod weir_store {
             rec.record(t.elapsed());
         }
         rec.stop();
+        let paused = s.stats();
         settle(&s, flavor.label, name, args.wants(name)).await?;
         if args.wants(name) {
             rec.print(flavor.label, name);
+            print_pauses(flavor.label, name, Stats::default(), paused);
         }
         Ok(s)
+    }
+
+    /// Writes the workload paused (slowdown, by cause) or stalled.
+    fn print_pauses(label: &str, name: &str, before: Stats, after: Stats) {
+        println!(
+            "{label:<8} {name} paused writes: l0 {} memtable {} stalls {}",
+            after.slowdowns_l0 - before.slowdowns_l0,
+            after.slowdowns_memtable - before.slowdowns_memtable,
+            after.stalls - before.stalls
+        );
     }
 
     /// Untimed: flush the memtable and compact until the levels are within
@@ -425,6 +437,7 @@ mod weir_store {
         }
 
         if args.wants("overwrite") {
+            let before = s.stats();
             let mut rec = Recorder::new();
             for i in 0..args.keys {
                 let k = key(r.next() % args.keys);
@@ -433,8 +446,10 @@ mod weir_store {
                 rec.record(t.elapsed());
             }
             rec.stop();
+            let paused = s.stats();
             settle(&s, label, "overwrite", true).await?;
             rec.print(label, "overwrite");
+            print_pauses(label, "overwrite", before, paused);
         }
 
         let st = s.stats();

@@ -101,7 +101,7 @@ impl Store {
                 lower_bound = Some(k.clone());
             }
             if builder.is_none() {
-                builder = Some(self.new_builder().await?);
+                builder = Some(self.new_builder(out_level).await?);
             }
             if let Some(b) = builder.as_mut() {
                 b.add(&k, &e).await?;
@@ -112,7 +112,7 @@ impl Store {
         match builder {
             Some(b) => outputs.push(b.finish(&last_rds).await?),
             None if !last_rds.is_empty() => {
-                outputs.push(self.new_builder().await?.finish(&last_rds).await?)
+                outputs.push(self.new_builder(out_level).await?.finish(&last_rds).await?)
             }
             None => {}
         }
@@ -164,14 +164,14 @@ impl Store {
         Ok(())
     }
 
-    async fn new_builder(&self) -> Result<TableBuilder> {
+    async fn new_builder(&self, out_level: u32) -> Result<TableBuilder> {
         let id = self.alloc_id();
         let path = self.inner.dir.join(sst_name(id));
         TableBuilder::create(
             &path,
             id,
             self.inner.direct,
-            self.inner.opts.bloom_bits_per_key,
+            self.inner.opts.bloom_bits_for_level(out_level as usize),
         )
         .await
     }

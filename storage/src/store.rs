@@ -46,6 +46,13 @@ pub struct Stats {
     pub compactions: u64,
     /// Number of memtable flushes.
     pub flushes: u64,
+    /// Writes paused by the slowdown because L0 was at twice its trigger.
+    pub slowdowns_l0: u64,
+    /// Writes paused by the slowdown because the active memtable was
+    /// nearly full with frozen ones still unflushed.
+    pub slowdowns_memtable: u64,
+    /// Write stalls (inline flush, maybe inline compaction).
+    pub stalls: u64,
 }
 
 /// Current memory held, by kind.
@@ -53,7 +60,7 @@ pub struct Stats {
 pub struct MemoryUsage {
     /// Active plus frozen memtables.
     pub memtables: usize,
-    /// Decoded blocks in the block cache.
+    /// Blocks in the block cache (encoded or decoded).
     pub block_cache: usize,
     /// Bloom filters, indexes and range tombstones of open tables.
     pub table_meta: usize,
@@ -661,7 +668,16 @@ impl Store {
             let frozen = st.imms.len() >= self.inner.opts.max_immutable_memtables.max(1);
             (st.version.levels[0].len(), filling && frozen)
         };
-        if l0 >= 2 * self.inner.opts.l0_compaction_trigger || flush_due {
+        let l0_due = l0 >= 2 * self.inner.opts.l0_compaction_trigger;
+        if l0_due || flush_due {
+            {
+                let mut st = self.inner.state.borrow_mut();
+                if l0_due {
+                    st.stats.slowdowns_l0 += 1;
+                } else {
+                    st.stats.slowdowns_memtable += 1;
+                }
+            }
             glommio::timer::sleep(WRITE_SLOWDOWN).await;
         }
     }
@@ -711,6 +727,7 @@ impl Store {
     /// Write stall: flushes inline (a compaction may run meanwhile), then
     /// compacts inline while L0 is at its stop trigger.
     async fn stall(&self) -> Result<()> {
+        self.inner.state.borrow_mut().stats.stalls += 1;
         let t = std::time::Instant::now();
         self.flush_pending().await?;
         tracing::debug!(
@@ -882,7 +899,7 @@ impl Store {
                 &path,
                 id,
                 self.inner.direct,
-                self.inner.opts.bloom_bits_per_key,
+                self.inner.opts.bloom_bits_for_level(0),
             )
             .await?;
             // In chunks (a frozen memtable never changes), yielding between
@@ -999,26 +1016,29 @@ impl Store {
     }
 
     async fn get_io(&self, key: &[u8], io: Io) -> Result<Option<Bytes>> {
-        let (mems, version) = {
-            let st = self.inner.state.borrow();
-            let mut mems = vec![st.mem.clone()];
-            mems.extend(st.imms.iter().cloned());
-            (mems, st.version.clone())
-        };
         let terminal =
             |e: &Option<Entry>, c: bool| c || matches!(e, Some(Entry::Put(_) | Entry::Delete));
+        // Only sources that say something about the key are kept (`(None,
+        // false)` changes nothing in `resolve`): a lookup that finds its key
+        // in one place, or nowhere, allocates nothing here.
         let mut layers = Vec::new();
-        let mut done = false;
-        for m in &mems {
-            let m = m.borrow();
-            let (e, c) = (m.get(key).cloned(), m.covers(key));
-            done = terminal(&e, c);
-            layers.push((e, c));
-            if done {
-                break;
+        let version = {
+            let st = self.inner.state.borrow();
+            let mut done = false;
+            for m in std::iter::once(&st.mem).chain(&st.imms) {
+                let m = m.borrow();
+                let (e, c) = (m.get(key).cloned(), m.covers(key));
+                done = terminal(&e, c);
+                if e.is_some() || c {
+                    layers.push((e, c));
+                }
+                if done {
+                    break;
+                }
             }
-        }
-        if !done {
+            (!done).then(|| st.version.clone())
+        };
+        if let Some(version) = version {
             let hash = crate::bloom::hash64(key);
             'outer: for (level, tables) in version.levels.iter().enumerate() {
                 if level == 0 {
@@ -1030,7 +1050,9 @@ impl Store {
                         };
                         let c = t.covers(key);
                         let stop = terminal(&e, c);
-                        layers.push((e, c));
+                        if e.is_some() || c {
+                            layers.push((e, c));
+                        }
                         if stop {
                             break 'outer;
                         }
@@ -1048,7 +1070,9 @@ impl Store {
                         c |= t.covers(key);
                     }
                     let stop = terminal(&e, c);
-                    layers.push((e, c));
+                    if e.is_some() || c {
+                        layers.push((e, c));
+                    }
                     if stop {
                         break;
                     }

@@ -4,8 +4,11 @@ use crate::codec::{Reader, seal, unseal};
 
 /// "WEIRSST\x01" little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"WEIRSST\x01");
-/// Bumped on any incompatible layout change.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Bumped on any incompatible layout change. Written by every new table;
+/// 2 = blocked bloom filter (version 1, a classic filter, is still read).
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Oldest version a reader accepts.
+pub(crate) const MIN_FORMAT_VERSION: u32 = 1;
 pub(crate) const FOOTER_LEN: usize = 64;
 
 /// Location (offset, length) of each meta block.
@@ -14,6 +17,9 @@ pub(crate) struct Footer {
     pub(crate) index: (u64, u64),
     pub(crate) bloom: (u64, u64),
     pub(crate) range_dels: (u64, u64),
+    /// Format version read from the footer (encoding always writes
+    /// [`FORMAT_VERSION`]).
+    pub(crate) version: u32,
 }
 
 impl Footer {
@@ -47,13 +53,14 @@ impl Footer {
         if magic != MAGIC {
             return Err("bad magic number");
         }
-        if version != FORMAT_VERSION {
-            return Err("unsupported format version");
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+            return Err("unsupported format version (this build reads 1 and 2)");
         }
         Ok(Footer {
             index: pairs[0],
             bloom: pairs[1],
             range_dels: pairs[2],
+            version,
         })
     }
 }
@@ -68,6 +75,7 @@ mod tests {
             index: (4096, 100),
             bloom: (4196, 20),
             range_dels: (4216, 5),
+            version: FORMAT_VERSION,
         };
         let mut b = Vec::new();
         f.encode(&mut b);
@@ -83,5 +91,15 @@ mod tests {
         bad[52] ^= 1;
         seal(&mut bad, 0);
         assert_eq!(Footer::decode(&bad), Err("bad magic number"));
+        // Versions: 1 still reads, 3 (newer than this build) is refused.
+        for (v, ok) in [(1u32, true), (3, false), (0, false)] {
+            let mut old = b[..60].to_vec();
+            old[48..52].copy_from_slice(&v.to_le_bytes());
+            seal(&mut old, 0);
+            assert_eq!(
+                Footer::decode(&old).map(|f| f.version).ok(),
+                ok.then_some(v)
+            );
+        }
     }
 }

@@ -8,9 +8,9 @@ use bytes::Bytes;
 
 use super::footer::{FOOTER_LEN, Footer};
 use super::meta::FileMeta;
-use crate::block::Block;
+use crate::block::{Block, RawBlock};
 use crate::bloom::Bloom;
-use crate::cache::BlockCache;
+use crate::cache::{BlockCache, Cached};
 use crate::codec::{Reader, unseal};
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -138,8 +138,8 @@ impl Table {
         }
 
         let raw = read_meta(footer.bloom).await?;
-        let bloom =
-            Bloom::decode(&raw).ok_or_else(|| corrupt(footer.bloom.0, "malformed bloom block"))?;
+        let bloom = Bloom::decode(&raw, footer.version)
+            .ok_or_else(|| corrupt(footer.bloom.0, "malformed bloom block"))?;
 
         let raw = read_meta(footer.range_dels).await?;
         let bad_rd = || corrupt(footer.range_dels.0, "malformed range-tombstone block");
@@ -200,17 +200,8 @@ impl Table {
         i > 0 && key < self.range_dels[i - 1].1.as_ref()
     }
 
-    /// Loads data block `i`, through the cache when `fill_cache`. On a
-    /// miss the block is read as `io` says; either way it is verified by
-    /// the same code (length, crc, last key against the index).
-    pub(crate) async fn block(&self, i: usize, fill_cache: bool, io: Io) -> Result<Rc<Block>> {
-        let Some(ie) = self.index.get(i) else {
-            return Err(Error::corrupt(self.path(), 0, "block index out of range"));
-        };
-        let key = (self.id(), ie.offset);
-        if let Some(b) = self.cache.get(key) {
-            return Ok(b);
-        }
+    /// Reads data block `i` from the file as `io` says (no cache).
+    async fn read_block(&self, ie: &IndexEntry, io: Io) -> Result<Bytes> {
         let len = ie.len as usize;
         let raw = match io {
             Io::Async if self.file.is_direct() => self.file.read_at(ie.offset, len).await?,
@@ -227,6 +218,17 @@ impl Table {
                 "short read of data block",
             ));
         }
+        Ok(raw)
+    }
+
+    fn entry(&self, i: usize) -> Result<&IndexEntry> {
+        self.index
+            .get(i)
+            .ok_or_else(|| Error::corrupt(self.path(), 0, "block index out of range"))
+    }
+
+    /// Fully decodes a sealed block and checks its last key against the index.
+    fn decode(&self, ie: &IndexEntry, raw: Bytes) -> Result<Block> {
         let block =
             Block::decode(raw).map_err(|why| Error::corrupt(self.path(), ie.offset, why))?;
         if block.keys.last().is_some_and(|k| *k != ie.last_key) {
@@ -236,11 +238,48 @@ impl Table {
                 "block last key differs from index",
             ));
         }
-        let block = Rc::new(block);
+        Ok(block)
+    }
+
+    /// Loads data block `i` decoded (for iterators), through the cache when
+    /// `fill_cache`. On a miss the block is read as `io` says; either way it
+    /// is verified by the same code (length, crc, last key against the
+    /// index). A block a point lookup cached encoded is decoded and cached
+    /// decoded in its place.
+    pub(crate) async fn block(&self, i: usize, fill_cache: bool, io: Io) -> Result<Rc<Block>> {
+        let ie = self.entry(i)?;
+        let key = (self.id(), ie.offset);
+        let raw = match self.cache.get(key) {
+            Some(Cached::Decoded(b)) => return Ok(b),
+            Some(Cached::Raw(r)) => r.raw().clone(),
+            None => self.read_block(ie, io).await?,
+        };
+        let block = Rc::new(self.decode(ie, raw)?);
         if fill_cache {
-            self.cache.insert(key, block.clone());
+            self.cache.insert(key, Cached::Decoded(block.clone()));
         }
         Ok(block)
+    }
+
+    /// Point lookup inside data block `i`, through the cache; a miss caches
+    /// the block encoded ([`RawBlock`]: searched in place, not decoded).
+    async fn get_in_block(&self, i: usize, key: &[u8], io: Io) -> Result<Option<Entry>> {
+        let ie = self.entry(i)?;
+        let ck = (self.id(), ie.offset);
+        let corrupt = |why| Error::corrupt(self.path(), ie.offset, why);
+        match self.cache.get(ck) {
+            Some(Cached::Decoded(b)) => return Ok(b.get(key).cloned()),
+            Some(Cached::Raw(r)) => return r.get(key).map_err(corrupt),
+            None => {}
+        }
+        let raw = self.read_block(ie, io).await?;
+        let block = RawBlock::new(raw).map_err(corrupt)?;
+        if !block.last_key_eq(&ie.last_key).map_err(corrupt)? {
+            return Err(corrupt("block last key differs from index"));
+        }
+        let found = block.get(key).map_err(corrupt)?;
+        self.cache.insert(ck, Cached::Raw(Rc::new(block)));
+        Ok(found)
     }
 
     /// Reads blocks `first..` in one I/O of at most `max_bytes` (at least
@@ -269,16 +308,9 @@ impl Table {
         let mut out = Vec::with_capacity(last + 1 - first);
         for ie in &self.index[first..=last] {
             let off = (ie.offset - start) as usize;
-            let block = Block::decode(raw.slice(off..off + ie.len as usize))
-                .map_err(|why| Error::corrupt(self.path(), ie.offset, why))?;
-            if block.keys.last().is_some_and(|k| *k != ie.last_key) {
-                return Err(Error::corrupt(
-                    self.path(),
-                    ie.offset,
-                    "block last key differs from index",
-                ));
-            }
-            out.push(Rc::new(block));
+            out.push(Rc::new(
+                self.decode(ie, raw.slice(off..off + ie.len as usize))?,
+            ));
         }
         Ok(out)
     }
@@ -297,13 +329,102 @@ impl Table {
         if i >= self.index.len() {
             return Ok(None);
         }
-        Ok(self.block(i, true, io).await?.get(key).cloned())
+        self.get_in_block(i, key, io).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A table written in format version 1 (classic bloom filter) still
+    /// opens and answers reads: a version-2 table is rewritten in place
+    /// with a classic filter of the same length and a version-1 footer. A
+    /// version this build does not know is refused naming the file.
+    #[test]
+    fn version_1_table_still_reads_and_unknown_version_is_refused() {
+        use crate::bloom::hash64;
+        use crate::codec::seal;
+        use crate::sst::builder::TableBuilder;
+        use crate::sst::footer::FORMAT_VERSION;
+        std::thread::spawn(|| {
+            let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .io_memory(2 << 20)
+                .make()
+                .unwrap();
+            ex.run(async {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("1.sst");
+                let keys: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+                let mut tb = TableBuilder::create(&path, 1, false, 10).await.unwrap();
+                for k in &keys {
+                    tb.add(k, &Entry::Put(Bytes::from(k.clone())))
+                        .await
+                        .unwrap();
+                }
+                let meta = tb.finish(&[]).await.unwrap();
+
+                let mut file = std::fs::read(&path).unwrap();
+                let foot_off = file.len() - FOOTER_LEN;
+                let footer = Footer::decode(&file[foot_off..]).unwrap();
+                assert_eq!(footer.version, FORMAT_VERSION);
+                let (off, len) = (footer.bloom.0 as usize, footer.bloom.1 as usize);
+                let hashes: Vec<u64> = keys.iter().map(|k| hash64(k)).collect();
+                // Same byte length and probe count, classic layout (FORMAT.md).
+                let nbits = (len - 5) * 8;
+                let k = file[off + len - 5];
+                let mut bits = vec![0u8; len - 5];
+                for &h in &hashes {
+                    let (mut a, d) = (h as u32, ((h >> 32) as u32) | 1);
+                    for _ in 0..k {
+                        let bit = a as usize % nbits;
+                        bits[bit / 8] |= 1 << (bit % 8);
+                        a = a.wrapping_add(d);
+                    }
+                }
+                bits.push(k);
+                seal(&mut bits, 0);
+                file[off..off + len].copy_from_slice(&bits);
+                let mut foot = file[foot_off..foot_off + 60].to_vec();
+                foot[48..52].copy_from_slice(&1u32.to_le_bytes());
+                seal(&mut foot, 0);
+                file[foot_off..].copy_from_slice(&foot);
+                std::fs::write(&path, &file).unwrap();
+
+                let cache = Rc::new(BlockCache::new(1 << 20));
+                let t = Table::open(&path, meta.clone(), false, cache.clone())
+                    .await
+                    .unwrap();
+                assert!(matches!(t.bloom, Bloom::Classic { .. }));
+                for (k, h) in keys.iter().zip(&hashes) {
+                    let got = t.get(k, *h, Io::Async).await.unwrap();
+                    assert_eq!(got, Some(Entry::Put(Bytes::from(k.clone()))));
+                }
+                let absent = (0..2000u32)
+                    .filter(|i| {
+                        let k = [i.to_be_bytes().as_slice(), b"x"].concat();
+                        t.bloom.may_contain(hash64(&k))
+                    })
+                    .count();
+                assert!(
+                    absent < 100,
+                    "classic filter passes {absent} of 2000 absent keys"
+                );
+
+                let mut foot = file[foot_off..foot_off + 60].to_vec();
+                foot[48..52].copy_from_slice(&3u32.to_le_bytes());
+                seal(&mut foot, 0);
+                file[foot_off..].copy_from_slice(&foot);
+                std::fs::write(&path, &file).unwrap();
+                let err = Table::open(&path, meta, false, cache).await.unwrap_err();
+                let msg = err.to_string();
+                assert!(msg.contains("unsupported format version"), "{msg}");
+                assert!(msg.contains("1.sst"), "{msg}");
+            });
+        })
+        .join()
+        .unwrap();
+    }
 
     proptest::proptest! {
         /// The head-accelerated block search finds the same block as a plain
