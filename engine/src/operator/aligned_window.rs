@@ -15,15 +15,14 @@
 use std::hash::Hash;
 
 use super::window::{KeySnapshot, PART_KEYS, PART_TIMERS};
-use super::window_emit::WindowEmit;
-use super::{Push, WindowContents, WindowFunction, WindowSpec, guarded};
-use crate::batch::Batch;
+use super::window_emit::{WindowEmit, WindowStage};
+use super::{Push, WindowContents, WindowFunction, WindowSpec};
 use crate::checkpoint::Barrier;
 use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
 use crate::state::StateCodec;
-use crate::time::{Progress, Timestamp};
+use crate::time::Timestamp;
 use crate::window::{TimeWindow, Trigger, Window, cleanup_time, is_late};
 
 /// Every key's contents of one window.
@@ -317,7 +316,7 @@ pub(super) fn window_slot<K, Acc>(
     i
 }
 
-impl<K, T, Out, KF, TF, Tr, C, WF> Push<T> for AlignedWindowOp<K, T, Out, KF, TF, Tr, C, WF>
+impl<K, T, Out, KF, TF, Tr, C, WF> WindowStage for AlignedWindowOp<K, T, Out, KF, TF, Tr, C, WF>
 where
     K: Hash + Eq + Ord + Clone + StateCodec,
     T: Clone,
@@ -328,32 +327,26 @@ where
     C::Acc: StateCodec,
     WF: WindowFunction<K, C::Acc, Out>,
 {
-    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
-        self.ctx.count_in(batch.len());
-        self.emit.begin_batch(batch.ingest);
-        let ctx = self.ctx.clone();
-        guarded(&ctx, || {
-            for r in batch.records.drain(..) {
-                self.on_record(r);
-            }
-        })?;
-        self.emit.end_batch()
+    type In = T;
+    type Out = Out;
+
+    fn ctx(&self) -> &OperatorCtx {
+        &self.ctx
     }
 
-    fn progress(&mut self, progress: Progress) -> Result<()> {
-        if let Progress::Watermark(w) = progress {
-            let ctx = self.ctx.clone();
-            guarded(&ctx, || self.on_watermark(w))??;
-        }
-        self.emit.end_progress(progress)
+    fn emit(&mut self) -> &mut WindowEmit<Self::In, Self::Out> {
+        &mut self.emit
     }
 
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.snapshot(barrier)?;
-        self.emit.barrier(barrier)
+    fn take(&mut self, input: Self::In) {
+        self.on_record(input);
     }
 
-    fn finish(&mut self) -> Result<()> {
-        self.emit.finish()
+    fn advance(&mut self, watermark: Timestamp) -> Result<()> {
+        self.on_watermark(watermark)
+    }
+
+    fn checkpoint(&self, barrier: Barrier) -> Result<()> {
+        self.snapshot(barrier)
     }
 }

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use super::aligned_window::{WindowKeys, window_slot};
 use super::window::{PART_KEYS, WindowResult};
-use super::window_emit::WindowEmit;
+use super::window_emit::{WindowEmit, WindowStage};
 use super::{AggregateFunction, Push, guarded};
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
@@ -336,38 +336,32 @@ where
     }
 }
 
-impl<K, T, A> Push<WindowPartial<K, A::Acc>> for MergeWindowOp<K, T, A>
+impl<K, T, A> WindowStage for MergeWindowOp<K, T, A>
 where
     K: Hash + Eq + Ord + Clone + StateCodec,
     A: AggregateFunction<T>,
     A::Acc: StateCodec,
 {
-    fn push(&mut self, batch: &mut Batch<WindowPartial<K, A::Acc>>) -> Result<()> {
-        self.ctx.count_in(batch.len());
-        self.emit.begin_batch(batch.ingest);
-        let ctx = self.ctx.clone();
-        guarded(&ctx, || {
-            for p in batch.records.drain(..) {
-                self.on_partial(p);
-            }
-        })?;
-        self.emit.end_batch()
+    type In = WindowPartial<K, A::Acc>;
+    type Out = WindowResult<K, A::Out>;
+
+    fn ctx(&self) -> &OperatorCtx {
+        &self.ctx
     }
 
-    fn progress(&mut self, progress: Progress) -> Result<()> {
-        if let Progress::Watermark(w) = progress {
-            let ctx = self.ctx.clone();
-            guarded(&ctx, || self.on_watermark(w))??;
-        }
-        self.emit.end_progress(progress)
+    fn emit(&mut self) -> &mut WindowEmit<Self::In, Self::Out> {
+        &mut self.emit
     }
 
-    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
-        self.snapshot(barrier)?;
-        self.emit.barrier(barrier)
+    fn take(&mut self, input: Self::In) {
+        self.on_partial(input);
     }
 
-    fn finish(&mut self) -> Result<()> {
-        self.emit.finish()
+    fn advance(&mut self, watermark: Timestamp) -> Result<()> {
+        self.on_watermark(watermark)
+    }
+
+    fn checkpoint(&self, barrier: Barrier) -> Result<()> {
+        self.snapshot(barrier)
     }
 }

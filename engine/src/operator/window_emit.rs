@@ -1,16 +1,67 @@
 //! Where a window operator's results and late records go: the output batches, the two
 //! downstream pushes and the ingest stamp results carry. Shared by the aligned and session
-//! window operators, whose record and watermark logic differ but whose emission does not.
+//! window operators and two-phase merging, whose record and watermark logic differ but whose
+//! emission and input handling (`WindowStage`) do not.
 
 use std::time::Instant;
 
-use super::Push;
+use super::{Push, guarded};
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
 use crate::error::Result;
-use crate::time::Progress;
+use crate::runtime::OperatorCtx;
+use crate::time::{Progress, Timestamp};
 
-pub(super) struct WindowEmit<T, Out> {
+/// An event-time window operator seen from its inputs: the aligned and session window
+/// operators and the merging stage of two-phase aggregation differ in what a record and a
+/// watermark do, not in how batches, progress and barriers reach them. Their `Push` is the one
+/// blanket impl below.
+pub trait WindowStage {
+    /// What the stage takes (and sends to its late output).
+    type In;
+    type Out;
+    fn ctx(&self) -> &OperatorCtx;
+    fn emit(&mut self) -> &mut WindowEmit<Self::In, Self::Out>;
+    /// One input record.
+    fn take(&mut self, input: Self::In);
+    /// The watermark advanced: fire what it closed.
+    fn advance(&mut self, watermark: Timestamp) -> Result<()>;
+    /// Writes the stage's state for `barrier`.
+    fn checkpoint(&self, barrier: Barrier) -> Result<()>;
+}
+
+impl<S: WindowStage> Push<S::In> for S {
+    fn push(&mut self, batch: &mut Batch<S::In>) -> Result<()> {
+        self.ctx().count_in(batch.len());
+        self.emit().begin_batch(batch.ingest);
+        let ctx = self.ctx().clone();
+        guarded(&ctx, || {
+            for r in batch.records.drain(..) {
+                self.take(r);
+            }
+        })?;
+        self.emit().end_batch()
+    }
+
+    fn progress(&mut self, progress: Progress) -> Result<()> {
+        if let Progress::Watermark(w) = progress {
+            let ctx = self.ctx().clone();
+            guarded(&ctx, || self.advance(w))??;
+        }
+        self.emit().end_progress(progress)
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<()> {
+        self.checkpoint(barrier)?;
+        self.emit().barrier(barrier)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.emit().finish()
+    }
+}
+
+pub struct WindowEmit<T, Out> {
     out: Batch<Out>,
     late: Batch<T>,
     next: Box<dyn Push<Out>>,
