@@ -30,9 +30,13 @@ fn idle_shards_park_instead_of_spinning() {
     let cpu = process_cpu_seconds().expect("/proc/self/stat is readable") - cpu_before;
     assert_eq!(count.count(), 1500);
     assert!(wall > 0.8, "the rate limit was not applied: {wall} s");
-    // Two spinning shards would use 2 CPU-seconds per second.
+    eprintln!("idle shards used {cpu:.2} CPU-s in {wall:.2} s");
+    // Two spinning shards would use 2 CPU-seconds per second. Parked ones use 0.3–0.5 here
+    // (debug build: process start, executors, the rate limiter's wake-ups, the 10 ms
+    // keepalive and processing-time ticks crossing the exchange); half of spinning still
+    // tells the two apart with room for a loaded machine.
     assert!(
-        cpu < 0.5 * wall,
+        cpu < 1.0 * wall,
         "idle shards used {cpu:.2} CPU-s in {wall:.2} s"
     );
 }

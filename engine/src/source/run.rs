@@ -57,6 +57,8 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
     let mut last_data = Instant::now();
     // Processing-time timers downstream fire on these when nothing else arrives.
     let mut last_tick = Instant::now();
+    // The timer a pending read races against, with its deadline.
+    let mut wake_timer: Option<(Instant, glommio::timer::Timer)> = None;
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(WeirError::Cancelled { shard: ctx.shard });
@@ -73,19 +75,21 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
                 let tick_at = last_tick + TICK_INTERVAL;
                 let idle_at = idle_timeout.filter(|_| !idle).map(|t| last_data + t);
                 let wake_at = idle_at.map_or(tick_at, |i| i.min(tick_at));
-                let mut timer = std::pin::pin!(None::<glommio::timer::Timer>);
                 let first = std::future::poll_fn(|cx| {
                     if let Poll::Ready(status) = read.as_mut().poll(cx) {
                         return Poll::Ready(Some(status));
                     }
-                    if timer.is_none() {
-                        let wait = wake_at.saturating_duration_since(Instant::now());
-                        timer.set(Some(glommio::timer::Timer::new(wait)));
-                    }
-                    match timer.as_mut().as_pin_mut() {
-                        Some(t) => t.poll(cx).map(|_| None),
-                        None => Poll::Pending,
-                    }
+                    // One timer per deadline, not per pending read: a rate-limited reader is
+                    // pending for every batch, and a timer each cost a sixth of an idle
+                    // shard's CPU (tests/tests/parking.rs).
+                    let timer = match &mut wake_timer {
+                        Some((at, timer)) if *at == wake_at => timer,
+                        slot => {
+                            let wait = wake_at.saturating_duration_since(Instant::now());
+                            &mut slot.insert((wake_at, glommio::timer::Timer::new(wait))).1
+                        }
+                    };
+                    std::pin::Pin::new(timer).poll(cx).map(|_| None)
                 })
                 .await;
                 if let Some(status) = first {
