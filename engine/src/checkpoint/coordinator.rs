@@ -4,6 +4,12 @@
 //! and then commits the transactional output the checkpoint covers (phase two of the
 //! two-phase commit). At the end of a successful job it writes a final, `finished` checkpoint
 //! that commits the rest of the output, so a re-run knows the job is done.
+//!
+//! Checkpoints go on after some sources finished. A shard whose every output ended is
+//! acknowledged by the coordinator itself from then on (with its sources' final positions),
+//! and the last part a transactional sink wrote after its final barrier is committed with
+//! the first checkpoint that sink never reached: a restore from that checkpoint finds the
+//! sink's input ended and does not write those rows again, so they must be in it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -15,8 +21,8 @@ use std::time::{Duration, Instant};
 use super::shard::{CoordinatorEvent, ShardTrigger};
 use super::snapshot::encode_deferred;
 use super::{
-    CheckpointConfig, CheckpointId, CheckpointMeta, CheckpointStore, OutputCommitter, OutputPart,
-    ShardState,
+    CheckpointConfig, CheckpointId, CheckpointMeta, CheckpointStore, EncodedShard, OutputCommitter,
+    OutputPart, ShardState,
 };
 use crate::error::{Result, WeirError};
 use crate::state::CowStats;
@@ -26,7 +32,7 @@ use crate::state::CowStats;
 pub struct CheckpointStats {
     /// Checkpoints completed (savepoints and the final one included).
     pub completed: u64,
-    /// Checkpoints aborted (timed out, declined after a source finished, or failed attempt).
+    /// Checkpoints aborted (timed out, overtaken by a newer one, or of a failed attempt).
     pub aborted: u64,
     /// The checkpoint the last attempt resumed from, if any.
     pub restored_from: Option<CheckpointId>,
@@ -103,8 +109,10 @@ pub(crate) struct Coordinator {
     aborted: HashSet<CheckpointId>,
     /// Output parts of aborted checkpoints: committed with the next completed one.
     carried: Vec<OutputPart>,
-    finals: Vec<OutputPart>,
-    sources_done: bool,
+    /// Last parts of sinks whose input ended, with the last barrier each sink reached.
+    finals: Vec<(CheckpointId, OutputPart)>,
+    /// The final state of every shard whose outputs all ended (see `ShardFinished`).
+    finished_shards: Vec<Option<EncodedShard>>,
     stop_after: Option<CheckpointId>,
     last_completed: Instant,
     next_trigger: Instant,
@@ -124,6 +132,7 @@ impl Coordinator {
         cancel: Arc<AtomicBool>,
     ) -> Self {
         let now = Instant::now();
+        let shards = triggers.len();
         Coordinator {
             next_trigger: now + config.interval,
             config,
@@ -141,7 +150,7 @@ impl Coordinator {
             aborted: HashSet::new(),
             carried: Vec::new(),
             finals: Vec::new(),
-            sources_done: false,
+            finished_shards: vec![None; shards],
             stop_after: None,
             last_completed: now,
         }
@@ -199,11 +208,12 @@ impl Coordinator {
             tracing::warn!(checkpoint = id, "checkpoint timed out: aborted");
             self.abort(id);
         }
-        if self.sources_done || self.stop_after.is_some() {
+        if self.stop_after.is_some() || self.finished_shards.iter().all(Option::is_some) {
+            // Stopping, or every shard is done and the job about to end.
             return Ok(());
         }
         if let Some(req) = self.savepoints.take() {
-            let id = self.trigger(true);
+            let id = self.trigger(true)?;
             if req.stop {
                 self.stop_after = Some(id);
             }
@@ -216,12 +226,12 @@ impl Coordinator {
         if self.in_flight.len() < self.config.max_concurrent.max(1)
             && now.duration_since(self.last_completed) >= self.config.min_pause
         {
-            self.trigger(false);
+            self.trigger(false)?;
         }
         Ok(())
     }
 
-    fn trigger(&mut self, savepoint: bool) -> CheckpointId {
+    fn trigger(&mut self, savepoint: bool) -> Result<CheckpointId> {
         let id = self.next_id;
         self.next_id += 1;
         tracing::debug!(checkpoint = id, savepoint, "triggering checkpoint");
@@ -237,7 +247,62 @@ impl Coordinator {
         for t in &self.triggers {
             t.request(id, savepoint);
         }
-        id
+        for shard in 0..self.shards() {
+            self.acknowledge_finished(id, shard)?;
+        }
+        Ok(id)
+    }
+
+    /// Acknowledges checkpoint `id` for `shard` if every output of that shard ended.
+    fn acknowledge_finished(&mut self, id: CheckpointId, shard: usize) -> Result<()> {
+        match self.finished_shards.get(shard) {
+            Some(Some(state)) => {
+                let state = state.clone();
+                self.acknowledged(id, state, Vec::new(), Vec::new())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Shard `state.shard` acknowledged checkpoint `id` with `state` and pre-committed
+    /// `outputs`; the last acknowledgement completes the checkpoint.
+    fn acknowledged(
+        &mut self,
+        id: CheckpointId,
+        mut state: EncodedShard,
+        outputs: Vec<OutputPart>,
+        deferred: Vec<super::snapshot::DeferredState>,
+    ) -> Result<()> {
+        let Some(flight) = self.in_flight.get_mut(&id) else {
+            // Aborted (or unknown): its output still has to be committed later; its
+            // frozen state is dropped unencoded.
+            self.carried.extend(outputs);
+            return Ok(());
+        };
+        let shard = state.shard as usize;
+        flight.outputs.extend(outputs);
+        if let Some(a) = flight.acked.get_mut(shard) {
+            *a = true;
+        }
+        let savepoint = flight.savepoint;
+        let all = flight.acked.iter().all(|a| *a);
+        // The shard froze its heap state at the barrier and went on processing; the
+        // state is encoded here, off its record path.
+        let started = Instant::now();
+        encode_deferred(&mut state, deferred, self.max_parallelism).map_err(|node| {
+            WeirError::Checkpoint(format!(
+                "shard {shard}: a state entry of node {node} exceeds 4 GiB"
+            ))
+        })?;
+        let encode_us = started.elapsed().as_micros() as u64;
+        self.stats.max_encode_us = self.stats.max_encode_us.max(encode_us);
+        self.store
+            .write_encoded_shard(id, savepoint, &state)
+            .map_err(checkpoint_error)?;
+        if all {
+            self.complete(id)?;
+        }
+        Ok(())
     }
 
     fn handle(&mut self, event: CoordinatorEvent) -> Result<()> {
@@ -255,57 +320,23 @@ impl Coordinator {
                 self.stats.max_snapshot_us = self.stats.max_snapshot_us.max(snapshot_micros);
                 self.stats.snapshot_us.push(snapshot_micros);
                 self.stats.cow.merge(&cow);
-                let Some(flight) = self.in_flight.get_mut(&id) else {
-                    // Aborted (or unknown): its output still has to be committed later; its
-                    // frozen state is dropped unencoded.
-                    self.carried.extend(outputs);
-                    return Ok(());
-                };
-                let mut state = state;
-                let shard = state.shard as usize;
-                flight.outputs.extend(outputs);
-                if let Some(a) = flight.acked.get_mut(shard) {
-                    *a = true;
-                }
-                let savepoint = flight.savepoint;
-                let all = flight.acked.iter().all(|a| *a);
-                // The shard froze its heap state at the barrier and went on processing; the
-                // state is encoded here, off its record path.
-                let started = Instant::now();
-                encode_deferred(&mut state, deferred, self.max_parallelism).map_err(|node| {
-                    WeirError::Checkpoint(format!(
-                        "shard {shard}: a state entry of node {node} exceeds 4 GiB"
-                    ))
-                })?;
-                let encode_us = started.elapsed().as_micros() as u64;
-                self.stats.max_encode_us = self.stats.max_encode_us.max(encode_us);
-                self.store
-                    .write_encoded_shard(id, savepoint, &state)
-                    .map_err(checkpoint_error)?;
-                if all {
-                    self.complete(id)?;
-                }
+                self.acknowledged(id, state, outputs, deferred)?;
             }
-            CoordinatorEvent::FinalOutput(part) => self.finals.push(part),
-            CoordinatorEvent::SourceFinished {
-                shard,
-                last_injected,
-            } => {
-                tracing::debug!(
-                    shard,
-                    last_injected,
-                    "a source finished: no more checkpoints"
-                );
-                self.sources_done = true;
-                let never: Vec<CheckpointId> = self
+            CoordinatorEvent::FinalOutput { part, after } => self.finals.push((after, part)),
+            CoordinatorEvent::ShardFinished { shard, state } => {
+                tracing::debug!(shard, "every output of the shard ended");
+                let shard = shard as usize;
+                if let Some(slot) = self.finished_shards.get_mut(shard) {
+                    *slot = Some(state);
+                }
+                let waiting: Vec<CheckpointId> = self
                     .in_flight
-                    .keys()
-                    .copied()
-                    .filter(|id| *id > last_injected)
+                    .iter()
+                    .filter(|(_, f)| f.acked.get(shard).is_some_and(|a| !a))
+                    .map(|(id, _)| *id)
                     .collect();
-                for id in never {
-                    tracing::debug!(checkpoint = id, "declined: a source already finished");
-                    self.abort(id);
+                for id in waiting {
+                    self.acknowledge_finished(id, shard)?;
                 }
             }
             CoordinatorEvent::JobEnded { .. } => {}
@@ -339,6 +370,9 @@ impl Coordinator {
         flight.outputs.sort_by_key(|p| (p.sink, p.shard));
         meta.outputs = std::mem::take(&mut self.carried);
         meta.outputs.append(&mut flight.outputs);
+        // Sinks that ended before this barrier: a restore from it will not write their last
+        // parts again. (Their `FinalOutput` came before their shard's acknowledgement.)
+        meta.outputs.extend(self.take_finals(|after| after < id));
         self.store.complete(&meta).map_err(checkpoint_error)?;
         self.commit(&meta)?;
         let took = flight.started.elapsed();
@@ -362,6 +396,16 @@ impl Coordinator {
             self.cancel.store(true, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Removes the final parts whose sink's last barrier satisfies `due`, in (sink, shard)
+    /// order.
+    fn take_finals(&mut self, due: impl Fn(CheckpointId) -> bool) -> Vec<OutputPart> {
+        let (mut taken, kept): (Vec<_>, Vec<_>) =
+            self.finals.drain(..).partition(|(after, _)| due(*after));
+        self.finals = kept;
+        taken.sort_by_key(|(_, p)| (p.sink, p.shard));
+        taken.into_iter().map(|(_, p)| p).collect()
     }
 
     fn commit(&self, meta: &CheckpointMeta) -> Result<()> {
@@ -409,8 +453,7 @@ impl Coordinator {
         }
         let mut meta = self.meta(id, false, true);
         meta.outputs = std::mem::take(&mut self.carried);
-        self.finals.sort_by_key(|p| (p.sink, p.shard));
-        meta.outputs.append(&mut self.finals);
+        meta.outputs.extend(self.take_finals(|_| true));
         self.store.complete(&meta).map_err(checkpoint_error)?;
         self.commit(&meta)?;
         for c in &self.committers {

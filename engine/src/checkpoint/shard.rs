@@ -6,6 +6,13 @@
 //! exchange outboxes, discarded outputs) has received barrier n: by then every operator between
 //! the shard's sources/inboxes and those terminals has snapshotted. A terminal whose input ended
 //! no longer holds back barriers it did not reach (it reached every one it will ever see).
+//!
+//! Sources finish at different times, and checkpoints go on after the first one did (Flink's
+//! FLIP-147): a finished source leaves its final position with the shard, which adds it to
+//! every later acknowledgement, so a restore from a later checkpoint knows that source has
+//! nothing left to read. Once every terminal of a shard ended, the shard tells the coordinator
+//! so once ([`CoordinatorEvent::ShardFinished`]), which then acknowledges every later
+//! checkpoint on its behalf: operators that ended keep no state a restore would need.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -85,14 +92,17 @@ pub(crate) enum CoordinatorEvent {
         /// Copy-on-write costs of the shard's heap state since its previous checkpoint.
         cow: Box<CowStats>,
     },
-    /// A transactional sink closed its last part at end of input.
-    FinalOutput(OutputPart),
-    /// A source of `shard` finished after injecting barriers up to `last_injected`: later
-    /// checkpoints cannot complete.
-    SourceFinished {
-        shard: u32,
-        last_injected: CheckpointId,
+    /// A transactional sink closed its last part at end of input, after reaching barriers
+    /// up to `after`: the part belongs to the first checkpoint after that one to complete
+    /// (a restore from it finds the sink's input ended and would not write the part again).
+    FinalOutput {
+        part: OutputPart,
+        after: CheckpointId,
     },
+    /// Every terminal of `shard` ended: the shard acknowledges no more barriers itself, and
+    /// `state` (the final positions of its sources) stands for it in every later checkpoint.
+    /// Sent after the shard's last `Ack` and `FinalOutput`.
+    ShardFinished { shard: u32, state: EncodedShard },
     /// The job attempt ended (sent by the thread that ran it, after every shard stopped).
     JobEnded { ok: bool },
 }
@@ -151,6 +161,11 @@ pub(crate) struct ShardCheckpoints {
     restore: RefCell<HashMap<u32, StateRestore>>,
     source_restore: RefCell<HashMap<u32, SourceRestore>>,
     restore_dir: Option<PathBuf>,
+    /// Finished sources: the last barrier each injected and its final position, added to
+    /// every later acknowledgement.
+    finished_sources: RefCell<Vec<(CheckpointId, EncodedOperator)>>,
+    /// `ShardFinished` was sent.
+    shard_finished: std::cell::Cell<bool>,
 }
 
 impl ShardCheckpoints {
@@ -171,6 +186,8 @@ impl ShardCheckpoints {
             restore: RefCell::new(restore),
             source_restore: RefCell::new(source_restore),
             restore_dir,
+            finished_sources: RefCell::new(Vec::new()),
+            shard_finished: std::cell::Cell::new(false),
         }
     }
 
@@ -236,7 +253,36 @@ impl ShardCheckpoints {
         if let Some(t) = self.terminals.borrow_mut().get_mut(terminal.0) {
             t.finished = true;
         }
-        self.acknowledge_ready()
+        self.acknowledge_ready()?;
+        let all_ended = self.terminals.borrow().iter().all(|t| t.finished);
+        if all_ended && !self.shard_finished.replace(true) {
+            // Every barrier this shard's sources injected was acknowledged just above; any
+            // later one finds every source finished.
+            let state = EncodedShard {
+                shard: self.shard,
+                operators: self
+                    .finished_sources
+                    .borrow()
+                    .iter()
+                    .map(|(_, op)| op.clone())
+                    .collect(),
+            };
+            self.send(CoordinatorEvent::ShardFinished {
+                shard: self.shard,
+                state,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, event: CoordinatorEvent) -> Result<()> {
+        match &self.wiring {
+            Some(w) => w
+                .events
+                .send(event)
+                .map_err(|_| coordinator_gone(self.shard)),
+            None => Ok(()),
+        }
     }
 
     /// Acknowledges every checkpoint in progress that each terminal either reached or will
@@ -286,20 +332,7 @@ impl ShardCheckpoints {
             return Ok(());
         }
         let started = Instant::now();
-        let mut encoded = EncodedOperator {
-            node: node as u32,
-            ..EncodedOperator::default()
-        };
-        let mut snapshot = StateSnapshot::new(&mut encoded, self.max_parallelism);
-        write(&mut snapshot)?;
-        if snapshot.overflow {
-            return Err(WeirError::Checkpoint(format!(
-                "shard {}: a state entry of node {node} exceeds 4 GiB",
-                self.shard
-            )));
-        }
-        let deferred = std::mem::take(&mut snapshot.deferred);
-        let cow = snapshot.cow;
+        let (encoded, deferred, cow) = self.encode(node, write)?;
         let micros = started.elapsed().as_micros() as u64;
         self.building(barrier.id, |b| {
             b.snapshot_micros += micros;
@@ -317,19 +350,47 @@ impl ShardCheckpoints {
         Ok(())
     }
 
+    /// Runs `write` into a fresh snapshot of node `node`.
+    #[allow(clippy::type_complexity)]
+    fn encode(
+        &self,
+        node: usize,
+        write: impl FnOnce(&mut StateSnapshot<'_>) -> Result<()>,
+    ) -> Result<(
+        EncodedOperator,
+        Vec<(u8, crate::state::FrozenKeyGroups)>,
+        CowStats,
+    )> {
+        let mut encoded = EncodedOperator {
+            node: node as u32,
+            ..EncodedOperator::default()
+        };
+        let mut snapshot = StateSnapshot::new(&mut encoded, self.max_parallelism);
+        write(&mut snapshot)?;
+        if snapshot.overflow {
+            return Err(WeirError::Checkpoint(format!(
+                "shard {}: a state entry of node {node} exceeds 4 GiB",
+                self.shard
+            )));
+        }
+        let deferred = std::mem::take(&mut snapshot.deferred);
+        let cow = snapshot.cow;
+        Ok((encoded, deferred, cow))
+    }
+
     /// A transactional sink pre-committed `part` at `barrier`.
     pub fn add_output(&self, barrier: Barrier, part: OutputPart) {
         self.building(barrier.id, |b| b.outputs.push(part));
     }
 
-    /// A transactional sink closed its last part at end of input.
-    pub fn final_output(&self, part: OutputPart) -> Result<()> {
-        if let Some(w) = &self.wiring {
-            w.events
-                .send(CoordinatorEvent::FinalOutput(part))
-                .map_err(|_| coordinator_gone(self.shard))?;
-        }
-        Ok(())
+    /// The transactional sink behind `terminal` closed its last part at end of input.
+    pub fn final_output(&self, terminal: TerminalId, part: OutputPart) -> Result<()> {
+        let after = self
+            .terminals
+            .borrow()
+            .get(terminal.0)
+            .map_or(0, |t| t.reached);
+        self.send(CoordinatorEvent::FinalOutput { part, after })
     }
 
     /// A terminal received `barrier`; the last one completes the shard's snapshot.
@@ -345,35 +406,51 @@ impl ShardCheckpoints {
     }
 
     fn acknowledge(&self, id: CheckpointId) -> Result<()> {
-        let Some(b) = self.building.borrow_mut().remove(&id) else {
+        let Some(mut b) = self.building.borrow_mut().remove(&id) else {
             return Ok(());
         };
-        if let Some(w) = &self.wiring {
-            w.events
-                .send(CoordinatorEvent::Ack {
-                    id,
-                    state: b.state,
-                    outputs: b.outputs,
-                    align_micros: b.started.elapsed().as_micros() as u64,
-                    snapshot_micros: b.snapshot_micros,
-                    deferred: b.deferred,
-                    cow: Box::new(b.cow),
-                })
-                .map_err(|_| coordinator_gone(self.shard))?;
-        }
-        Ok(())
+        // Sources that finished before this barrier: their final positions.
+        b.state.operators.extend(
+            self.finished_sources
+                .borrow()
+                .iter()
+                .filter(|(last, _)| *last < id)
+                .map(|(_, op)| op.clone()),
+        );
+        self.send(CoordinatorEvent::Ack {
+            id,
+            state: b.state,
+            outputs: b.outputs,
+            align_micros: b.started.elapsed().as_micros() as u64,
+            snapshot_micros: b.snapshot_micros,
+            deferred: b.deferred,
+            cow: Box::new(b.cow),
+        })
     }
 
-    /// A source of this shard finished after injecting barriers up to `last_injected`.
-    pub fn source_finished(&self, last_injected: CheckpointId) -> Result<()> {
-        if let Some(w) = &self.wiring {
-            w.events
-                .send(CoordinatorEvent::SourceFinished {
-                    shard: self.shard,
-                    last_injected,
-                })
-                .map_err(|_| coordinator_gone(self.shard))?;
+    /// Source node `node` of this shard finished after injecting barriers up to
+    /// `last_injected`; `write` puts its final position into a snapshot, which every later
+    /// acknowledgement of the shard carries.
+    pub fn source_finished(
+        &self,
+        node: usize,
+        last_injected: CheckpointId,
+        write: impl FnOnce(&mut StateSnapshot<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
         }
+        let (encoded, deferred, _) = self.encode(node, write)?;
+        debug_assert!(deferred.is_empty(), "a source position is written directly");
+        tracing::debug!(
+            shard = self.shard,
+            node,
+            last_injected,
+            "source finished: its final position goes into later checkpoints"
+        );
+        self.finished_sources
+            .borrow_mut()
+            .push((last_injected, encoded));
         Ok(())
     }
 }
@@ -459,5 +536,81 @@ mod tests {
         shard.terminal_finished(a).expect("finish");
         shard.terminal_reached(b, B2).expect("reach");
         assert_eq!(acked(&receiver), vec![2]);
+    }
+
+    /// The nodes in an acknowledged or finished shard's state.
+    fn nodes(state: &EncodedShard) -> Vec<u32> {
+        state.operators.iter().map(|o| o.node).collect()
+    }
+
+    /// A finished source's final position is in every acknowledgement after its last barrier
+    /// (and not in the one of that barrier, which has its position at the barrier), and in the
+    /// state the shard leaves once all its terminals ended, sent after its last ack.
+    #[test]
+    fn a_finished_source_stands_in_later_checkpoints() {
+        let (shard, receiver, _dir) = shard_with_wiring();
+        let t = shard.register_terminal();
+        shard
+            .save(5, B1, |out| {
+                out.shard(&7u64);
+                Ok(())
+            })
+            .expect("save");
+        shard
+            .source_finished(5, 1, |out| {
+                out.shard(&9u64);
+                Ok(())
+            })
+            .expect("finish");
+        shard.terminal_reached(t, B1).expect("reach");
+        shard.terminal_reached(t, B2).expect("reach");
+        shard.terminal_finished(t).expect("finish");
+        let events: Vec<CoordinatorEvent> = receiver.try_iter().collect();
+        match events.as_slice() {
+            [
+                CoordinatorEvent::Ack {
+                    id: 1, state: s1, ..
+                },
+                CoordinatorEvent::Ack {
+                    id: 2, state: s2, ..
+                },
+                CoordinatorEvent::ShardFinished {
+                    shard: 0,
+                    state: fin,
+                },
+            ] => {
+                assert_eq!(nodes(s1), vec![5], "the position at barrier 1 only");
+                assert_eq!(s1.operators[0].body, s_body(7));
+                assert_eq!(nodes(s2), vec![5]);
+                assert_eq!(s2.operators[0].body, s_body(9), "the final position");
+                assert_eq!(nodes(fin), vec![5]);
+                assert_eq!(fin.operators[0].body, s_body(9));
+            }
+            other => panic!("unexpected events {other:?}"),
+        }
+    }
+
+    /// The bytes of a shard-scoped entry holding `v`, as a snapshot writes them.
+    fn s_body(v: u64) -> Vec<u8> {
+        let mut op = EncodedOperator::default();
+        let mut snapshot = StateSnapshot::new(&mut op, 128);
+        snapshot.shard(&v);
+        op.body
+    }
+
+    /// A shard whose terminals ended tells the coordinator once, even if more end later.
+    #[test]
+    fn a_shard_finishes_once() {
+        let (shard, receiver, _dir) = shard_with_wiring();
+        let (a, b) = (shard.register_terminal(), shard.register_terminal());
+        shard.terminal_finished(a).expect("finish");
+        assert_eq!(receiver.try_iter().count(), 0, "b is still open");
+        shard.terminal_finished(b).expect("finish");
+        shard.terminal_finished(b).expect("finish again");
+        let finished = receiver
+            .try_iter()
+            .filter(|e| matches!(e, CoordinatorEvent::ShardFinished { .. }))
+            .count();
+        assert_eq!(finished, 1);
     }
 }

@@ -188,9 +188,9 @@ impl<T, W: SinkWriter<T>> Push<T> for SinkPush<W> {
         self.finished = true;
         let writer = &mut self.writer;
         guarded(&self.ctx, || writer.finish())??;
-        let checkpoints = self.ctx.checkpoints.clone();
+        let (checkpoints, terminal) = (self.ctx.checkpoints.clone(), self.terminal);
         for part in self.pre_commit(u64::MAX)? {
-            checkpoints.final_output(part)?;
+            checkpoints.final_output(terminal, part)?;
         }
         self.ctx.checkpoints.terminal_finished(self.terminal)
     }

@@ -158,7 +158,7 @@ pub(crate) async fn run_source<T, R: SourceReader<T>, G: WatermarkGenerator<T>>(
         }
         scheduler.between_batches().await?;
     }
-    barriers.finished(&ctx)?;
+    barriers.finished(&reader, emitted, &ctx)?;
     scheduler.enter(task);
     // End of input is the final watermark: every window fires, every timer runs.
     next.progress(Progress::Watermark(END_OF_TIME))?;
@@ -223,12 +223,28 @@ impl Barriers {
         Ok(())
     }
 
-    /// The reader finished: barriers asked for but not injected will never be.
-    fn finished(&mut self, ctx: &OperatorCtx) -> Result<()> {
-        if self.trigger.is_some() {
-            ctx.checkpoints.source_finished(self.injected)?;
+    /// The reader finished: barriers asked for but not injected will never be. Its final
+    /// position stands for it in those checkpoints (they go on without it), so a restore from
+    /// one of them resumes at the end instead of reading the input again.
+    fn finished<T, R: SourceReader<T>>(
+        &mut self,
+        reader: &R,
+        watermark: Option<Timestamp>,
+        ctx: &OperatorCtx,
+    ) -> Result<()> {
+        if self.trigger.is_none() {
+            return Ok(());
         }
-        Ok(())
+        self.note_position(reader);
+        let position = std::mem::take(&mut self.position);
+        ctx.checkpoints
+            .source_finished(ctx.node, self.injected, |out| {
+                out.shard(&SourcePosition {
+                    position,
+                    watermark,
+                });
+                Ok(())
+            })
     }
 }
 
