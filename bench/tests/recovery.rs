@@ -325,7 +325,7 @@ fn lsm_backed_queries_recover_exactly_from_a_failure() {
     let state = state.to_str().expect("utf-8");
     // q4 runs q9's winning-bid join (another view of the rows): left out for CI time.
     let queries = [
-        "q3", "q5", "q6", "q7", "q8", "q9", "q11", "q17", "q18", "q19", "q20",
+        "q3", "q5", "q6", "q7", "q8", "q9", "q11", "q15", "q16", "q17", "q18", "q19", "q20",
     ];
     for q in queries {
         let report =
