@@ -122,6 +122,16 @@ fn fail_once_at(at: u64, failed: &'static AtomicBool) -> impl Fn(u64) -> u64 + C
     }
 }
 
+/// Runs the job built on `env`, which must fail once (`failed`), and checks that it resumed
+/// from a checkpoint numbered at least 3 (taken after the early end, at a 20 ms interval).
+fn run_and_check_resumed(env: Env, failed: &AtomicBool, what: &str) {
+    let result = env.execute().expect("job runs");
+    assert!(failed.load(Ordering::SeqCst), "failed once");
+    let stats = result.checkpoints.expect("checkpointing on");
+    let restored = stats.restored_from.expect("restarted from a checkpoint");
+    assert!(restored >= 3, "from a checkpoint after {what}: {stats:?}");
+}
+
 fn numbers(path: &Path) -> Vec<u64> {
     let text = std::fs::read_to_string(path).expect("output");
     let mut got: Vec<u64> = text.lines().map(|l| l.parse().expect("number")).collect();
@@ -149,16 +159,8 @@ fn checkpoints_go_on_after_a_source_finished_and_restore_exactly() {
     })
     .map(fail_once_at(1300, &FAILED))
     .sink(FileSink::new(&long_out, Csv::without_header()));
-    let result = env.execute().expect("job runs");
-
-    assert!(FAILED.load(Ordering::SeqCst), "failed once");
-    let stats = result.checkpoints.expect("checkpointing on");
-    // The failure comes ~150 ms after the short source finished, at a 20 ms interval.
-    let restored = stats.restored_from.expect("restarted from a checkpoint");
-    assert!(
-        restored >= 3,
-        "from a checkpoint after the short source ended: {stats:?}"
-    );
+    // The failure comes ~150 ms after the short source finished.
+    run_and_check_resumed(env, &FAILED, "the short source ended");
     assert_eq!(
         numbers(&short_out),
         (0..100).collect::<Vec<_>>(),
@@ -203,15 +205,7 @@ fn a_shard_whose_outputs_all_ended_does_not_hold_checkpoints_back() {
     })
     .map(fail_once_at(300, &FAILED))
     .sink(RollingFileSink::new(&out, Csv::without_header()));
-    let result = env.execute().expect("job runs");
-
-    assert!(FAILED.load(Ordering::SeqCst), "failed once");
-    let stats = result.checkpoints.expect("checkpointing on");
-    let restored = stats.restored_from.expect("restarted from a checkpoint");
-    assert!(
-        restored >= 3,
-        "from a checkpoint after shard 1 ended: {stats:?}"
-    );
+    run_and_check_resumed(env, &FAILED, "shard 1 ended");
     assert_eq!(
         part_numbers(&out),
         (0..500).collect::<Vec<_>>(),
