@@ -65,6 +65,18 @@ struct SuiteArgs {
     /// Events of each latency run.
     #[arg(long, default_value_t = 5_000_000)]
     latency_events: u64,
+    /// Measure latency at half of each query's median throughput at the largest core count
+    /// (the targets' "half the maximum rate"), each run lasting `--latency-seconds`.
+    #[arg(long, conflicts_with = "latency_rate")]
+    latency_at_half: bool,
+    /// Wall-clock length of each `--latency-at-half` run.
+    #[arg(long, default_value_t = 2.0)]
+    latency_seconds: f64,
+    /// Generator event rate (events per second of event time) of the latency runs: near the
+    /// input rate, windows close during the run, so the steady-state column (rows that reached
+    /// the sink before the input ended) is the window-close latency, not the end-of-input flush.
+    #[arg(long)]
+    latency_event_rate: Option<u64>,
     #[command(flatten)]
     generator: GeneratorArgs,
 }
@@ -305,9 +317,9 @@ fn suite(args: SuiteArgs) -> Result<()> {
         header.push_str(" speed-up |");
         rule.push_str("---:|");
     }
-    if args.latency_rate.is_some() {
-        header.push_str(" latency p50 / p99 / p99.9 (us) |");
-        rule.push_str("---:|");
+    if args.latency_rate.is_some() || args.latency_at_half {
+        header.push_str(" latency rate (M/s) | latency p50 / p99 / p99.9 (us) | steady p50 / p99 / p99.9 (us) |");
+        rule.push_str("---:|---:|---:|");
     }
     println!("{header}\n{rule}");
     for query in queries {
@@ -329,15 +341,37 @@ fn suite(args: SuiteArgs) -> Result<()> {
         {
             line.push_str(&format!(" {:.2}x |", last / first));
         }
-        if let Some(rate) = args.latency_rate {
-            let cores = args.cores.iter().copied().max().unwrap_or(1);
-            let r = run(&spec(query, cores, args.latency_events, Some(rate)))
-                .with_context(|| format!("latency run of {}", query.name()))?;
+        let cores = args.cores.iter().copied().max().unwrap_or(1);
+        let at_max_cores = args
+            .cores
+            .iter()
+            .position(|&c| c == cores)
+            .and_then(|i| rates.get(i));
+        let latency = match (args.latency_rate, at_max_cores) {
+            (Some(rate), _) => Some((rate, args.latency_events)),
+            (None, Some(max)) if args.latency_at_half => {
+                let rate = (max / 2.0).max(1.0) as u64;
+                let events = (rate as f64 * args.latency_seconds).max(1.0) as u64;
+                Some((rate, events))
+            }
+            _ => None,
+        };
+        if let Some((rate, events)) = latency {
+            let mut s = spec(query, cores, events, Some(rate));
+            if let Some(event_rate) = args.latency_event_rate {
+                s.generator.first_event_rate = event_rate;
+            }
+            let r = run(&s).with_context(|| format!("latency run of {}", query.name()))?;
+            let [s50, s99, s999, _] = r.steady;
             line.push_str(&format!(
-                " {} / {} / {} |",
+                " {:.2} | {} / {} / {} | {} / {} / {} |",
+                rate as f64 / 1e6,
                 r.latency_p50.as_micros(),
                 r.latency_p99.as_micros(),
-                r.latency_p999.as_micros()
+                r.latency_p999.as_micros(),
+                s50.as_micros(),
+                s99.as_micros(),
+                s999.as_micros()
             ));
         }
         println!("{line}");
