@@ -217,6 +217,18 @@ impl StateBackend for JobStateBackend {
     }
 
     #[inline]
+    fn get_with<R>(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        user_key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StateError> {
+        dispatch!(self, b => b.get_with(state, key_group, key, user_key, f))
+    }
+
+    #[inline]
     fn put(
         &mut self,
         state: StateId,
@@ -267,6 +279,17 @@ impl StateBackend for JobStateBackend {
         key: &[u8],
     ) -> Result<Vec<Vec<u8>>, StateError> {
         dispatch!(self, b => b.get_list(state, key_group, key))
+    }
+
+    #[inline]
+    fn get_list_with(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        f: &mut impl FnMut(&[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        dispatch!(self, b => b.get_list_with(state, key_group, key, f))
     }
 
     fn scan_prefix(
