@@ -136,11 +136,13 @@ impl WriteCache {
     }
 
     /// Entries held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// Entries not yet written to the store.
+    #[cfg(test)]
     pub fn dirty(&self) -> usize {
         self.slots.iter().filter(|s| s.dirty).count()
     }
