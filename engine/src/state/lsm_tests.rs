@@ -361,6 +361,9 @@ enum Op {
     DeleteGroups(KeyGroup, KeyGroup),
     Retain(u32, u8),
     SnapshotRestore(KeyGroup, KeyGroup),
+    /// Snapshot a range, overwrite a value in it, restore the snapshot over it: the
+    /// snapshot's entries replace the newer ones (a cached newer value must not survive).
+    SnapshotPutRestore(KeyGroup, KeyGroup, usize, Vec<u8>),
     Flush,
     /// Take the store's file snapshot as a barrier does (cache flushed first) and continue
     /// on a backend opened from it, as a restore does: its cache starts empty.
@@ -374,6 +377,7 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 fn op() -> impl Strategy<Value = Op> {
     let kg = 0u32..4;
     let k = 0usize..KEYS.len();
+    let k2 = k.clone();
     let uk = 0usize..USER_KEYS.len();
     prop_oneof![
         4 => (0u32..2, kg.clone(), k.clone(), uk.clone(), bytes())
@@ -387,6 +391,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u32..5, 0u32..5).prop_map(|(a, b)| Op::DeleteGroups(a, b)),
         1 => (0u32..3, 0u8..3).prop_map(|(s, t)| Op::Retain(s, t)),
         1 => (0u32..5, 0u32..5).prop_map(|(a, b)| Op::SnapshotRestore(a, b)),
+        1 => (0u32..5, 0u32..5, k2, bytes()).prop_map(|(a, b, k, v)| Op::SnapshotPutRestore(a, b, k, v)),
         1 => Just(Op::Flush),
         1 => Just(Op::CheckpointRestore),
     ]
@@ -411,6 +416,12 @@ fn apply<B: StateBackend>(b: &mut B, op: &Op) -> Result<usize, StateError> {
         Op::SnapshotRestore(a, c) => {
             let snap = b.snapshot_key_groups(*a..*c)?;
             b.delete_key_groups(*a..*c)?;
+            b.restore(&snap)?;
+            return Ok(snap.len() as usize);
+        }
+        Op::SnapshotPutRestore(a, c, k, v) => {
+            let snap = b.snapshot_key_groups(*a..*c)?;
+            b.put(StateId(0), *a, KEYS[*k], b"", v)?;
             b.restore(&snap)?;
             return Ok(snap.len() as usize);
         }
