@@ -85,6 +85,9 @@ struct Slot {
     bytes: Vec<u8>,
     /// Differs from the store: must be written before it is dropped.
     dirty: bool,
+    /// The store may hold an entry for the key (false once a read found none or a delete
+    /// was written): deleting then needs no tombstone. True when unknown.
+    stored: bool,
     /// CLOCK's second-chance bit, set by every access.
     referenced: bool,
 }
@@ -168,6 +171,7 @@ impl WriteCache {
         }
         self.stats.writes += 1;
         slot.dirty = false;
+        slot.stored = slot.kind != Kind::Absent;
         Ok(slot.kind == Kind::Appended)
     }
 
@@ -237,6 +241,7 @@ impl WriteCache {
             kind,
             bytes,
             dirty,
+            stored: true,
             referenced: true,
         };
         self.bytes += slot.size();
@@ -265,12 +270,15 @@ impl WriteCache {
                 if slot.kind == Kind::Appended {
                     let before = slot.bytes.len();
                     let mut merged = Vec::new();
+                    let mut stored = false;
                     store.read(&slot.key, |base| {
                         if let Some(b) = base {
                             merged.reserve(b.len() + slot.bytes.len());
                             merged.extend_from_slice(b);
+                            stored = true;
                         }
                     })?;
+                    slot.stored = stored;
                     merged.extend_from_slice(&slot.bytes);
                     slot.bytes = merged;
                     slot.kind = Kind::Present;
@@ -282,10 +290,12 @@ impl WriteCache {
                 self.stats.misses += 1;
                 let i = self.insert(store, key, h, Kind::Absent, |_| {}, false)?;
                 let slot = &mut self.slots[i];
+                slot.stored = false;
                 let read = store.read(key, |v| {
                     if let Some(v) = v {
                         slot.bytes.extend_from_slice(v);
                         slot.kind = Kind::Present;
+                        slot.stored = true;
                     }
                 });
                 if let Err(e) = read {
@@ -337,8 +347,10 @@ impl WriteCache {
                     self.bytes -= slot.bytes.len();
                     slot.bytes.clear();
                     slot.kind = Kind::Absent;
-                    slot.dirty = true;
                 }
+                // Nothing to delete in the store if it holds nothing (an auction's waiting
+                // list that lived and died in the cache).
+                slot.dirty = slot.stored;
                 slot.referenced = true;
             }
             None => {
@@ -517,6 +529,15 @@ mod tests {
         c.flush(&store).unwrap();
         assert_eq!(store.0.map.borrow().get(&b"l"[..]), Some(&b"abc".to_vec()));
         assert_eq!(c.len(), 1, "the appended slot left the cache when flushed");
+        // A list that lives and dies in the cache over a key the store never held (an
+        // auction's waiting bids) costs the store nothing, not even a tombstone.
+        let writes = *store.0.writes.borrow();
+        c.append(&store, b"x", |b| b.push(b'w')).unwrap();
+        let got = c.read(&store, b"x", |v| v.map(<[u8]>::to_vec)).unwrap();
+        assert_eq!(got, Some(b"w".to_vec()));
+        c.delete(&store, b"x").unwrap();
+        c.flush(&store).unwrap();
+        assert_eq!(*store.0.writes.borrow(), writes, "nothing written for a list born and deleted in the cache");
         c.append(&store, b"l", |b| b.push(b'd')).unwrap();
         assert_eq!(
             c.read(&store, b"l", |v| v.map(<[u8]>::to_vec)).unwrap(),
