@@ -26,6 +26,7 @@ use super::error::StateError;
 use super::heap::HeapStateBackend;
 use super::key::{KeyGroup, StateId};
 use super::lsm::LsmStateBackend;
+use super::lsm_cache::CacheLimits;
 use super::snapshot::KeyGroupSnapshot;
 
 /// Where a job keeps its keyed state.
@@ -47,15 +48,19 @@ pub struct LsmStateConfig {
     pub memtable_bytes: usize,
     /// Block cache per store.
     pub block_cache_bytes: usize,
+    /// Write-back cache per store for value and list entries (`entries: 0` turns it off).
+    pub write_cache: CacheLimits,
 }
 
 impl LsmStateConfig {
-    /// Defaults sized for several stores per core: 16 MiB memtables, 32 MiB block cache.
+    /// Defaults sized for several stores per core: 16 MiB memtables, 32 MiB block cache,
+    /// a write-back cache of 4096 entries / 4 MiB.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         LsmStateConfig {
             dir: dir.into(),
             memtable_bytes: 16 << 20,
             block_cache_bytes: 32 << 20,
+            write_cache: CacheLimits::default(),
         }
     }
 }
@@ -141,7 +146,9 @@ pub(crate) async fn open_lsm(
         background_shares: Some(shares),
         ..StoreOptions::default()
     };
-    LsmStateBackend::open(dir, options).await
+    let backend = LsmStateBackend::open(dir, options).await?;
+    backend.set_cache_limits(config.write_cache)?;
+    Ok(backend)
 }
 
 /// The keyed-state backend of one operator instance: the job's choice.

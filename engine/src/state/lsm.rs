@@ -299,7 +299,13 @@ impl LsmStateBackend {
     }
 
     /// The local buffers with `key` set to the composite key of the address.
-    fn keyed(&self, state: StateId, kg: KeyGroup, key: &[u8], user_key: &[u8]) -> RefMut<'_, Local> {
+    fn keyed(
+        &self,
+        state: StateId,
+        kg: KeyGroup,
+        key: &[u8],
+        user_key: &[u8],
+    ) -> RefMut<'_, Local> {
         let mut local = self.local.borrow_mut();
         local.key.clear();
         encode_key(&mut local.key, kg, state, key, user_key);

@@ -308,7 +308,9 @@ impl WriteCache {
             }
         };
         let slot = &self.slots[i];
-        Ok(f((slot.kind == Kind::Present).then_some(slot.bytes.as_slice())))
+        Ok(f(
+            (slot.kind == Kind::Present).then_some(slot.bytes.as_slice())
+        ))
     }
 
     /// Sets the entry to the bytes `fill` writes.
@@ -448,11 +450,7 @@ mod tests {
     }
 
     impl Backing for MapStore {
-        fn read<R>(
-            &self,
-            key: &[u8],
-            f: impl FnOnce(Option<&[u8]>) -> R,
-        ) -> Result<R, StateError> {
+        fn read<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StateError> {
             Ok(f(self.map.borrow().get(key).map(Vec::as_slice)))
         }
         fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
@@ -519,11 +517,19 @@ mod tests {
             }
         }
         let store = Counting(MapStore::default(), RefCell::new(0));
-        store.0.map.borrow_mut().insert(b"l".to_vec(), b"ab".to_vec());
+        store
+            .0
+            .map
+            .borrow_mut()
+            .insert(b"l".to_vec(), b"ab".to_vec());
         let mut c = WriteCache::new(CacheLimits::default());
-        assert_eq!(c.read(&store, b"x", |v| v.is_none()).unwrap(), true);
-        assert_eq!(c.read(&store, b"x", |v| v.is_none()).unwrap(), true);
-        assert_eq!(*store.1.borrow(), 1, "the second read of an absent key is a hit");
+        assert!(c.read(&store, b"x", |v| v.is_none()).unwrap());
+        assert!(c.read(&store, b"x", |v| v.is_none()).unwrap());
+        assert_eq!(
+            *store.1.borrow(),
+            1,
+            "the second read of an absent key is a hit"
+        );
         c.append(&store, b"l", |b| b.push(b'c')).unwrap();
         assert_eq!(*store.1.borrow(), 1, "append does not read");
         c.flush(&store).unwrap();
@@ -537,7 +543,11 @@ mod tests {
         assert_eq!(got, Some(b"w".to_vec()));
         c.delete(&store, b"x").unwrap();
         c.flush(&store).unwrap();
-        assert_eq!(*store.0.writes.borrow(), writes, "nothing written for a list born and deleted in the cache");
+        assert_eq!(
+            *store.0.writes.borrow(),
+            writes,
+            "nothing written for a list born and deleted in the cache"
+        );
         c.append(&store, b"l", |b| b.push(b'd')).unwrap();
         assert_eq!(
             c.read(&store, b"l", |v| v.map(<[u8]>::to_vec)).unwrap(),
@@ -558,7 +568,11 @@ mod tests {
             assert!(c.len() <= 8);
         }
         assert_eq!(c.stats().evictions, 92);
-        assert_eq!(store.map.borrow().len(), 92, "every evicted entry was written");
+        assert_eq!(
+            store.map.borrow().len(),
+            92,
+            "every evicted entry was written"
+        );
         for k in 0..100u8 {
             assert_eq!(get(&mut c, &store, &[k]), Some(vec![k]));
         }
@@ -567,7 +581,9 @@ mod tests {
             bytes: 64,
         });
         for k in 0..50u8 {
-            small.put(&store, &[k], |b| b.extend_from_slice(&[k; 15])).unwrap();
+            small
+                .put(&store, &[k], |b| b.extend_from_slice(&[k; 15]))
+                .unwrap();
             assert!(small.bytes <= 64 + 16, "bytes {}", small.bytes);
         }
     }

@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use weir_storage::{Store, StoreOptions};
 
 use crate::state::{
-    CacheLimits, HeapStateBackend, KeyGroup, KeyGroupSnapshot, LsmStateBackend, MapEntries, StateBackend,
-    StateError, StateId,
+    CacheLimits, HeapStateBackend, KeyGroup, KeyGroupSnapshot, LsmStateBackend, MapEntries,
+    StateBackend, StateError, StateId,
 };
 
 fn executor() -> Rc<LocalExecutor> {

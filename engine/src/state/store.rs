@@ -232,10 +232,11 @@ impl<B: StateBackend> KeyedStateStore<B> {
         let kg = self.key_group()?;
         let registry = &self.registry;
         let mut out = Vec::new();
-        self.backend.get_list_with(id, kg, &self.key, &mut |b: &[u8]| {
-            out.push(T::decode(b).map_err(|e| e.in_state(registry.name(id)))?);
-            Ok(())
-        })?;
+        self.backend
+            .get_list_with(id, kg, &self.key, &mut |b: &[u8]| {
+                out.push(T::decode(b).map_err(|e| e.in_state(registry.name(id)))?);
+                Ok(())
+            })?;
         Ok(out)
     }
 
