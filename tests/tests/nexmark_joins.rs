@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use weir::nexmark::{Auction, Bid, Event, Generator, NexmarkConfig, Person};
-use weir::state::StateBackendConfig;
+use weir::state::{CacheLimits, LsmStateConfig, StateBackendConfig};
 use weir_bench::queries::{Q3Row, Q8Row, Q9Row, Q20Row, Query, Timestamp};
 use weir_tests::{csv_line, multiset, run_query_on, test_backend};
 
@@ -218,6 +218,30 @@ fn joins_match_the_batch_reference() {
             (Query::Q20, q20),
         ],
         |_| StateBackendConfig::Heap,
+    );
+}
+
+/// The same with a write-back cache of 8 entries in front of each store: auctions, their best
+/// bids and their waiting lists are evicted (written back) and read again all the time.
+#[test]
+fn joins_on_the_lsm_backend_with_a_tiny_write_cache_match_the_batch_reference() {
+    check_against_references(
+        &[(10_000_000, 20_000), (1000, 30_000)],
+        &[
+            (Query::Q4, q4),
+            (Query::Q6, q6),
+            (Query::Q9, q9),
+            (Query::Q20, q20),
+        ],
+        |dir| {
+            let mut config = LsmStateConfig::new(dir);
+            config.memtable_bytes = 64 << 10;
+            config.write_cache = CacheLimits {
+                entries: 8,
+                bytes: 4 << 10,
+            };
+            StateBackendConfig::Lsm(config)
+        },
     );
 }
 

@@ -528,6 +528,10 @@ pub(crate) fn snapshot_keyed_store(
         // The store's files, linked into the checkpoint: a pause of the memtables' size, not
         // the state's.
         (Some(lsm), Some(dir)) => {
+            // The write-back cache's dirty entries go into the memtable first, so the snapshot
+            // holds every write before the barrier.
+            lsm.flush_cache()
+                .map_err(|e| WeirError::Checkpoint(format!("`{}`: {e}", ctx.name)))?;
             let key_groups = crate::key::key_group_range(ctx.shard, ctx.shards, max_parallelism);
             crate::checkpoint::lsm::snapshot(
                 lsm, &dir, barrier, ctx.node, ctx.shard, key_groups, out,

@@ -98,10 +98,7 @@ impl<In, Acc: StateCodec, Out, F: AggregateFunction<In, Acc, Out>>
         store: &mut KeyedStateStore<B>,
         ttl: Option<Ttl>,
     ) -> Result<Option<Acc>, StateError> {
-        match store.read(self.id, ttl, b"")? {
-            Some(bytes) => store.decode(self.id, &bytes).map(Some),
-            None => Ok(None),
-        }
+        store.read_decoded(self.id, ttl, b"")
     }
 
     /// Folds one input into the current key's accumulator.

@@ -27,6 +27,19 @@ pub trait StateBackend: 'static {
         user_key: &[u8],
     ) -> Result<Option<Vec<u8>>, StateError>;
 
+    /// [`StateBackend::get`] handing the value to `f` in place (`None` if absent), so a
+    /// caller that decodes it need not copy it out first.
+    fn get_with<R>(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        user_key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StateError> {
+        Ok(f(self.get(state, key_group, key, user_key)?.as_deref()))
+    }
+
     /// Stores a value, replacing whatever entry was there.
     fn put(
         &mut self,
@@ -73,6 +86,21 @@ pub trait StateBackend: 'static {
         key_group: KeyGroup,
         key: &[u8],
     ) -> Result<Vec<Vec<u8>>, StateError>;
+
+    /// [`StateBackend::get_list`] handing each element to `f` in place, in append order;
+    /// stops at `f`'s first error.
+    fn get_list_with(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        f: &mut impl FnMut(&[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        for e in self.get_list(state, key_group, key)? {
+            f(&e)?;
+        }
+        Ok(())
+    }
 
     /// All value entries under the key (its map), ascending by user key.
     ///

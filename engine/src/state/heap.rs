@@ -759,10 +759,21 @@ impl StateBackend for HeapStateBackend {
         key: &[u8],
         user_key: &[u8],
     ) -> Result<Option<Vec<u8>>, StateError> {
+        self.get_with(state, key_group, key, user_key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    fn get_with<R>(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        user_key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StateError> {
         match self.lookup(state, key_group, key, user_key) {
-            None => Ok(None),
+            None => Ok(f(None)),
             Some(e) => match e.as_value() {
-                Some(v) => Ok(Some(v.to_vec())),
+                Some(v) => Ok(f(Some(v))),
                 None => Err(StateError::WrongEntryKind {
                     state: state.0,
                     expected: "value",

@@ -26,6 +26,7 @@ use super::error::StateError;
 use super::heap::HeapStateBackend;
 use super::key::{KeyGroup, StateId};
 use super::lsm::LsmStateBackend;
+use super::lsm_cache::CacheLimits;
 use super::snapshot::KeyGroupSnapshot;
 
 /// Where a job keeps its keyed state.
@@ -47,15 +48,19 @@ pub struct LsmStateConfig {
     pub memtable_bytes: usize,
     /// Block cache per store.
     pub block_cache_bytes: usize,
+    /// Write-back cache per store for value and list entries (`entries: 0` turns it off).
+    pub write_cache: CacheLimits,
 }
 
 impl LsmStateConfig {
-    /// Defaults sized for several stores per core: 16 MiB memtables, 32 MiB block cache.
+    /// Defaults sized for several stores per core: 16 MiB memtables, 32 MiB block cache,
+    /// a write-back cache of 4096 entries / 4 MiB.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         LsmStateConfig {
             dir: dir.into(),
             memtable_bytes: 16 << 20,
             block_cache_bytes: 32 << 20,
+            write_cache: CacheLimits::default(),
         }
     }
 }
@@ -141,7 +146,9 @@ pub(crate) async fn open_lsm(
         background_shares: Some(shares),
         ..StoreOptions::default()
     };
-    LsmStateBackend::open(dir, options).await
+    let backend = LsmStateBackend::open(dir, options).await?;
+    backend.set_cache_limits(config.write_cache)?;
+    Ok(backend)
 }
 
 /// The keyed-state backend of one operator instance: the job's choice.
@@ -217,6 +224,18 @@ impl StateBackend for JobStateBackend {
     }
 
     #[inline]
+    fn get_with<R>(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        user_key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StateError> {
+        dispatch!(self, b => b.get_with(state, key_group, key, user_key, f))
+    }
+
+    #[inline]
     fn put(
         &mut self,
         state: StateId,
@@ -267,6 +286,17 @@ impl StateBackend for JobStateBackend {
         key: &[u8],
     ) -> Result<Vec<Vec<u8>>, StateError> {
         dispatch!(self, b => b.get_list(state, key_group, key))
+    }
+
+    #[inline]
+    fn get_list_with(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        f: &mut impl FnMut(&[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        dispatch!(self, b => b.get_list_with(state, key_group, key, f))
     }
 
     fn scan_prefix(

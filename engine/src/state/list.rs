@@ -105,8 +105,7 @@ impl<V: StateCodec> ListState<V> {
         &self,
         store: &mut KeyedStateStore<B>,
     ) -> Result<Vec<V>, StateError> {
-        let raw = store.read_list(self.id, self.ttl)?;
-        raw.iter().map(|b| store.decode(self.id, b)).collect()
+        store.read_list_decoded(self.id, self.ttl)
     }
 
     /// Replaces the list (empty clears it) in one backend write.

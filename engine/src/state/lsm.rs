@@ -29,6 +29,7 @@
 //! layer never does it (a state id has one kind), and a later `get` or
 //! `get_list` of such an entry reports it as malformed.
 
+use std::cell::{RefCell, RefMut};
 use std::ops::Range;
 use std::path::Path;
 use std::rc::Rc;
@@ -38,6 +39,7 @@ use weir_storage::{ConcatMerge, Store, StoreOptions};
 use super::backend::{MapEntries, StateBackend};
 use super::error::StateError;
 use super::key::{KeyGroup, StateId, encode_key, prefix_successor};
+use super::lsm_cache::{Backing, CacheLimits, CacheStats, WriteCache};
 use super::snapshot::{KeyGroupSnapshot, SnapshotValue, SnapshotWriter};
 
 const TAG_VALUE: u8 = 0;
@@ -111,6 +113,54 @@ fn decode<'a>(key: &[u8], v: &'a [u8]) -> Result<Stored<'a>, StateError> {
     }
 }
 
+/// The payload of a stored value; the same errors as [`decode`] otherwise.
+fn value_of<'a>(state: StateId, key: &[u8], v: &'a [u8]) -> Result<&'a [u8], StateError> {
+    match v.split_first() {
+        Some((&TAG_VALUE, x)) => Ok(x),
+        _ => match decode(key, v)? {
+            Stored::Value(x) => Ok(x),
+            Stored::List(_) => Err(StateError::WrongEntryKind {
+                state: state.0,
+                expected: "value",
+                found: "list",
+            }),
+        },
+    }
+}
+
+/// Hands each element of a stored list to `f`, in order, without collecting them.
+fn for_each_element(
+    state: StateId,
+    key: &[u8],
+    v: &[u8],
+    f: &mut impl FnMut(&[u8]) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    if v.first() == Some(&TAG_VALUE) {
+        return Err(StateError::WrongEntryKind {
+            state: state.0,
+            expected: "list",
+            found: "value",
+        });
+    }
+    let mut rest = v;
+    while !rest.is_empty() {
+        let (Some(&TAG_ELEMENT), Some(len)) = (rest.first(), rest.get(1..5)) else {
+            return Err(match rest.first() {
+                Some(&TAG_ELEMENT) => malformed(key, "bad list element header"),
+                _ if rest.len() == v.len() => malformed(key, "unknown tag"),
+                _ => malformed(key, "bad list element header"),
+            });
+        };
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let Some(el) = rest.get(5..5 + len) else {
+            return Err(malformed(key, "list element past the end"));
+        };
+        f(el)?;
+        rest = &rest[5 + len..];
+    }
+    Ok(())
+}
+
 fn encode_list<'a>(elements: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut out = Vec::new();
     for e in elements {
@@ -139,8 +189,23 @@ fn be_u32(key: &[u8], at: usize) -> Option<u32> {
 
 /// [`StateBackend`] on a `weir-storage` LSM [`Store`]. `!Send`: one per
 /// shard, used on the shard's glommio executor.
+///
+/// Value and list entries (the empty user key) go through a bounded write-back cache
+/// ([`super::lsm_cache`]); map entries go to the store directly. Everything that reads or
+/// writes the store by range first writes the cache's dirty entries into it, and so must
+/// a checkpoint: [`LsmStateBackend::flush_cache`] before the store's file snapshot.
 pub struct LsmStateBackend {
     store: Store,
+    local: RefCell<Local>,
+}
+
+/// The cache and reused buffers (behind one `RefCell`: reads take `&self`).
+struct Local {
+    cache: WriteCache,
+    /// Composite key of the current call, encoded in place.
+    key: Vec<u8>,
+    /// Stored value of a map entry being written.
+    value: Vec<u8>,
 }
 
 impl std::fmt::Debug for LsmStateBackend {
@@ -148,6 +213,24 @@ impl std::fmt::Debug for LsmStateBackend {
         f.debug_struct("LsmStateBackend")
             .field("store", &self.store)
             .finish()
+    }
+}
+
+impl Backing for Store {
+    fn read<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R, StateError> {
+        Ok(f(self.get_sync(key)?.as_deref()))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        Ok(self.put_sync(key, value)?)
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<(), StateError> {
+        Ok(self.delete_sync(key)?)
+    }
+
+    fn merge(&self, key: &[u8], operand: &[u8]) -> Result<(), StateError> {
+        Ok(self.merge_sync(key, operand)?)
     }
 }
 
@@ -172,16 +255,66 @@ impl LsmStateBackend {
         };
         Ok(Self {
             store: Store::open(dir, options).await?,
+            local: RefCell::new(Local {
+                cache: WriteCache::new(CacheLimits::default()),
+                key: Vec::new(),
+                value: Vec::new(),
+            }),
         })
     }
 
-    /// The underlying store (stats, flush, checkpoint).
+    /// Replaces the write-back cache's limits (its entries are written to the store first).
+    /// `entries: 0` turns it off.
+    pub fn set_cache_limits(&self, limits: CacheLimits) -> Result<(), StateError> {
+        let mut local = self.local.borrow_mut();
+        local.cache.flush(&self.store)?;
+        local.cache = WriteCache::new(limits);
+        Ok(())
+    }
+
+    /// Counters of the write-back cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.local.borrow().cache.stats()
+    }
+
+    /// The underlying store (stats, flush, checkpoint). It does not see the write-back
+    /// cache's dirty entries until [`LsmStateBackend::flush_cache`], and writes made through
+    /// it are not seen by the cache: write only into a backend not used yet.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Writes the memtable to an SSTable (and runs due compactions).
+    /// Writes the write-back cache's dirty entries into the store (they stay cached, clean):
+    /// before a snapshot of the store's files.
+    pub fn flush_cache(&self) -> Result<(), StateError> {
+        self.local.borrow_mut().cache.flush(&self.store)
+    }
+
+    /// Flushes the cache and drops it: before the store changes by range under it.
+    fn flush_and_clear_cache(&self) -> Result<(), StateError> {
+        let mut local = self.local.borrow_mut();
+        local.cache.flush(&self.store)?;
+        local.cache.clear();
+        Ok(())
+    }
+
+    /// The local buffers with `key` set to the composite key of the address.
+    fn keyed(
+        &self,
+        state: StateId,
+        kg: KeyGroup,
+        key: &[u8],
+        user_key: &[u8],
+    ) -> RefMut<'_, Local> {
+        let mut local = self.local.borrow_mut();
+        local.key.clear();
+        encode_key(&mut local.key, kg, state, key, user_key);
+        local
+    }
+
+    /// Flushes the cache, then writes the memtable to an SSTable (and runs due compactions).
     pub async fn flush(&self) -> Result<(), StateError> {
+        self.flush_cache()?;
         Ok(self.store.flush().await?)
     }
 
@@ -191,17 +324,15 @@ impl LsmStateBackend {
         Ok(self.store.relieve_pressure().await?)
     }
 
-    /// Flushes and closes the store.
+    /// Writes the cache out, flushes and closes the store.
     pub async fn close(self) -> Result<(), StateError> {
+        self.flush_cache()?;
         Ok(self.store.close().await?)
-    }
-
-    fn get_raw(&self, key: &[u8]) -> Result<Option<bytes::Bytes>, StateError> {
-        Ok(self.store.get_sync(key)?)
     }
 
     /// First store key at or after `from`, if any.
     fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.flush_cache()?;
         let mut scan = self.store.scan_sync(from..)?;
         match scan.next() {
             Some(r) => Ok(Some(r?.0.to_vec())),
@@ -225,6 +356,7 @@ impl LsmStateBackend {
     }
 
     fn count(&self) -> Result<usize, StateError> {
+        self.flush_cache()?;
         let mut n = 0;
         for r in self.store.scan_sync::<&[u8], _>(..)? {
             r?;
@@ -279,18 +411,27 @@ impl StateBackend for LsmStateBackend {
         key: &[u8],
         user_key: &[u8],
     ) -> Result<Option<Vec<u8>>, StateError> {
-        let mut k = Vec::new();
-        encode_key(&mut k, key_group, state, key, user_key);
-        let Some(v) = self.get_raw(&k)? else {
-            return Ok(None);
+        self.get_with(state, key_group, key, user_key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    fn get_with<R>(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        user_key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StateError> {
+        let mut local = self.keyed(state, key_group, key, user_key);
+        let Local { cache, key, .. } = &mut *local;
+        let decoded = |v: Option<&[u8]>| match v {
+            None => Ok(f(None)),
+            Some(v) => value_of(state, key, v).map(|x| f(Some(x))),
         };
-        match decode(&k, &v)? {
-            Stored::Value(x) => Ok(Some(x.to_vec())),
-            Stored::List(_) => Err(StateError::WrongEntryKind {
-                state: state.0,
-                expected: "value",
-                found: "list",
-            }),
+        if user_key.is_empty() && cache.enabled() {
+            cache.read(&self.store, key, decoded)?
+        } else {
+            decoded(self.store.get_sync(&*key)?.as_deref())
         }
     }
 
@@ -302,12 +443,23 @@ impl StateBackend for LsmStateBackend {
         user_key: &[u8],
         value: &[u8],
     ) -> Result<(), StateError> {
-        let mut k = Vec::new();
-        encode_key(&mut k, key_group, state, key, user_key);
-        let mut v = Vec::with_capacity(1 + value.len());
-        v.push(TAG_VALUE);
-        v.extend_from_slice(value);
-        Ok(self.store.put_sync(&k, &v)?)
+        let mut local = self.keyed(state, key_group, key, user_key);
+        let Local {
+            cache,
+            key,
+            value: v,
+        } = &mut *local;
+        let fill = |out: &mut Vec<u8>| {
+            out.reserve(1 + value.len());
+            out.push(TAG_VALUE);
+            out.extend_from_slice(value);
+        };
+        if user_key.is_empty() && cache.enabled() {
+            return cache.put(&self.store, key, fill);
+        }
+        v.clear();
+        fill(v);
+        Ok(self.store.put_sync(&*key, &*v)?)
     }
 
     fn delete(
@@ -317,9 +469,12 @@ impl StateBackend for LsmStateBackend {
         key: &[u8],
         user_key: &[u8],
     ) -> Result<(), StateError> {
-        let mut k = Vec::new();
-        encode_key(&mut k, key_group, state, key, user_key);
-        Ok(self.store.delete_sync(&k)?)
+        let mut local = self.keyed(state, key_group, key, user_key);
+        let Local { cache, key, .. } = &mut *local;
+        if user_key.is_empty() && cache.enabled() {
+            return cache.delete(&self.store, key);
+        }
+        Ok(self.store.delete_sync(&*key)?)
     }
 
     fn append(
@@ -329,10 +484,18 @@ impl StateBackend for LsmStateBackend {
         key: &[u8],
         element: &[u8],
     ) -> Result<(), StateError> {
-        let k = prefix(state, key_group, key);
-        let mut op = Vec::with_capacity(5 + element.len());
-        encode_element(&mut op, element);
-        Ok(self.store.merge_sync(&k, &op)?)
+        let mut local = self.keyed(state, key_group, key, b"");
+        let Local {
+            cache,
+            key,
+            value: v,
+        } = &mut *local;
+        if cache.enabled() {
+            return cache.append(&self.store, key, |out| encode_element(out, element));
+        }
+        v.clear();
+        encode_element(v, element);
+        Ok(self.store.merge_sync(&*key, &*v)?)
     }
 
     fn put_list(
@@ -342,12 +505,26 @@ impl StateBackend for LsmStateBackend {
         key: &[u8],
         elements: &[Vec<u8>],
     ) -> Result<(), StateError> {
-        let k = prefix(state, key_group, key);
         if elements.is_empty() {
-            return Ok(self.store.delete_sync(&k)?);
+            return self.delete(state, key_group, key, b"");
         }
-        let v = encode_list(elements.iter().map(Vec::as_slice));
-        Ok(self.store.put_sync(&k, &v)?)
+        let mut local = self.keyed(state, key_group, key, b"");
+        let Local {
+            cache,
+            key,
+            value: v,
+        } = &mut *local;
+        let fill = |out: &mut Vec<u8>| {
+            for e in elements {
+                encode_element(out, e);
+            }
+        };
+        if cache.enabled() {
+            return cache.put(&self.store, key, fill);
+        }
+        v.clear();
+        fill(v);
+        Ok(self.store.put_sync(&*key, &*v)?)
     }
 
     fn get_list(
@@ -356,17 +533,31 @@ impl StateBackend for LsmStateBackend {
         key_group: KeyGroup,
         key: &[u8],
     ) -> Result<Vec<Vec<u8>>, StateError> {
-        let k = prefix(state, key_group, key);
-        let Some(v) = self.get_raw(&k)? else {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        self.get_list_with(state, key_group, key, &mut |e: &[u8]| {
+            out.push(e.to_vec());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn get_list_with(
+        &self,
+        state: StateId,
+        key_group: KeyGroup,
+        key: &[u8],
+        f: &mut impl FnMut(&[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let mut local = self.keyed(state, key_group, key, b"");
+        let Local { cache, key, .. } = &mut *local;
+        let mut walk = |v: Option<&[u8]>| match v {
+            None => Ok(()),
+            Some(v) => for_each_element(state, key, v, f),
         };
-        match decode(&k, &v)? {
-            Stored::List(els) => Ok(els.into_iter().map(<[u8]>::to_vec).collect()),
-            Stored::Value(_) => Err(StateError::WrongEntryKind {
-                state: state.0,
-                expected: "list",
-                found: "value",
-            }),
+        if cache.enabled() {
+            cache.read(&self.store, key, walk)?
+        } else {
+            walk(self.store.get_sync(&*key)?.as_deref())
         }
     }
 
@@ -377,6 +568,8 @@ impl StateBackend for LsmStateBackend {
         key: &[u8],
     ) -> Result<MapEntries, StateError> {
         let p = prefix(state, key_group, key);
+        // The value or list at the prefix itself may be cached (map entries never are).
+        self.local.borrow_mut().cache.flush_key(&self.store, &p)?;
         let mut out = Vec::new();
         for r in self.store.prefix_scan_sync(&p)? {
             let (k, v) = r?;
@@ -394,8 +587,11 @@ impl StateBackend for LsmStateBackend {
         key: &[u8],
     ) -> Result<(), StateError> {
         let p = prefix(state, key_group, key);
+        // The only cached entry under the prefix is the one at it: it goes with the range.
         if let Some(end) = prefix_successor(&p) {
-            return Ok(self.store.delete_range_sync(p..end)?);
+            self.store.delete_range_sync(p.as_slice()..end.as_slice())?;
+            self.local.borrow_mut().cache.forget(&p);
+            return Ok(());
         }
         // Only an all-0xFF prefix has no successor: delete point by point.
         let keys = self
@@ -406,6 +602,7 @@ impl StateBackend for LsmStateBackend {
         for k in keys {
             self.store.delete_sync(&k)?;
         }
+        self.local.borrow_mut().cache.forget(&p);
         Ok(())
     }
 
@@ -417,6 +614,7 @@ impl StateBackend for LsmStateBackend {
         state: StateId,
         keep: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<usize, StateError> {
+        self.flush_and_clear_cache()?;
         let mut dropped = 0;
         let mut from = group_state(0, state);
         while let Some(k) = self.first_key_from(&from)? {
@@ -440,6 +638,7 @@ impl StateBackend for LsmStateBackend {
     }
 
     fn snapshot_key_groups(&self, range: Range<KeyGroup>) -> Result<KeyGroupSnapshot, StateError> {
+        self.flush_cache()?;
         let mut w = SnapshotWriter::new(range.clone());
         if range.start < range.end {
             let (lo, hi) = (range.start.to_be_bytes(), range.end.to_be_bytes());
@@ -457,6 +656,7 @@ impl StateBackend for LsmStateBackend {
     fn restore(&mut self, snapshot: &KeyGroupSnapshot) -> Result<(), StateError> {
         // Decode everything first so a bad snapshot leaves the backend untouched.
         let entries = snapshot.entries().collect::<Result<Vec<_>, _>>()?;
+        self.flush_and_clear_cache()?;
         for e in entries {
             let v = match e.value {
                 SnapshotValue::Value(x) => {
@@ -481,6 +681,7 @@ impl StateBackend for LsmStateBackend {
         if range.start >= range.end {
             return Ok(());
         }
+        self.flush_and_clear_cache()?;
         let (lo, hi) = (range.start.to_be_bytes(), range.end.to_be_bytes());
         Ok(self.store.delete_range_sync(lo..hi)?)
     }

@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use weir_storage::{Store, StoreOptions};
 
 use crate::state::{
-    HeapStateBackend, KeyGroup, KeyGroupSnapshot, LsmStateBackend, MapEntries, StateBackend,
-    StateError, StateId,
+    CacheLimits, HeapStateBackend, KeyGroup, KeyGroupSnapshot, LsmStateBackend, MapEntries,
+    StateBackend, StateError, StateId,
 };
 
 fn executor() -> Rc<LocalExecutor> {
@@ -193,6 +193,31 @@ fn lsm_backend_passes_suite_with_flushes_and_compactions() {
     assert!(compactions > 0, "the suite must have compacted");
 }
 
+/// The suite again with a write-back cache of four entries: every path that evicts, writes
+/// back or flushes the cache before a range operation runs.
+#[test]
+fn lsm_backend_with_a_tiny_cache_passes_suite() {
+    let ex = executor();
+    let bg = background_queue(&ex);
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut n = 0;
+    crate::state::suite::run_all(&mut || {
+        n += 1;
+        let inner = open(&ex, &root.path().join(n.to_string()), tiny(bg));
+        let limits = CacheLimits {
+            entries: 4,
+            bytes: 256,
+        };
+        if let Err(e) = inner.set_cache_limits(limits) {
+            panic!("{e}");
+        }
+        Driven {
+            ex: ex.clone(),
+            inner,
+        }
+    });
+}
+
 fn key(i: u32) -> Vec<u8> {
     format!("key-{i}").into_bytes()
 }
@@ -336,7 +361,13 @@ enum Op {
     DeleteGroups(KeyGroup, KeyGroup),
     Retain(u32, u8),
     SnapshotRestore(KeyGroup, KeyGroup),
+    /// Snapshot a range, overwrite a value in it, restore the snapshot over it: the
+    /// snapshot's entries replace the newer ones (a cached newer value must not survive).
+    SnapshotPutRestore(KeyGroup, KeyGroup, usize, Vec<u8>),
     Flush,
+    /// Take the store's file snapshot as a barrier does (cache flushed first) and continue
+    /// on a backend opened from it, as a restore does: its cache starts empty.
+    CheckpointRestore,
 }
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -346,6 +377,7 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 fn op() -> impl Strategy<Value = Op> {
     let kg = 0u32..4;
     let k = 0usize..KEYS.len();
+    let k2 = k.clone();
     let uk = 0usize..USER_KEYS.len();
     prop_oneof![
         4 => (0u32..2, kg.clone(), k.clone(), uk.clone(), bytes())
@@ -359,7 +391,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u32..5, 0u32..5).prop_map(|(a, b)| Op::DeleteGroups(a, b)),
         1 => (0u32..3, 0u8..3).prop_map(|(s, t)| Op::Retain(s, t)),
         1 => (0u32..5, 0u32..5).prop_map(|(a, b)| Op::SnapshotRestore(a, b)),
+        1 => (0u32..5, 0u32..5, k2, bytes()).prop_map(|(a, b, k, v)| Op::SnapshotPutRestore(a, b, k, v)),
         1 => Just(Op::Flush),
+        1 => Just(Op::CheckpointRestore),
     ]
 }
 
@@ -385,7 +419,13 @@ fn apply<B: StateBackend>(b: &mut B, op: &Op) -> Result<usize, StateError> {
             b.restore(&snap)?;
             return Ok(snap.len() as usize);
         }
-        Op::Flush => {}
+        Op::SnapshotPutRestore(a, c, k, v) => {
+            let snap = b.snapshot_key_groups(*a..*c)?;
+            b.put(StateId(0), *a, KEYS[*k], b"", v)?;
+            b.restore(&snap)?;
+            return Ok(snap.len() as usize);
+        }
+        Op::Flush | Op::CheckpointRestore => {}
     }
     Ok(0)
 }
@@ -414,8 +454,8 @@ fn observe<B: StateBackend>(b: &B) -> Vec<String> {
     out
 }
 
-#[test]
-fn lsm_matches_heap_on_random_operations() {
+/// The LSM backend, with its write-back cache at `limits`, against the heap backend.
+fn matches_heap_on_random_operations(limits: CacheLimits, cases: u32) {
     let ex = executor();
     let bg = background_queue(&ex);
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -424,11 +464,19 @@ fn lsm_matches_heap_on_random_operations() {
         memtable_bytes: 1 << 10,
         ..tiny(bg)
     };
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    let open_cached = |dir: &Path| {
+        let b = open(&ex, dir, opts.clone());
+        if let Err(e) = b.set_cache_limits(limits) {
+            panic!("{e}");
+        }
+        b
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases));
     let result = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
         case.set(case.get() + 1);
+        let case_dir = root.path().join(case.get().to_string());
         let mut heap = HeapStateBackend::new();
-        let mut lsm = open(&ex, &root.path().join(case.get().to_string()), opts.clone());
+        let mut lsm = open_cached(&case_dir.join("live"));
         for (i, op) in ops.iter().enumerate() {
             let want = apply(&mut heap, op);
             let got = Driven::run(&ex, || apply(&mut lsm, op));
@@ -436,6 +484,19 @@ fn lsm_matches_heap_on_random_operations() {
             if matches!(op, Op::Flush) {
                 let r = ex.run(lsm.flush());
                 prop_assert!(r.is_ok(), "flush: {:?}", r);
+            }
+            if matches!(op, Op::CheckpointRestore) {
+                let dir = case_dir.join(format!("chk-{i}"));
+                let taken = Driven::run(&ex, || {
+                    lsm.flush_cache()?;
+                    lsm.store()
+                        .checkpoint_sync(&dir, weir_storage::FileTransfer::Copy)
+                        .map_err(StateError::from)
+                });
+                prop_assert!(taken.is_ok(), "checkpoint: {:?}", taken);
+                let old = std::mem::replace(&mut lsm, open_cached(&dir));
+                let r = ex.run(old.close());
+                prop_assert!(r.is_ok(), "close: {:?}", r);
             }
             if i % 8 == 7 || i + 1 == ops.len() {
                 let got = Driven::run(&ex, || observe(&lsm));
@@ -449,4 +510,32 @@ fn lsm_matches_heap_on_random_operations() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+#[test]
+fn lsm_matches_heap_on_random_operations() {
+    matches_heap_on_random_operations(CacheLimits::default(), 48);
+}
+
+/// A cache of three entries evicts (writing back) on almost every new key.
+#[test]
+fn lsm_with_a_tiny_cache_matches_heap_on_random_operations() {
+    matches_heap_on_random_operations(
+        CacheLimits {
+            entries: 3,
+            bytes: 64,
+        },
+        48,
+    );
+}
+
+#[test]
+fn lsm_without_cache_matches_heap_on_random_operations() {
+    matches_heap_on_random_operations(
+        CacheLimits {
+            entries: 0,
+            bytes: 0,
+        },
+        24,
+    );
 }

@@ -87,10 +87,7 @@ impl<UK: StateCodec, UV: StateCodec> MapState<UK, UV> {
         key: &UK,
     ) -> Result<Option<UV>, StateError> {
         let (id, ttl) = (self.id, self.ttl);
-        match store.with_user_key(key, |s, uk| s.read(id, ttl, uk))? {
-            Some(bytes) => store.decode(self.id, &bytes).map(Some),
-            None => Ok(None),
-        }
+        store.with_user_key(key, |s, uk| s.read_decoded(id, ttl, uk))
     }
 
     /// Inserts or replaces `key`.

@@ -95,10 +95,7 @@ impl<V: StateCodec, F: Fn(V, V) -> V> ReducingState<V, F> {
         &self,
         store: &mut KeyedStateStore<B>,
     ) -> Result<Option<V>, StateError> {
-        match store.read(self.id, self.ttl, b"")? {
-            Some(bytes) => store.decode(self.id, &bytes).map(Some),
-            None => Ok(None),
-        }
+        store.read_decoded(self.id, self.ttl, b"")
     }
 
     /// Removes the current key's value.

@@ -196,6 +196,50 @@ impl<B: StateBackend> KeyedStateStore<B> {
         Ok(Some(payload))
     }
 
+    /// The live value at `user_key` of the current key, decoded. Without TTL the backend
+    /// hands over the stored bytes in place (no copy); TTL states go through [`Self::read`].
+    pub(crate) fn read_decoded<T: StateCodec>(
+        &mut self,
+        id: StateId,
+        ttl: Option<Ttl>,
+        user_key: &[u8],
+    ) -> Result<Option<T>, StateError> {
+        if ttl.is_some() {
+            return match self.read(id, ttl, user_key)? {
+                Some(bytes) => self.decode(id, &bytes).map(Some),
+                None => Ok(None),
+            };
+        }
+        let kg = self.key_group()?;
+        let registry = &self.registry;
+        self.backend.get_with(id, kg, &self.key, user_key, |v| {
+            v.map(|b| T::decode(b).map_err(|e| e.in_state(registry.name(id))))
+                .transpose()
+        })?
+    }
+
+    /// The live list of the current key, decoded. Without TTL each element is decoded in
+    /// place; TTL states go through [`Self::read_list`].
+    pub(crate) fn read_list_decoded<T: StateCodec>(
+        &mut self,
+        id: StateId,
+        ttl: Option<Ttl>,
+    ) -> Result<Vec<T>, StateError> {
+        if ttl.is_some() {
+            let raw = self.read_list(id, ttl)?;
+            return raw.iter().map(|b| self.decode(id, b)).collect();
+        }
+        let kg = self.key_group()?;
+        let registry = &self.registry;
+        let mut out = Vec::new();
+        self.backend
+            .get_list_with(id, kg, &self.key, &mut |b: &[u8]| {
+                out.push(T::decode(b).map_err(|e| e.in_state(registry.name(id)))?);
+                Ok(())
+            })?;
+        Ok(out)
+    }
+
     /// Writes `v` at `user_key` of the current key, stamping the time for TTL states.
     pub(crate) fn write<T: StateCodec>(
         &mut self,

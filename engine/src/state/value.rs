@@ -81,10 +81,7 @@ impl<V: StateCodec> ValueState<V> {
         &self,
         store: &mut KeyedStateStore<B>,
     ) -> Result<Option<V>, StateError> {
-        match store.read(self.id, self.ttl, b"")? {
-            Some(bytes) => store.decode(self.id, &bytes).map(Some),
-            None => Ok(None),
-        }
+        store.read_decoded(self.id, self.ttl, b"")
     }
 
     /// Sets the current key's value.
