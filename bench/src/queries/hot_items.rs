@@ -460,6 +460,9 @@ impl KeyedProcessFunction<i64, (i64, Timestamp), Q5Partial> for Q5Counts {
                 out.keyed(auction, &(ENTRY_PANE, p, count, self.closed));
             }
         }
+        if self.managed.is_none() {
+            return;
+        }
         for (q, l) in &self.leaders {
             for auction in &l.at_max {
                 out.keyed(auction, &(ENTRY_LEADER, *q, l.max, 0i64));
