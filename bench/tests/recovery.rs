@@ -543,11 +543,12 @@ fn q18_on_the_lsm_backend_survives_kills_and_rescales() {
     lsm_query_survives_kills_and_rescales("q18");
 }
 
-/// q5 on the heap backend counts panes with `aggregate_two_phase`: its combiner flushes every
-/// open partial at each barrier, so the checkpoint holds only the merging stage's state. Three
-/// SIGKILLs, each after a checkpoint of the run's own, then the run to the end: the output
-/// equals an uninterrupted run's. (This job once panicked inside glommio, "Waker invariant
-/// broken", and its restart stalled: see `runtime::wake`.)
+/// q5 on the heap backend (named for its earlier two-phase pane counts; now per-auction pane
+/// counts and per-window leaders in the counting function, checkpointed as the live panes'
+/// counts with the shard's close limit, the leaders rebuilt at restore). Three SIGKILLs, each
+/// after a checkpoint of the run's own, then the run to the end: the output equals an
+/// uninterrupted run's. (This job once panicked inside glommio, "Waker invariant broken", and
+/// its restart stalled: see `runtime::wake`.)
 #[test]
 fn q5_two_phase_survives_kills() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -3,6 +3,7 @@
 //! Each query turns the stream of events into a stream of output rows that know how to write
 //! themselves as the specification's CSV.
 
+mod hot_items;
 mod joins;
 mod projections;
 mod rows;
@@ -11,6 +12,7 @@ mod stateless;
 mod updating;
 mod windowed;
 
+pub use hot_items::q5;
 pub use joins::{Q3Row, Q8Row, Q9Row, Q20Row, auctions, persons, q3, q4, q6, q8, q9, q20};
 pub use projections::{Q10Row, q10, q10_partition};
 pub use projections::{Q14Row, Q21Row, Q22Row, bid_time_type, q14, q21, q22, url_channel_id};
@@ -18,7 +20,7 @@ pub use rows::{Day, Decimal3, HourMinute, Timestamp};
 pub use side::{Q12Row, Q13Row, SIDE_INPUT_ROWS, SideInputError, SideTable, q12, q13};
 pub use stateless::{Q0Row, Q1Row, q0, q1, q2};
 pub use updating::{BidStats, Q15Row, Q16Row, Q17Row, Q18Row, Q19Row, q15, q16, q17, q18, q19};
-pub use windowed::{Count, Q7Partial, Q7Row, Q11Row, WATERMARK_DELAY, q5, q7, q11};
+pub use windowed::{Count, Q7Partial, Q7Row, Q11Row, WATERMARK_DELAY, q7, q11};
 
 use std::str::FromStr;
 
