@@ -31,6 +31,13 @@ use crate::sst::table::Table;
 use crate::version::{LevelConfig, Version};
 use crate::wal::{Wal, WalOp, wal_name};
 
+/// The two background tasks.
+#[derive(Debug, Clone, Copy)]
+enum BgJob {
+    Flush,
+    Compact,
+}
+
 /// Write/compaction counters, for write- and space-amplification numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -75,7 +82,10 @@ pub(crate) struct State {
     pub(crate) manifest_state: ManifestState,
     pub(crate) next_file_id: u64,
     pointers: Vec<Option<Bytes>>,
+    /// A compaction task is queued or running.
     bg_scheduled: bool,
+    /// A flush task is queued or running.
+    flush_scheduled: bool,
     bg_error: Option<String>,
     /// Set by close/abandon: queued background tasks exit without work.
     closed: bool,
@@ -329,7 +339,9 @@ impl Store {
         let manifest = Manifest::open(&dir, len).await?;
 
         let next_file_id = mstate.next_file_id;
-        let keepalive = Keepalive::new(opts.keepalive_period);
+        let keepalive = Keepalive::new(opts.keepalive_period)
+            .await
+            .map_err(|e| Error::io(&dir, e))?;
         let inner = Rc::new(Inner {
             dir: dir.clone(),
             level_cfg,
@@ -344,6 +356,7 @@ impl Store {
                 next_file_id,
                 pointers: vec![None; opts.num_levels],
                 bg_scheduled: false,
+                flush_scheduled: false,
                 bg_error: None,
                 closed: false,
                 prev_checkpoint: crate::checkpoint::checkpointed(&dir),
@@ -778,22 +791,47 @@ impl Store {
         shares.set_debt(imm.max(l0).max(level));
     }
 
+    /// Makes sure frozen memtables get flushed and due compactions run.
     fn schedule_background(&self) {
+        if !self.inner.state.borrow().imms.is_empty() {
+            self.spawn_job(BgJob::Flush);
+        }
+        self.spawn_job(BgJob::Compact);
+    }
+
+    /// Spawns the flush or the compaction task unless it is already queued
+    /// or running. Two tasks, not one loop doing both: a flush no longer
+    /// waits for a whole compaction (seconds for an L0 → L1 merge at 10 M
+    /// keys) to finish, which kept a full memtable frozen and slowed or
+    /// stalled writers meanwhile. Both run in the background queue and
+    /// interleave at their I/O awaits; flushes and compactions already use
+    /// separate locks.
+    fn spawn_job(&self, job: BgJob) {
         {
             let mut st = self.inner.state.borrow_mut();
-            if st.bg_scheduled {
+            let flag = match job {
+                BgJob::Flush => &mut st.flush_scheduled,
+                BgJob::Compact => &mut st.bg_scheduled,
+            };
+            if *flag {
                 return;
             }
-            st.bg_scheduled = true;
+            *flag = true;
         }
         let store = self.clone();
         // Held from the spawn (the task is runnable before it first runs) to its end.
         let hold = self.inner.keepalive.hold();
         let fut = async move {
             let _hold = hold;
-            let r = store.run_background().await;
+            let r = match job {
+                BgJob::Flush => store.run_flushes().await,
+                BgJob::Compact => store.run_compactions().await,
+            };
             let mut st = store.inner.state.borrow_mut();
-            st.bg_scheduled = false;
+            match job {
+                BgJob::Flush => st.flush_scheduled = false,
+                BgJob::Compact => st.bg_scheduled = false,
+            }
             if let Err(e) = r {
                 tracing::error!(error = %e, "background flush/compaction failed");
                 st.bg_error = Some(e.to_string());
@@ -806,7 +844,11 @@ impl Store {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot spawn into background queue");
-                    self.inner.state.borrow_mut().bg_scheduled = false;
+                    let mut st = self.inner.state.borrow_mut();
+                    match job {
+                        BgJob::Flush => st.flush_scheduled = false,
+                        BgJob::Compact => st.bg_scheduled = false,
+                    }
                 }
             },
             None => {
@@ -815,14 +857,28 @@ impl Store {
         }
     }
 
-    /// Background loop: flush frozen memtables, one compaction at a time
-    /// (so new flushes get in between), until there is nothing to do.
-    async fn run_background(&self) -> Result<()> {
+    /// Flush task: frozen memtables until none is left, then a compaction
+    /// task (the new L0 files may make one due).
+    async fn run_flushes(&self) -> Result<()> {
         loop {
             self.flush_pending().await?;
-            let compacted = self.compact_once().await?;
             let st = self.inner.state.borrow();
-            if st.closed || (!compacted && st.imms.is_empty()) {
+            if st.closed {
+                return Ok(());
+            }
+            if st.imms.is_empty() {
+                break;
+            }
+        }
+        self.spawn_job(BgJob::Compact);
+        Ok(())
+    }
+
+    /// Compaction task: one compaction at a time until none is due.
+    async fn run_compactions(&self) -> Result<()> {
+        loop {
+            let compacted = self.compact_once().await?;
+            if self.inner.state.borrow().closed || !compacted {
                 return Ok(());
             }
         }
