@@ -171,6 +171,18 @@ pub(crate) struct Keepalive {
 #[derive(Debug)]
 pub(crate) struct Hold(Option<Arc<Slot>>);
 
+/// Borrowed [`Hold`].
+#[derive(Debug)]
+pub(crate) struct HoldRef<'a>(Option<&'a Arc<Slot>>);
+
+impl Drop for HoldRef<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.holders.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 impl Drop for Hold {
     fn drop(&mut self) {
         if let Some(s) = &self.0 {
@@ -221,17 +233,28 @@ impl Keepalive {
 
     /// Registers a holder; the thread starts waking the executor if it was not.
     pub(crate) fn hold(&self) -> Hold {
-        let Some(s) = &self.slot else {
-            return Hold(None);
-        };
+        Hold(self.activate().cloned())
+    }
+
+    /// [`Keepalive::hold`] for the span of one call (no reference count to bump): for the
+    /// foreground's own suspensions — a write's yield or pause, an async read's I/O — which
+    /// a wrong park can leave unrun as well when no background work holds the guard.
+    pub(crate) fn hold_ref(&self) -> HoldRef<'_> {
+        HoldRef(self.activate())
+    }
+
+    fn activate(&self) -> Option<&Arc<Slot>> {
+        let s = self.slot.as_ref()?;
         s.holders.fetch_add(1, Ordering::SeqCst);
-        if !s.active.swap(true, Ordering::SeqCst)
+        // Load first: the common case (already active) then costs no second read-modify-write.
+        if !s.active.load(Ordering::SeqCst)
+            && !s.active.swap(true, Ordering::SeqCst)
             && let Some(r) = registry()
         {
             let _slots = lock(&r.slots);
             r.kick.notify_one();
         }
-        Hold(Some(s.clone()))
+        Some(s)
     }
 
     /// Is the thread waking this store?

@@ -1,7 +1,9 @@
 //! The per-shard store: write path, read path and background scheduling.
 //! Everything runs on the shard's own glommio executor; flushes and
-//! compactions are tasks in a (lower-share) task queue, serialized by a
-//! one-permit semaphore. No threads, no locks beyond that.
+//! compactions are two tasks in a (lower-share) task queue, each kind
+//! serialized by its own one-permit semaphore, so a flush never waits for a
+//! compaction. No threads beyond the process-wide keepalive waker
+//! (`keepalive.rs`), no locks beyond the semaphores.
 
 /// How long a write pauses while L0 is past its slowdown threshold.
 const WRITE_SLOWDOWN: std::time::Duration = std::time::Duration::from_micros(100);
@@ -120,8 +122,8 @@ pub(crate) struct Inner {
     wal: RefCell<Option<Wal>>,
     /// Taken out while in use (under `manifest_lock`).
     manifest: RefCell<Option<Manifest>>,
-    /// Keeps a timer armed while background work or lock waiters exist
-    /// (glommio 0.9 lost wake-up; see `keepalive.rs`).
+    /// Has the executor woken periodically while background work or lock
+    /// waiters exist (glommio 0.9 lost wake-up; see `keepalive.rs`).
     pub(crate) keepalive: Rc<Keepalive>,
 }
 
@@ -268,6 +270,11 @@ impl Store {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // First, so that opening's own I/O waits are covered (see `keepalive.rs`).
+        let keepalive = Keepalive::new(opts.keepalive_period)
+            .await
+            .map_err(|e| Error::io(&dir, e))?;
+        let _hold = keepalive.hold();
         let direct = probe_direct_io(&dir, opts.io_mode).await;
         let read_direct = direct && opts.read_io == ReadIo::Direct;
         let cache = Rc::new(BlockCache::new(opts.block_cache_bytes));
@@ -339,9 +346,6 @@ impl Store {
         let manifest = Manifest::open(&dir, len).await?;
 
         let next_file_id = mstate.next_file_id;
-        let keepalive = Keepalive::new(opts.keepalive_period)
-            .await
-            .map_err(|e| Error::io(&dir, e))?;
         let inner = Rc::new(Inner {
             dir: dir.clone(),
             level_cfg,
@@ -603,6 +607,7 @@ impl Store {
         if self.inner.opts.wal.is_none() {
             return Ok(());
         }
+        let _hold = self.inner.keepalive.hold_ref();
         let _p = lock(&self.inner.keepalive, &self.inner.wal_lock).await?;
         let wal = self.inner.wal.borrow_mut().take();
         if let Some(mut wal) = wal {
@@ -635,6 +640,8 @@ impl Store {
     async fn write(&self, op: WalOp) -> Result<()> {
         if self.inner.opts.wal.is_some() {
             self.check_background()?;
+            // The append may suspend on I/O (see `keepalive.rs`).
+            let _hold = self.inner.keepalive.hold_ref();
             let n = op_bytes(&op);
             let _p = lock(&self.inner.keepalive, &self.inner.wal_lock).await?;
             let wal = self.inner.wal.borrow_mut().take();
@@ -662,7 +669,13 @@ impl Store {
         // Writes without a WAL never suspend: let the scheduler preempt us
         // (the foreground queue's latency setting decides how often) so
         // the background queue's flushes and compactions make progress.
-        glommio::yield_if_needed().await;
+        // A yield is an in-process wake-up, which glommio 0.9 can leave
+        // unrun (see `keepalive.rs`): the guard is held across it. Checked
+        // first so the common no-yield write does not touch the guard.
+        if glommio::executor().need_preempt() {
+            let _hold = self.inner.keepalive.hold_ref();
+            glommio::yield_if_needed().await;
+        }
         self.slow_down().await;
         Ok(())
     }
@@ -691,6 +704,8 @@ impl Store {
                     st.stats.slowdowns_memtable += 1;
                 }
             }
+            // The timer's firing leaves nothing armed until this task runs.
+            let _hold = self.inner.keepalive.hold_ref();
             glommio::timer::sleep(WRITE_SLOWDOWN).await;
         }
     }
@@ -740,6 +755,7 @@ impl Store {
     /// Write stall: flushes inline (a compaction may run meanwhile), then
     /// compacts inline while L0 is at its stop trigger.
     async fn stall(&self) -> Result<()> {
+        let _hold = self.inner.keepalive.hold_ref();
         self.inner.state.borrow_mut().stats.stalls += 1;
         let t = std::time::Instant::now();
         self.flush_pending().await?;
@@ -914,6 +930,7 @@ impl Store {
 
     /// Flushes the memtable to an SSTable and runs any due compactions.
     pub async fn flush(&self) -> Result<()> {
+        let _hold = self.inner.keepalive.hold_ref();
         self.maybe_freeze(true).await?;
         self.flush_pending().await?;
         self.compact().await
@@ -921,6 +938,7 @@ impl Store {
 
     /// Runs compactions until the level shape is within its targets.
     pub async fn compact(&self) -> Result<()> {
+        let _hold = self.inner.keepalive.hold_ref();
         while self.compact_once().await? {
             glommio::yield_if_needed().await;
         }
@@ -1072,6 +1090,8 @@ impl Store {
     }
 
     async fn get_io(&self, key: &[u8], io: Io) -> Result<Option<Bytes>> {
+        // An async block read suspends on I/O (see `keepalive.rs`); the sync path never does.
+        let _hold = matches!(io, Io::Async).then(|| self.inner.keepalive.hold_ref());
         let terminal =
             |e: &Option<Entry>, c: bool| c || matches!(e, Some(Entry::Put(_) | Entry::Delete));
         // Only sources that say something about the key are kept (`(None,
@@ -1182,6 +1202,7 @@ impl Store {
     }
 
     async fn scan_bounds(&self, start: Bound<Bytes>, end: Bound<Bytes>, io: Io) -> Result<Scan> {
+        let _hold = matches!(io, Io::Async).then(|| self.inner.keepalive.hold_ref());
         let (mems, version) = {
             let st = self.inner.state.borrow();
             let mut mems = vec![st.mem.clone()];
@@ -1257,6 +1278,8 @@ impl Store {
 
     /// Flushes the memtable, waits for background work and closes files.
     pub async fn close(self) -> Result<()> {
+        let keepalive = self.inner.keepalive.clone();
+        let _hold = keepalive.hold_ref();
         self.flush().await?;
         let _f = lock(&self.inner.keepalive, &self.inner.flush_lock).await?;
         let _c = lock(&self.inner.keepalive, &self.inner.compact_lock).await?;
