@@ -435,7 +435,11 @@ mod tests {
         };
         stop.store(true, Ordering::Relaxed);
         spinner.join().expect("spinner");
-        assert_eq!(r, Ok(()), "no progress for 30 s after {ticks} ticks: lost wake-up");
+        assert_eq!(
+            r,
+            Ok(()),
+            "no progress for 30 s after {ticks} ticks: lost wake-up"
+        );
     }
 
     fn pin_to(cpu: usize) {
