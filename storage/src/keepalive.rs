@@ -412,7 +412,7 @@ mod tests {
                             while k.ticks() < TICKS {
                                 YieldOnce(false).await;
                                 i += 1;
-                                if i % 1000 == 0 {
+                                if i.is_multiple_of(1000) {
                                     let _ = tx.send(k.ticks());
                                 }
                             }
