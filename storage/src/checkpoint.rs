@@ -48,6 +48,8 @@ impl Store {
     /// (created if missing; must be on the same filesystem for hard links).
     pub async fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<CheckpointInfo> {
         let dir = dir.as_ref().to_path_buf();
+        // Its I/O waits can be lost to glommio 0.9 too (see `keepalive.rs`).
+        let _hold = self.inner.keepalive.hold_ref();
         self.flush().await?;
         // Holding both locks: no flush adds and no compaction deletes files
         // while they are linked.

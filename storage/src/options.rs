@@ -64,11 +64,12 @@ pub struct StoreOptions {
     /// If the background queue was created with these dynamic shares, the
     /// store feeds them its compaction debt.
     pub background_shares: Option<BackgroundShares>,
-    /// Period of the keepalive timer the store arms while a background task
-    /// is queued or running or a task waits on one of its locks: it bounds
-    /// a lost wake-up in glommio 0.9's executor loop (it may park with
-    /// runnable tasks; see `keepalive.rs`) to one period instead of a hang.
-    /// `None` disables it. Default 10 ms; an idle store arms no timer.
+    /// How often the keepalive thread wakes the store's executor while a
+    /// background task is queued or running or a task waits on one of its
+    /// locks: it bounds a lost wake-up in glommio 0.9's executor loop (it
+    /// may park with runnable tasks; see `keepalive.rs`) to one period
+    /// instead of a hang. `None` disables it. Default 10 ms; an idle store
+    /// is never woken.
     pub keepalive_period: Option<std::time::Duration>,
 }
 

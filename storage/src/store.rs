@@ -1,7 +1,9 @@
 //! The per-shard store: write path, read path and background scheduling.
 //! Everything runs on the shard's own glommio executor; flushes and
-//! compactions are tasks in a (lower-share) task queue, serialized by a
-//! one-permit semaphore. No threads, no locks beyond that.
+//! compactions are two tasks in a (lower-share) task queue, each kind
+//! serialized by its own one-permit semaphore, so a flush never waits for a
+//! compaction. No threads beyond the process-wide keepalive waker
+//! (`keepalive.rs`), no locks beyond the semaphores.
 
 /// How long a write pauses while L0 is past its slowdown threshold.
 const WRITE_SLOWDOWN: std::time::Duration = std::time::Duration::from_micros(100);
@@ -30,6 +32,13 @@ use crate::sst::meta::sst_name;
 use crate::sst::table::Table;
 use crate::version::{LevelConfig, Version};
 use crate::wal::{Wal, WalOp, wal_name};
+
+/// The two background tasks.
+#[derive(Debug, Clone, Copy)]
+enum BgJob {
+    Flush,
+    Compact,
+}
 
 /// Write/compaction counters, for write- and space-amplification numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,7 +84,10 @@ pub(crate) struct State {
     pub(crate) manifest_state: ManifestState,
     pub(crate) next_file_id: u64,
     pointers: Vec<Option<Bytes>>,
+    /// A compaction task is queued or running.
     bg_scheduled: bool,
+    /// A flush task is queued or running.
+    flush_scheduled: bool,
     bg_error: Option<String>,
     /// Set by close/abandon: queued background tasks exit without work.
     closed: bool,
@@ -110,8 +122,8 @@ pub(crate) struct Inner {
     wal: RefCell<Option<Wal>>,
     /// Taken out while in use (under `manifest_lock`).
     manifest: RefCell<Option<Manifest>>,
-    /// Keeps a timer armed while background work or lock waiters exist
-    /// (glommio 0.9 lost wake-up; see `keepalive.rs`).
+    /// Has the executor woken periodically while background work or lock
+    /// waiters exist (glommio 0.9 lost wake-up; see `keepalive.rs`).
     pub(crate) keepalive: Rc<Keepalive>,
 }
 
@@ -258,6 +270,11 @@ impl Store {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // First, so that opening's own I/O waits are covered (see `keepalive.rs`).
+        let keepalive = Keepalive::new(opts.keepalive_period)
+            .await
+            .map_err(|e| Error::io(&dir, e))?;
+        let _hold = keepalive.hold();
         let direct = probe_direct_io(&dir, opts.io_mode).await;
         let read_direct = direct && opts.read_io == ReadIo::Direct;
         let cache = Rc::new(BlockCache::new(opts.block_cache_bytes));
@@ -329,7 +346,6 @@ impl Store {
         let manifest = Manifest::open(&dir, len).await?;
 
         let next_file_id = mstate.next_file_id;
-        let keepalive = Keepalive::new(opts.keepalive_period);
         let inner = Rc::new(Inner {
             dir: dir.clone(),
             level_cfg,
@@ -344,6 +360,7 @@ impl Store {
                 next_file_id,
                 pointers: vec![None; opts.num_levels],
                 bg_scheduled: false,
+                flush_scheduled: false,
                 bg_error: None,
                 closed: false,
                 prev_checkpoint: crate::checkpoint::checkpointed(&dir),
@@ -590,6 +607,7 @@ impl Store {
         if self.inner.opts.wal.is_none() {
             return Ok(());
         }
+        let _hold = self.inner.keepalive.hold_ref();
         let _p = lock(&self.inner.keepalive, &self.inner.wal_lock).await?;
         let wal = self.inner.wal.borrow_mut().take();
         if let Some(mut wal) = wal {
@@ -622,6 +640,8 @@ impl Store {
     async fn write(&self, op: WalOp) -> Result<()> {
         if self.inner.opts.wal.is_some() {
             self.check_background()?;
+            // The append may suspend on I/O (see `keepalive.rs`).
+            let _hold = self.inner.keepalive.hold_ref();
             let n = op_bytes(&op);
             let _p = lock(&self.inner.keepalive, &self.inner.wal_lock).await?;
             let wal = self.inner.wal.borrow_mut().take();
@@ -649,7 +669,13 @@ impl Store {
         // Writes without a WAL never suspend: let the scheduler preempt us
         // (the foreground queue's latency setting decides how often) so
         // the background queue's flushes and compactions make progress.
-        glommio::yield_if_needed().await;
+        // A yield is an in-process wake-up, which glommio 0.9 can leave
+        // unrun (see `keepalive.rs`): the guard is held across it. Checked
+        // first so the common no-yield write does not touch the guard.
+        if glommio::executor().need_preempt() {
+            let _hold = self.inner.keepalive.hold_ref();
+            glommio::yield_if_needed().await;
+        }
         self.slow_down().await;
         Ok(())
     }
@@ -678,6 +704,8 @@ impl Store {
                     st.stats.slowdowns_memtable += 1;
                 }
             }
+            // The timer's firing leaves nothing armed until this task runs.
+            let _hold = self.inner.keepalive.hold_ref();
             glommio::timer::sleep(WRITE_SLOWDOWN).await;
         }
     }
@@ -727,6 +755,7 @@ impl Store {
     /// Write stall: flushes inline (a compaction may run meanwhile), then
     /// compacts inline while L0 is at its stop trigger.
     async fn stall(&self) -> Result<()> {
+        let _hold = self.inner.keepalive.hold_ref();
         self.inner.state.borrow_mut().stats.stalls += 1;
         let t = std::time::Instant::now();
         self.flush_pending().await?;
@@ -778,22 +807,47 @@ impl Store {
         shares.set_debt(imm.max(l0).max(level));
     }
 
+    /// Makes sure frozen memtables get flushed and due compactions run.
     fn schedule_background(&self) {
+        if !self.inner.state.borrow().imms.is_empty() {
+            self.spawn_job(BgJob::Flush);
+        }
+        self.spawn_job(BgJob::Compact);
+    }
+
+    /// Spawns the flush or the compaction task unless it is already queued
+    /// or running. Two tasks, not one loop doing both: a flush no longer
+    /// waits for a whole compaction (seconds for an L0 → L1 merge at 10 M
+    /// keys) to finish, which kept a full memtable frozen and slowed or
+    /// stalled writers meanwhile. Both run in the background queue and
+    /// interleave at their I/O awaits; flushes and compactions already use
+    /// separate locks.
+    fn spawn_job(&self, job: BgJob) {
         {
             let mut st = self.inner.state.borrow_mut();
-            if st.bg_scheduled {
+            let flag = match job {
+                BgJob::Flush => &mut st.flush_scheduled,
+                BgJob::Compact => &mut st.bg_scheduled,
+            };
+            if *flag {
                 return;
             }
-            st.bg_scheduled = true;
+            *flag = true;
         }
         let store = self.clone();
         // Held from the spawn (the task is runnable before it first runs) to its end.
         let hold = self.inner.keepalive.hold();
         let fut = async move {
             let _hold = hold;
-            let r = store.run_background().await;
+            let r = match job {
+                BgJob::Flush => store.run_flushes().await,
+                BgJob::Compact => store.run_compactions().await,
+            };
             let mut st = store.inner.state.borrow_mut();
-            st.bg_scheduled = false;
+            match job {
+                BgJob::Flush => st.flush_scheduled = false,
+                BgJob::Compact => st.bg_scheduled = false,
+            }
             if let Err(e) = r {
                 tracing::error!(error = %e, "background flush/compaction failed");
                 st.bg_error = Some(e.to_string());
@@ -806,7 +860,11 @@ impl Store {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot spawn into background queue");
-                    self.inner.state.borrow_mut().bg_scheduled = false;
+                    let mut st = self.inner.state.borrow_mut();
+                    match job {
+                        BgJob::Flush => st.flush_scheduled = false,
+                        BgJob::Compact => st.bg_scheduled = false,
+                    }
                 }
             },
             None => {
@@ -815,14 +873,28 @@ impl Store {
         }
     }
 
-    /// Background loop: flush frozen memtables, one compaction at a time
-    /// (so new flushes get in between), until there is nothing to do.
-    async fn run_background(&self) -> Result<()> {
+    /// Flush task: frozen memtables until none is left, then a compaction
+    /// task (the new L0 files may make one due).
+    async fn run_flushes(&self) -> Result<()> {
         loop {
             self.flush_pending().await?;
-            let compacted = self.compact_once().await?;
             let st = self.inner.state.borrow();
-            if st.closed || (!compacted && st.imms.is_empty()) {
+            if st.closed {
+                return Ok(());
+            }
+            if st.imms.is_empty() {
+                break;
+            }
+        }
+        self.spawn_job(BgJob::Compact);
+        Ok(())
+    }
+
+    /// Compaction task: one compaction at a time until none is due.
+    async fn run_compactions(&self) -> Result<()> {
+        loop {
+            let compacted = self.compact_once().await?;
+            if self.inner.state.borrow().closed || !compacted {
                 return Ok(());
             }
         }
@@ -858,6 +930,7 @@ impl Store {
 
     /// Flushes the memtable to an SSTable and runs any due compactions.
     pub async fn flush(&self) -> Result<()> {
+        let _hold = self.inner.keepalive.hold_ref();
         self.maybe_freeze(true).await?;
         self.flush_pending().await?;
         self.compact().await
@@ -865,6 +938,7 @@ impl Store {
 
     /// Runs compactions until the level shape is within its targets.
     pub async fn compact(&self) -> Result<()> {
+        let _hold = self.inner.keepalive.hold_ref();
         while self.compact_once().await? {
             glommio::yield_if_needed().await;
         }
@@ -1016,6 +1090,8 @@ impl Store {
     }
 
     async fn get_io(&self, key: &[u8], io: Io) -> Result<Option<Bytes>> {
+        // An async block read suspends on I/O (see `keepalive.rs`); the sync path never does.
+        let _hold = matches!(io, Io::Async).then(|| self.inner.keepalive.hold_ref());
         let terminal =
             |e: &Option<Entry>, c: bool| c || matches!(e, Some(Entry::Put(_) | Entry::Delete));
         // Only sources that say something about the key are kept (`(None,
@@ -1126,6 +1202,7 @@ impl Store {
     }
 
     async fn scan_bounds(&self, start: Bound<Bytes>, end: Bound<Bytes>, io: Io) -> Result<Scan> {
+        let _hold = matches!(io, Io::Async).then(|| self.inner.keepalive.hold_ref());
         let (mems, version) = {
             let st = self.inner.state.borrow();
             let mut mems = vec![st.mem.clone()];
@@ -1201,6 +1278,8 @@ impl Store {
 
     /// Flushes the memtable, waits for background work and closes files.
     pub async fn close(self) -> Result<()> {
+        let keepalive = self.inner.keepalive.clone();
+        let _hold = keepalive.hold_ref();
         self.flush().await?;
         let _f = lock(&self.inner.keepalive, &self.inner.flush_lock).await?;
         let _c = lock(&self.inner.keepalive, &self.inner.compact_lock).await?;
