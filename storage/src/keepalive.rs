@@ -160,16 +160,18 @@ fn run_thread(r: &Registry) {
     }
 }
 
-/// One store's guard; `!Send` handle over the shared slot.
+/// One store's guard (or one engine shard's: the runtime holds one for its executor's whole
+/// life, as any task of a shard can be left unrun by a wrong park); `!Send` handle over the
+/// shared slot.
 #[derive(Debug)]
-pub(crate) struct Keepalive {
+pub struct Keepalive {
     /// `None`: disabled.
     slot: Option<Arc<Slot>>,
 }
 
 /// While alive, the thread keeps waking the store's executor.
 #[derive(Debug)]
-pub(crate) struct Hold(Option<Arc<Slot>>);
+pub struct Hold(Option<Arc<Slot>>);
 
 /// Borrowed [`Hold`].
 #[derive(Debug)]
@@ -194,7 +196,7 @@ impl Drop for Hold {
 impl Keepalive {
     /// `None` disables the work-around. Must run on the store's executor (it registers the
     /// calling task's waker, then an anchor task's). Fails if the thread cannot start.
-    pub(crate) async fn new(period: Option<Duration>) -> std::io::Result<Rc<Self>> {
+    pub async fn new(period: Option<Duration>) -> std::io::Result<Rc<Self>> {
         let Some(period) = period else {
             return Ok(Rc::new(Self { slot: None }));
         };
@@ -232,7 +234,7 @@ impl Keepalive {
     }
 
     /// Registers a holder; the thread starts waking the executor if it was not.
-    pub(crate) fn hold(&self) -> Hold {
+    pub fn hold(&self) -> Hold {
         Hold(self.activate().cloned())
     }
 

@@ -58,6 +58,7 @@ pub mod fuzzing;
 pub use checkpoint::{CheckpointFile, CheckpointInfo, FileTransfer, link_or_copy};
 pub use error::{Error, Result};
 pub use file::{IoMode, ReadIo};
+pub use keepalive::{Hold, Keepalive};
 pub use merge::{ConcatMerge, MergeOperator};
 pub use options::StoreOptions;
 pub use pressure::BackgroundShares;

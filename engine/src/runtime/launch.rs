@@ -98,11 +98,25 @@ pub(crate) fn run_job_measured(
             .name(&format!("weir-shard-{index}"))
             .io_memory(launch.io_memory)
             .spawn(move || async move {
-                glommio::spawn_local(keepalive()).detach();
+                // Held for the shard's whole life (see `KEEPALIVE_PERIOD`).
+                let keepalive = match weir_storage::Keepalive::new(Some(KEEPALIVE_PERIOD)).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        cancel.store(true, Ordering::Release);
+                        let error = WeirError::Executor {
+                            shard: index,
+                            message: format!("starting the keepalive: {e}"),
+                        };
+                        return (Err(error), None);
+                    }
+                };
+                let hold = keepalive.hold();
                 let builder = ShardBuilder::new(info, names, cancel.clone(), input_ended, setup);
                 let outcome = std::panic::AssertUnwindSafe(run_shard(builder, shard_parts, lsm))
                     .catch_unwind()
                     .await;
+                drop(hold);
+                drop(keepalive);
                 let outcome = match outcome {
                     Ok(o) => o,
                     Err(payload) => (
@@ -176,24 +190,20 @@ pub(crate) fn run_job_measured(
 
 type ShardOutcome = (Result<()>, Option<ShardSnapshot>);
 
-/// How often a shard's keepalive timer fires.
-const KEEPALIVE_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Keeps a timer armed on the shard for as long as it runs. glommio 0.9's executor loop can
+/// How often the keepalive thread wakes a shard's executor. glommio 0.9's executor loop can
 /// park while tasks are runnable (a latency-ring completion — its preemption timer, its
 /// blocking thread's eventfd — landing between the I/O poll and running the task queues
 /// makes it believe nothing ran), and then sleeps in `io_uring_enter` until some other
 /// completion arrives; a shard whose pending work was woken in-process (an SPSC consumer
-/// woken by a producer task of the same shard, a yielded task) would hang. The LSM store
-/// has the same guard for its own tasks (`weir-storage`'s `keepalive`), the runtime needs it
-/// for everything else: a wrong park now ends at the next tick. Seen in a test run: a q7
-/// job with both shards parked and nothing in flight, freed by attaching a debugger. Costs
-/// one timer wake-up per period per shard; the task ends with the shard's executor.
-async fn keepalive() {
-    loop {
-        glommio::timer::sleep(KEEPALIVE_PERIOD).await;
-    }
-}
+/// woken by a producer task of the same shard, a yielded task) would hang. Seen in a test
+/// run: a q7 job with both shards parked and nothing in flight, freed by attaching a
+/// debugger. A timer on the shard is not a guard: it is disarmed by its own firing, and a
+/// wrong park in that very iteration sleeps with no deadline (`weir-storage`'s `keepalive`
+/// module has the mechanism and a test that fails with a timer). So every shard holds the
+/// storage crate's [`weir_storage::Keepalive`] for its whole life: a process-wide thread
+/// wakes it from outside every period (an eventfd write ends any park), one cross-thread
+/// wake-up per period per shard.
+const KEEPALIVE_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The LSM state of one run: where its stores go and which nodes need one.
 struct LsmRun {
