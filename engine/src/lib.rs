@@ -12,6 +12,7 @@ pub mod batch;
 pub mod changelog;
 pub mod channel;
 pub mod checkpoint;
+pub mod dense;
 pub mod error;
 pub mod key;
 pub mod nexmark;
