@@ -133,8 +133,16 @@ impl<V> DenseMap<V> {
         })
     }
 
-    /// Extends the range to chunk `c` if that at most doubles it (a key far away goes to
-    /// `sparse` instead of allocating the gap); the index of chunk `c` then.
+    /// The most chunks the range may span: twice what the keys would fill, plus a margin,
+    /// so the map stays at least about half dense whatever order keys arrive in.
+    fn chunk_budget(&self) -> i64 {
+        let filled = i64::try_from(self.len / CHUNK as usize).unwrap_or(i64::MAX / 4);
+        2 * (filled + 1) + 8
+    }
+
+    /// Extends the range to chunk `c` if the range then stays within [`Self::chunk_budget`]
+    /// (a key far away goes to `sparse` instead of allocating the gap); the index of chunk
+    /// `c` then.
     #[cold]
     fn grow_to(&mut self, c: i64) -> Option<usize> {
         if self.chunks.is_empty() {
@@ -142,22 +150,72 @@ impl<V> DenseMap<V> {
             self.chunks.push_back(Chunk::new());
             return Some(0);
         }
-        let span = i64::try_from(self.chunks.len()).unwrap_or(i64::MAX).max(4);
         let last = self.first_chunk + i64::try_from(self.chunks.len()).ok()? - 1;
-        if c > last && c - last <= span {
+        let span = c
+            .max(last)
+            .checked_sub(c.min(self.first_chunk))?
+            .checked_add(1)?;
+        if span > self.chunk_budget() {
+            return None;
+        }
+        if c > last {
             for _ in last..c {
                 self.chunks.push_back(Chunk::new());
             }
             return Some(self.chunks.len() - 1);
         }
-        if c < self.first_chunk && self.first_chunk - c <= span {
-            for _ in c..self.first_chunk {
-                self.chunks.push_front(Chunk::new());
-            }
-            self.first_chunk = c;
-            return Some(0);
+        for _ in c..self.first_chunk {
+            self.chunks.push_front(Chunk::new());
         }
+        self.first_chunk = c;
+        Some(0)
+    }
+
+    /// Sets `key`'s value, returning the old one.
+    pub fn insert(&mut self, key: i64, value: V) -> Option<V> {
+        if let Some(old) = self.get_mut(key) {
+            return Some(std::mem::replace(old, value));
+        }
+        self.get_or_insert_with(key, || value);
         None
+    }
+
+    /// Moves keys put aside into the range if all keys then fit [`Self::chunk_budget`]: after
+    /// a restore, which inserts keys in no useful order.
+    pub fn compact(&mut self) {
+        if self.sparse.is_empty() {
+            return;
+        }
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for (k, _) in self.iter() {
+            lo = lo.min(k);
+            hi = hi.max(k);
+        }
+        let span = (hi.div_euclid(CHUNK) as i128) - (lo.div_euclid(CHUNK) as i128) + 1;
+        if span > i128::from(self.chunk_budget()) {
+            return;
+        }
+        let old = std::mem::take(&mut self.chunks);
+        let old_first = std::mem::replace(&mut self.first_chunk, lo.div_euclid(CHUNK));
+        let sparse = std::mem::take(&mut self.sparse);
+        self.len = 0;
+        // The whole span at once: growing key by key would check the budget against a
+        // half-refilled map.
+        for _ in 0..span {
+            self.chunks.push_back(Chunk::new());
+        }
+        for (i, chunk) in old.into_iter().enumerate() {
+            let start = (old_first + i as i64) * CHUNK;
+            for (s, v) in chunk.slots.into_vec().into_iter().enumerate() {
+                if let Some(v) = v {
+                    self.insert(start + s as i64, v);
+                }
+            }
+        }
+        for (k, v) in sparse {
+            self.insert(k, v);
+        }
+        self.trim();
     }
 
     pub fn remove(&mut self, key: i64) -> Option<V> {
@@ -239,6 +297,8 @@ mod tests {
         KeepFrom(i64),
         /// Keeps even values only.
         KeepEven,
+        Insert(i64, u32),
+        Compact,
     }
 
     /// Keys in a sliding dense range, with some far away or negative ones mixed in.
@@ -255,6 +315,8 @@ mod tests {
                             1 | 2 => Op::Remove(clock + offset / 10),
                             3 => Op::KeepFrom(clock - 1_500),
                             4 => Op::KeepEven,
+                            5 => Op::Insert(clock - offset, v),
+                            6 => Op::Compact,
                             _ => Op::Add(clock + offset / 5, v),
                         }
                     })
@@ -282,6 +344,8 @@ mod tests {
                         map.retain(|_, v| *v % 2 == 0);
                         model.retain(|_, v| *v % 2 == 0);
                     }
+                    Op::Insert(k, v) => prop_assert_eq!(map.insert(k, v), model.insert(k, v)),
+                    Op::Compact => map.compact(),
                 }
                 prop_assert_eq!(map.len(), model.len());
             }
@@ -315,6 +379,37 @@ mod tests {
         assert_eq!(map.get(i64::MAX), Some(&1));
         assert_eq!(map.get(2_999), Some(&1));
         assert_eq!(map.get(1_000), None);
+    }
+
+    #[test]
+    fn keys_restored_in_any_order_end_up_in_the_range() {
+        let mut keys: Vec<i64> = (50_000..150_000).collect();
+        // A fixed shuffle (multiplying by a unit modulo the count).
+        let n = keys.len();
+        keys = (0..n).map(|i| 50_000 + ((i * 7_919) % n) as i64).collect();
+        let mut map = DenseMap::default();
+        for &k in &keys {
+            assert_eq!(map.insert(k, k * 2), None);
+        }
+        assert!(
+            !map.sparse.is_empty(),
+            "the first keys anchor a small range"
+        );
+        map.compact();
+        assert!(map.sparse.is_empty());
+        assert_eq!(map.len(), n);
+        assert_eq!(map.chunks.len(), 196);
+        for k in (50_000..150_000).step_by(997) {
+            assert_eq!(map.get(k), Some(&(k * 2)));
+        }
+        assert_eq!(map.insert(50_000, 1), Some(100_000));
+        // Keys spread too thin stay aside.
+        let mut thin = DenseMap::default();
+        for k in [0, 1 << 40, -(1 << 40)] {
+            thin.insert(k, ());
+        }
+        thin.compact();
+        assert_eq!(thin.sparse.len(), 2);
     }
 
     #[test]

@@ -597,6 +597,8 @@ impl KeyedProcessFunction<i64, (i64, Timestamp), Q5Partial> for Q5Counts {
             }
         }
         StateError::refuse_heap_rows(on_lsm, heap_rows, "q5 window counts")?;
+        // Restored in key-group order, not in sequence.
+        self.auctions.compact();
         // Heap layout: rebuild the leaders of the windows still open on the auction's shard.
         let auctions = std::mem::take(&mut self.auctions);
         for (auction, panes) in auctions.iter() {

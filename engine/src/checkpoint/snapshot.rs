@@ -275,6 +275,7 @@ impl StateRestore {
             let (k, v) = entry?;
             map.insert_key(k, v);
         }
+        map.finish_restore();
         Ok(map)
     }
 
@@ -303,6 +304,8 @@ pub trait KeyedCollection<K, V>: Default {
     fn reserve_keys(&mut self, n: usize);
     /// Sets `key`'s state.
     fn insert_key(&mut self, key: K, value: V);
+    /// Called once every key is in.
+    fn finish_restore(&mut self) {}
 }
 
 impl<K: Hash + Eq, V> KeyedCollection<K, V> for KeyMap<K, V> {
@@ -311,6 +314,17 @@ impl<K: Hash + Eq, V> KeyedCollection<K, V> for KeyMap<K, V> {
     }
     fn insert_key(&mut self, key: K, value: V) {
         self.insert(key, value);
+    }
+}
+
+/// Keys arrive in key-group order, not in sequence: the map is compacted at the end.
+impl<V> KeyedCollection<i64, V> for crate::dense::DenseMap<V> {
+    fn reserve_keys(&mut self, _: usize) {}
+    fn insert_key(&mut self, key: i64, value: V) {
+        self.insert(key, value);
+    }
+    fn finish_restore(&mut self) {
+        self.compact();
     }
 }
 
