@@ -117,7 +117,7 @@ impl DistinctByBand {
     }
 }
 
-/// Running state of one q15/q16 group.
+/// Running state of one q16 group (q15 splits its state, see `q15`).
 #[derive(Clone, Default)]
 struct StatsState {
     stats: BidStats,
@@ -207,7 +207,7 @@ trait GroupState<K>: Default + Clone + Send + StateCodec + 'static {
     type Row: Clone + Send + 'static;
     /// The state has a fixed, small size (q17's counters), so reading and writing it whole
     /// per record is cheap: on the LSM backend it goes to a `ValueState`. States holding
-    /// distinct sets (q15, q16) split there: their counters go to a `ValueState` (sets left
+    /// distinct sets (q16) split there: their counters go to a `ValueState` (sets left
     /// empty) and the sets' members to a `MapState`, looked up one per record through
     /// `add_split`, since a whole-state value would decode the sets per record.
     const FIXED_SIZE: bool;
