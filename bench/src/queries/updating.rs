@@ -117,7 +117,7 @@ impl DistinctByBand {
     }
 }
 
-/// Running state of one q15/q16 group.
+/// Running state of one q16 group (q15 splits its state, see `q15`).
 #[derive(Clone, Default)]
 struct StatsState {
     stats: BidStats,
@@ -158,11 +158,21 @@ impl BidStats {
         let band = band(b.price);
         let (new_bidder, new_band_bidder) = seen(Distinct::Bidder, b.bidder, band)?;
         let (new_auction, new_band_auction) = seen(Distinct::Auction, b.auction, band)?;
+        self.total_bids += 1;
+        self.total_bidders += i64::from(new_bidder);
+        self.total_auctions += i64::from(new_auction);
+        let (bids, bidders, auctions) = self.band_counts(band);
+        *bids += 1;
+        *bidders += i64::from(new_band_bidder);
+        *auctions += i64::from(new_band_auction);
+        Ok(())
+    }
+
+    /// The bid, bidder and auction counts of price band `band` (0, 1 or 2).
+    #[inline]
+    fn band_counts(&mut self, band: usize) -> (&mut i64, &mut i64, &mut i64) {
         let s = self;
-        s.total_bids += 1;
-        s.total_bidders += i64::from(new_bidder);
-        s.total_auctions += i64::from(new_auction);
-        let (bids, bidders, auctions) = match band {
+        match band {
             0 => (
                 &mut s.rank1_bids,
                 &mut s.rank1_bidders,
@@ -178,11 +188,16 @@ impl BidStats {
                 &mut s.rank3_bidders,
                 &mut s.rank3_auctions,
             ),
-        };
-        *bids += 1;
-        *bidders += i64::from(new_band_bidder);
-        *auctions += i64::from(new_band_auction);
-        Ok(())
+        }
+    }
+
+    /// Adds `other`'s counts (a partial of the split q15 aggregation) to these.
+    fn add_counts(&mut self, other: &BidStats) {
+        let mut sums = self.counts();
+        for (sum, v) in sums.iter_mut().zip(other.counts()) {
+            *sum += v;
+        }
+        *self = BidStats::from_counts(sums);
     }
 }
 
@@ -192,7 +207,7 @@ trait GroupState<K>: Default + Clone + Send + StateCodec + 'static {
     type Row: Clone + Send + 'static;
     /// The state has a fixed, small size (q17's counters), so reading and writing it whole
     /// per record is cheap: on the LSM backend it goes to a `ValueState`. States holding
-    /// distinct sets (q15, q16) split there: their counters go to a `ValueState` (sets left
+    /// distinct sets (q16) split there: their counters go to a `ValueState` (sets left
     /// empty) and the sets' members to a `MapState`, looked up one per record through
     /// `add_split`, since a whole-state value would decode the sets per record.
     const FIXED_SIZE: bool;
@@ -325,37 +340,246 @@ impl CsvRecord for Q15Row {
     }
 }
 
-impl GroupState<i64> for StatsState {
-    type Row = Q15Row;
-    const FIXED_SIZE: bool = false;
+/// q15: bidding statistics per day → day, then the twelve counts of `BidStats`.
+///
+/// A split distinct aggregation (Flink's `distinct-agg.split`), because keying every bid by its
+/// day leaves all but one shard idle: stage 1 (`q15-distinct`) is keyed by (day, column,
+/// value) for each of the two distinct columns — every bid enters it twice, once tagged with
+/// its bidder and once with its auction — and stage 2 (`q15-per-day`) keyed by day sums the
+/// partial counts stage 1 emits once per batch.
+///
+/// Why each bid goes in twice: the two distinct counts need two different partitions. A
+/// bidder counted as new by one stage-1 key must never be counted by another, so its bids must
+/// all meet in one place; the same bid's auction must meet all other bids of that auction,
+/// which a bidder-based partition scatters. Any single combined bucket (of bidder and auction
+/// together) would count a value once per bucket it falls into. Two tagged copies keep both
+/// counts exact for two small records per bid (the plain bid counts ride on the bidder copy
+/// only); the alternative, a second exchange after stage 1 for the other column, would move
+/// whole bids twice as well.
+///
+/// Why the key is the value itself rather than Flink's `(day, hash(value) % 1024)` bucket: here
+/// a stage-1 key's state is one entry (the price bands the value was seen in), so a record
+/// costs one lookup, where a bucket key would cost the bucket's map and then the set inside.
+/// The key group is the bucket: it spreads the values over the shards as evenly as a bucket
+/// hash would, and keyed state follows key groups on a rescale.
+pub fn q15(events: &Stream<Event>) -> Stream<Change<Q15Row>> {
+    events
+        .flat_map(|e| {
+            match e {
+                Event::Bid(b) => Some(DistinctEntry::of(&b)),
+                _ => None,
+            }
+            .into_iter()
+            .flatten()
+        })
+        .name("q15-columns")
+        .key_by(|e: &DistinctEntry| (e.day, e.column, e.value))
+        .process(SplitDistinct::default())
+        .name("q15-distinct")
+        .key_by(|d: &DayDelta| d.day)
+        .process(DaySum::default())
+        .name("q15-per-day")
+}
+
+/// A stage-1 key of q15: (day, distinct column as `Distinct as u8`, value).
+type ColumnKey = (i64, u8, i64);
+
+/// A stage-1 record of q15: one bid seen from one of its distinct columns.
+#[derive(Clone, Copy, Debug)]
+struct DistinctEntry {
+    day: i64,
+    value: i64,
+    column: u8,
+    band: u8,
+}
+
+impl DistinctEntry {
+    /// The bid's two entries: its bidder (which also carries the bid counts) and its auction.
+    #[inline]
+    fn of(b: &Bid) -> [DistinctEntry; 2] {
+        let day = day_of(b.date_time);
+        // At most 2: fits.
+        let band = band(b.price) as u8;
+        [
+            DistinctEntry {
+                day,
+                value: b.bidder,
+                column: Distinct::Bidder as u8,
+                band,
+            },
+            DistinctEntry {
+                day,
+                value: b.auction,
+                column: Distinct::Auction as u8,
+                band,
+            },
+        ]
+    }
+}
+
+/// Stage 1 → stage 2 of q15: what one stage-1 batch added to a day's counts.
+#[derive(Clone, Copy, Debug)]
+struct DayDelta {
+    day: i64,
+    stats: BidStats,
+}
+
+/// Stage 1 of q15: per (day, column, value) the price bands the value was seen in, and the
+/// counts the current batch adds per day (bids from bidder entries; distinct values, overall
+/// and per band, when an entry's value or band is new), emitted at the batch's end.
+#[derive(Clone, Default)]
+struct SplitDistinct {
+    /// Heap backend: the bands (bits) of every key of this shard.
+    seen: SegmentedMap<ColumnKey, u8>,
+    /// LSM backend: the same bits, as the key's `ValueState`.
+    managed: Option<ValueState<u8>>,
+    /// The current batch's partial counts, per day (a batch spans one day, at midnight two):
+    /// empty between batches, so no barrier or watermark ever finds it holding anything.
+    pending: Vec<DayDelta>,
+}
+
+impl SplitDistinct {
+    /// Records `key`'s value in band `band`; returns (new overall, new in the band).
+    #[inline]
+    fn see(
+        &mut self,
+        key: &ColumnKey,
+        band: u8,
+        ctx: &mut ProcessContext<'_, DayDelta>,
+    ) -> Result<(bool, bool), StateError> {
+        let bit = 1u8 << band;
+        let Some(state) = self.managed else {
+            let (bands, new) = self.seen.find_or_insert_with(key, || 0);
+            let new_in_band = *bands & bit == 0;
+            *bands |= bit;
+            return Ok((new, new_in_band));
+        };
+        let store = ctx.state()?;
+        let bands = state.get(store)?;
+        let seen = bands.unwrap_or(0);
+        if seen & bit == 0 {
+            state.set(store, &(seen | bit))?;
+        }
+        Ok((bands.is_none(), seen & bit == 0))
+    }
+}
+
+impl KeyedProcessFunction<ColumnKey, DistinctEntry, DayDelta> for SplitDistinct {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some(store.value_state(&ValueStateDescriptor::new("q15-bands"))?);
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        // On the LSM backend the bands are in the keyed state, snapshotted with it.
+        out.key_map(&self.seen);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        let seen: SegmentedMap<ColumnKey, u8> = state.key_map()?;
+        StateError::refuse_heap_rows(self.managed.is_some(), !seen.is_empty(), "q15 bands")?;
+        self.seen = seen;
+        Ok(())
+    }
 
     #[inline]
-    fn add(&mut self, b: &Bid) {
-        StatsState::add(self, b);
-    }
-
-    fn add_split(
+    fn process(
         &mut self,
-        b: &Bid,
-        seen: impl FnMut(Distinct, i64, usize) -> Result<(bool, bool), StateError>,
-    ) -> Result<(), StateError> {
-        self.stats.fold(b, seen)
+        key: &ColumnKey,
+        e: DistinctEntry,
+        ctx: &mut ProcessContext<'_, DayDelta>,
+    ) {
+        let (new, new_in_band) = match self.see(key, e.band, ctx) {
+            Ok(seen) => seen,
+            Err(err) => return ctx.fail(err),
+        };
+        let at = match self.pending.iter().position(|d| d.day == e.day) {
+            Some(at) => at,
+            None => {
+                self.pending.push(DayDelta {
+                    day: e.day,
+                    stats: BidStats::default(),
+                });
+                self.pending.len() - 1
+            }
+        };
+        let Some(d) = self.pending.get_mut(at) else {
+            return;
+        };
+        let s = &mut d.stats;
+        let (new, new_in_band) = (i64::from(new), i64::from(new_in_band));
+        if e.column == Distinct::Bidder as u8 {
+            s.total_bids += 1;
+            s.total_bidders += new;
+            let (bids, bidders, _) = s.band_counts(usize::from(e.band));
+            *bids += 1;
+            *bidders += new_in_band;
+        } else {
+            s.total_auctions += new;
+            let (_, _, auctions) = s.band_counts(usize::from(e.band));
+            *auctions += new_in_band;
+        }
     }
 
-    fn row(&self, day: &i64) -> Q15Row {
-        Q15Row {
-            day: Day(day.saturating_mul(MS_PER_DAY)),
-            stats: self.stats,
+    fn on_batch_end(&mut self, ctx: &mut ProcessContext<'_, DayDelta>) {
+        for d in self.pending.drain(..) {
+            // Auction entries of values already seen change nothing.
+            if d.stats != BidStats::default() {
+                ctx.emit(d);
+            }
         }
     }
 }
 
-/// q15: bidding statistics per day → day, then the twelve counts of `BidStats`.
-pub fn q15(events: &Stream<Event>) -> Stream<Change<Q15Row>> {
-    bids(events)
-        .key_by(|b: &Bid| day_of(b.date_time))
-        .process(GroupBy::<i64, StatsState>::default())
-        .name("q15-per-day")
+/// Stage 2 of q15: per day the sum of the partials, and one change per day and batch.
+#[derive(Clone, Default)]
+struct DaySum {
+    /// Per day (a handful): kept in the function on both backends, checkpointed per key.
+    days: SegmentedMap<i64, BidStats>,
+    /// The days the current batch changed, with their counts before it (`None`: a new day).
+    changed: Vec<(i64, Option<BidStats>)>,
+}
+
+impl KeyedProcessFunction<i64, DayDelta, Change<Q15Row>> for DaySum {
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.days);
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        self.days = state.key_map()?;
+        Ok(())
+    }
+
+    #[inline]
+    fn process(&mut self, day: &i64, d: DayDelta, _ctx: &mut ProcessContext<'_, Change<Q15Row>>) {
+        let (stats, new) = self.days.find_or_insert_with(day, BidStats::default);
+        if !self.changed.iter().any(|(c, _)| c == day) {
+            self.changed.push((*day, (!new).then_some(*stats)));
+        }
+        stats.add_counts(&d.stats);
+    }
+
+    fn on_batch_end(&mut self, ctx: &mut ProcessContext<'_, Change<Q15Row>>) {
+        for (day, before) in self.changed.drain(..) {
+            let Some(&after) = self.days.get(&day) else {
+                continue;
+            };
+            let row = |stats| Q15Row {
+                day: Day(day.saturating_mul(MS_PER_DAY)),
+                stats,
+            };
+            match before {
+                None => ctx.emit(Change::Insert(row(after))),
+                Some(before) if before != after => {
+                    ctx.emit(Change::UpdateBefore(row(before)));
+                    ctx.emit(Change::UpdateAfter(row(after)));
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 /// A channel name as a group key: hashed and compared by its text, never copied (events hold
@@ -647,6 +871,13 @@ impl StateCodec for BidStats {
         for x in &mut v {
             *x = i64::decode_from(input)?;
         }
+        Ok(BidStats::from_counts(v))
+    }
+}
+
+impl BidStats {
+    /// The inverse of `counts`.
+    fn from_counts(v: [i64; 12]) -> BidStats {
         let [
             total_bids,
             rank1_bids,
@@ -661,7 +892,7 @@ impl StateCodec for BidStats {
             rank2_auctions,
             rank3_auctions,
         ] = v;
-        Ok(BidStats {
+        BidStats {
             total_bids,
             rank1_bids,
             rank2_bids,
@@ -674,7 +905,7 @@ impl StateCodec for BidStats {
             rank1_auctions,
             rank2_auctions,
             rank3_auctions,
-        })
+        }
     }
 }
 

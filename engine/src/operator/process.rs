@@ -268,6 +268,12 @@ pub trait KeyedProcessFunction<K, In, Out>: Clone + Send + 'static {
     fn on_timer(&mut self, _key: &K, _timestamp: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called when the watermark advances (before it is passed downstream).
     fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
+    /// Called after every input batch, once `process` has seen each of its records, before
+    /// the batch's output goes on (`ctx.state()` is not scoped to a key here). For
+    /// mini-batching: a function that folds a batch's records into one change per group emits
+    /// it here, so per-record output shrinks to per-batch output while nothing is ever held
+    /// across a watermark or a barrier (both arrive between batches).
+    fn on_batch_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called once at end of input, to emit what was held back.
     fn on_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Writes state kept in the function's fields into a checkpoint. The default writes
@@ -727,7 +733,18 @@ where
                     apply_timers(timers, &key, requests);
                 }
             }
-            None
+            let mut pctx = ProcessContext {
+                out: &mut *out,
+                shard,
+                shards,
+                watermark,
+                keyed: None,
+                sides: Some(&mut *sides),
+                timer_domain: None,
+                failure: None,
+            };
+            f.on_batch_end(&mut pctx);
+            pctx.take_failure()
         })?;
         if let Some(message) = failure {
             return Err(failed(&self.ctx, message));
