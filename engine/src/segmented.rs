@@ -425,7 +425,7 @@ mod tests {
         let mut map = SegmentedMap::new();
         let mut counts = Vec::new();
         for k in 0..(96 * SEGMENT_ENTRIES) as u64 {
-            if k as usize % window == 0 {
+            if (k as usize).is_multiple_of(window) {
                 counts.push(map.segment_count());
             }
             map.insert(k, ());
