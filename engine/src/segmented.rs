@@ -20,8 +20,10 @@ use hashbrown::hash_table::Entry;
 
 use crate::key::hash_key;
 
-/// Entries a segment holds before it splits. A segment's table then has 8192 buckets (7/8
-/// load), so growing or splitting one moves at most this many entries.
+/// The most entries a segment holds before it splits (each splits at its own size between
+/// half of this and this, see [`split_limit`]). A segment's table has 8192 buckets (7/8 load at
+/// the cap), so a split moves at most this many entries and allocates at most one fresh table
+/// (the other half reuses the previous split's emptied table).
 pub const SEGMENT_ENTRIES: usize = 7168;
 
 /// Where the segment-selecting bits of a key's hash start.
@@ -33,7 +35,36 @@ const MAX_DEPTH: u32 = 24;
 #[derive(Clone)]
 struct Segment<K, V> {
     depth: u32,
+    /// The segment's `depth` selecting bits (the hash bits above `SELECT_SHIFT` its keys share).
+    prefix: u64,
+    /// Entries at which this segment splits: between half and all of [`SEGMENT_ENTRIES`],
+    /// spread by [`split_limit`] so that segments do not all fill up at once.
+    limit: usize,
     table: HashTable<(K, V)>,
+}
+
+/// The size at which the segment of hash bits `prefix` (its `depth` selecting bits) splits:
+/// spread evenly over `SEGMENT_ENTRIES / 2 ..= SEGMENT_ENTRIES` by a hash of the segment's
+/// place.
+///
+/// Why: keys hash uniformly, so segments of one depth hold about the same number of entries.
+/// With one fixed limit they all reach it within a few per cent of each other's inserts — a
+/// wave in which every segment of the map splits, i.e. the whole table moved in a burst just
+/// like a `HashMap` doubling, only cut into pieces (q18's p99 of several ms). With limits
+/// spread uniformly over [C/2, C], the depth-d segments split while the map grows from
+/// 2^d·C/2 to 2^d·C entries, evenly over that range, and their halves (limit ≥ C/2, holding
+/// ≤ C/2) only from 2^d·C on: about one split per C/2 inserts at every size.
+#[inline]
+fn split_limit(prefix: u64, depth: u32) -> usize {
+    // A murmur3 finaliser over the segment's place: neighbouring prefixes get unrelated limits.
+    let mut h = prefix ^ (u64::from(depth) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    let half = SEGMENT_ENTRIES / 2;
+    half + (h % (half as u64 + 1)) as usize
 }
 
 /// A hash map of keys to values whose inserts never move more than one segment's entries
@@ -45,6 +76,11 @@ pub struct SegmentedMap<K, V> {
     depth: u32,
     segments: Vec<Segment<K, V>>,
     len: usize,
+    /// The emptied table of the last split, reused as a half of the next: its pages are
+    /// already faulted in. Dropping it instead let the allocator give the pages back
+    /// (`madvise`/`munmap`) and the next split fault them in again — page faults were most
+    /// of a split's time.
+    spare: Option<HashTable<(K, V)>>,
 }
 
 impl<K, V> Default for SegmentedMap<K, V> {
@@ -54,9 +90,12 @@ impl<K, V> Default for SegmentedMap<K, V> {
             depth: 0,
             segments: vec![Segment {
                 depth: 0,
+                prefix: 0,
+                limit: split_limit(0, 0),
                 table: HashTable::new(),
             }],
             len: 0,
+            spare: None,
         }
     }
 }
@@ -121,7 +160,8 @@ impl<K: Hash + Eq, V> SegmentedMap<K, V> {
     #[inline]
     fn segment_for_insert(&mut self, hash: u64) -> usize {
         let mut s = self.segment_of(hash);
-        while self.segments[s].table.len() >= SEGMENT_ENTRIES && self.segments[s].depth < MAX_DEPTH
+        while self.segments[s].table.len() >= self.segments[s].limit
+            && self.segments[s].depth < MAX_DEPTH
         {
             self.split(s);
             s = self.segment_of(hash);
@@ -134,21 +174,30 @@ impl<K: Hash + Eq, V> SegmentedMap<K, V> {
     #[cold]
     fn split(&mut self, s: usize) {
         let depth = self.segments[s].depth;
+        let prefix = self.segments[s].prefix;
         if depth == self.depth {
             // Double the directory: slot i and i + 2^depth share a segment until it splits.
             self.directory.extend_from_within(..);
             self.depth += 1;
         }
         let bit = 1u64 << depth;
-        // Both halves into fresh tables (removing in place would leave tombstones that make
-        // the kept half's table grow past the cap).
-        let half = SEGMENT_ENTRIES / 2 + SEGMENT_ENTRIES / 8;
-        let (mut lower, mut upper) = (
-            HashTable::with_capacity(half),
-            HashTable::with_capacity(half),
+        // Both halves into empty tables (removing in place would leave tombstones that make
+        // the kept half's table grow past the cap), each with room for its own limit so it
+        // never grows before it splits; the lower one is the last split's emptied table.
+        let (lower_limit, upper_limit) = (
+            split_limit(prefix, depth + 1),
+            split_limit(prefix | bit, depth + 1),
         );
-        let old = std::mem::take(&mut self.segments[s].table);
-        for (k, v) in old {
+        let mut lower = match self.spare.take() {
+            Some(mut spare) => {
+                spare.reserve(lower_limit, hash_of);
+                spare
+            }
+            None => HashTable::with_capacity(lower_limit),
+        };
+        let mut upper = HashTable::with_capacity(upper_limit);
+        let mut old = std::mem::take(&mut self.segments[s].table);
+        for (k, v) in old.drain() {
             let hash = hash_key(&k);
             let side = if (hash >> SELECT_SHIFT) & bit != 0 {
                 &mut upper
@@ -157,13 +206,18 @@ impl<K: Hash + Eq, V> SegmentedMap<K, V> {
             };
             side.insert_unique(hash, (k, v), hash_of);
         }
+        self.spare = Some(old);
         self.segments[s] = Segment {
             depth: depth + 1,
+            prefix,
+            limit: lower_limit,
             table: lower,
         };
         let new = u32::try_from(self.segments.len()).unwrap_or(u32::MAX);
         self.segments.push(Segment {
             depth: depth + 1,
+            prefix: prefix | bit,
+            limit: upper_limit,
             table: upper,
         });
         for (slot, target) in self.directory.iter_mut().enumerate() {
@@ -358,6 +412,27 @@ mod tests {
                 prop_assert_eq!(map.get(&k), model.get(&k));
             }
         }
+    }
+
+    /// Splits come evenly as the map grows, not in waves: keys hash uniformly, so with one
+    /// fixed limit all segments of a depth fill up within a few per cent of each other and
+    /// split back to back (all 64 of depth 6 within 8 segments' worth of inserts), which
+    /// queued every record behind them. With spread limits about one segment splits per
+    /// `SEGMENT_ENTRIES / 2` inserts at every size.
+    #[test]
+    fn splits_are_spread_over_the_growth() {
+        let window = 4 * SEGMENT_ENTRIES;
+        let mut map = SegmentedMap::new();
+        let mut counts = Vec::new();
+        for k in 0..(96 * SEGMENT_ENTRIES) as u64 {
+            if (k as usize).is_multiple_of(window) {
+                counts.push(map.segment_count());
+            }
+            map.insert(k, ());
+        }
+        let most = counts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        // Eight expected per window; a fixed limit puts about 30 into one.
+        assert!(most <= 20, "{most} splits in {window} inserts: {counts:?}");
     }
 
     /// A large map is many segments, none above the cap: an insert never moves more.
