@@ -1444,3 +1444,117 @@ impl StateCodec for Closing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use weir::changelog::Materialized;
+
+    /// A bid: (auction 0..8, price), or a flush of the pending deltas.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Bid(i64, i64),
+        Flush,
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        prop::collection::vec(
+            prop_oneof![
+                8 => (0..8i64, 1..1000i64).prop_map(|(a, p)| Op::Bid(a, p)),
+                1 => Just(Op::Flush),
+            ],
+            0..200,
+        )
+    }
+
+    /// The auction's category: several auctions per category.
+    fn category(auction: i64) -> i64 {
+        10 + auction % 3
+    }
+
+    proptest! {
+        /// Winner changes folded per category, flushed at arbitrary points and averaged by
+        /// stage 2, give the table of the per-category averages of the final winners (the
+        /// simple reference: sum and count of each category's best prices).
+        #[test]
+        fn pre_aggregated_averages_match_the_winners(ops in ops()) {
+            let mut winners: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut deltas = CategoryDeltas::default();
+            let mut sums: KeyMap<i64, (i64, i64)> = KeyMap::default();
+            let mut table = Materialized::new();
+            let mut flush = |deltas: &mut CategoryDeltas, table: &mut Materialized<(i64, i64)>| {
+                deltas.drain(|d| {
+                    fold_category_delta(sums.entry(d.0).or_insert((0, 0)), d, |c| {
+                        let adds = c.adds();
+                        table.apply(adds, *c.row()).expect("retracts a row it emitted");
+                    })
+                });
+            };
+            for op in &ops {
+                match *op {
+                    Op::Bid(auction, price) => {
+                        let old = winners.get(&auction).copied();
+                        if old.is_none_or(|old| price > old) {
+                            winners.insert(auction, price);
+                            if deltas.winner_changed(category(auction), old, price) {
+                                flush(&mut deltas, &mut table);
+                            }
+                        }
+                    }
+                    Op::Flush => flush(&mut deltas, &mut table),
+                }
+            }
+            flush(&mut deltas, &mut table);
+            let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+            for (auction, price) in &winners {
+                let e = expected.entry(category(*auction)).or_default();
+                e.0 += price;
+                e.1 += 1;
+            }
+            let expected: Vec<(i64, i64)> =
+                expected.iter().map(|(c, (s, n))| (*c, s / n)).collect();
+            let got: Vec<(i64, i64)> = table.rows().copied().collect();
+            prop_assert_eq!(got, expected);
+        }
+
+        /// The checkpoint form restores the same pending changes, added to what is there.
+        #[test]
+        fn pending_deltas_round_trip(ops in ops()) {
+            let mut deltas = CategoryDeltas::default();
+            let mut winners: BTreeMap<i64, i64> = BTreeMap::new();
+            for op in &ops {
+                if let Op::Bid(auction, price) = *op {
+                    let old = winners.insert(auction, price);
+                    deltas.winner_changed(category(auction), old, price);
+                }
+            }
+            let mut restored = CategoryDeltas::default();
+            restored.add_pending(deltas.pending());
+            restored.add_pending(deltas.pending());
+            let sorted = |d: &mut CategoryDeltas| {
+                let mut v = Vec::new();
+                d.drain(|x| v.push(x));
+                v.sort_unstable();
+                v
+            };
+            let twice: Vec<CategoryDelta> =
+                sorted(&mut deltas).into_iter().map(|(c, s, n)| (c, 2 * s, 2 * n)).collect();
+            prop_assert_eq!(sorted(&mut restored), twice);
+        }
+    }
+
+    /// A flush is due after `FLUSH_EVERY` winner changes, and draining starts the count over.
+    #[test]
+    fn flush_is_due_every_so_many_changes() {
+        let mut deltas = CategoryDeltas::default();
+        for n in 1..FLUSH_EVERY {
+            assert!(!deltas.winner_changed(10, None, i64::from(n)));
+        }
+        assert!(deltas.winner_changed(10, None, 1));
+        let mut got = Vec::new();
+        deltas.drain(|d| got.push(d));
+        assert_eq!(got.len(), 1);
+        assert!(!deltas.winner_changed(10, None, 1));
+    }
+}
