@@ -458,9 +458,8 @@ pub fn q20(events: &Stream<Event>) -> Stream<Q20Row> {
         .name("q20-join")
 }
 
-/// What the winning-bid stage keeps of auctions and bids and what it emits: q9 needs whole
-/// rows, q4 only the category and the price, so q4 keeps 24-byte auctions and 16-byte bids
-/// instead of full rows in its per-auction state and changelog (projection pushdown).
+/// What the winning-bid stage keeps of auctions and bids and what it emits (q9: whole rows;
+/// q4 has its own stage, `CategoryWinners`, that keeps only what it needs).
 trait WinnerView: Clone + Default + Send + 'static {
     /// The part of an auction kept.
     type A: Copy + StateCodec + Send + 'static;
@@ -499,32 +498,6 @@ impl WinnerView for WholeRows {
     }
     fn row(a: &Auction, b: &Bid) -> (Auction, Bid) {
         (*a, *b)
-    }
-}
-
-/// (category, winning price) (q4): auctions as (start, expires, category), bids as
-/// (price, time).
-#[derive(Clone, Copy, Default)]
-struct CategoryPrice;
-
-impl WinnerView for CategoryPrice {
-    type A = (Timestamp, Timestamp, i64);
-    type B = (i64, Timestamp);
-    type Row = (i64, i64);
-    fn auction(a: &Auction) -> Self::A {
-        (a.date_time, a.expires, a.category)
-    }
-    fn bid(b: &Bid) -> Self::B {
-        (b.price, b.date_time)
-    }
-    fn lifetime(a: &Self::A) -> (Timestamp, Timestamp) {
-        (a.0, a.1)
-    }
-    fn offer(b: &Self::B) -> (i64, Timestamp) {
-        *b
-    }
-    fn row(a: &Self::A, b: &Self::B) -> (i64, i64) {
-        (a.2, b.0)
     }
 }
 
@@ -783,8 +756,255 @@ pub fn q9(events: &Stream<Event>) -> Stream<Change<Q9Row>> {
     winning_bids::<WholeRows>(events).map(|c| c.map(|(auction, bid)| Q9Row { auction, bid }))
 }
 
-/// Stage 2 of q4: per category, the average of its auctions' winning prices, maintained
-/// under the retractions of stage 1. A (sum, count) per category in a map of the function on
+/// q4's view of an auction: (start, expires, category); of a bid: (price, time). 24- and
+/// 16-byte state per auction instead of whole rows (projection pushdown).
+type Q4Auction = (Timestamp, Timestamp, i64);
+type Q4Bid = (i64, Timestamp);
+
+/// What stage 1 of q4 forwards: (category, change of the sum of its winning prices, change of
+/// the number of auctions with a winner).
+type CategoryDelta = (i64, i64, i64);
+
+/// Winner changes folded per category between flushes. q4's second stage is keyed by a handful
+/// of categories: one changelog row per winner change made it the job's busiest stage, and at
+/// 2 shards every row crossed the exchange to the one or two shards owning the categories.
+/// Forwarding the net (sum, count) change per category once per watermark (or every
+/// `FLUSH_EVERY` winner changes) sends a few rows per batch instead. The final averages are the
+/// same: they depend only on the final sums and counts.
+#[derive(Clone, Default)]
+struct CategoryDeltas {
+    by_category: KeyMap<i64, (i64, i64)>,
+    /// Winner changes folded since the last flush.
+    folded: u32,
+}
+
+/// Flush at least this often, so output does not wait for a watermark that is slow to come.
+const FLUSH_EVERY: u32 = 1024;
+
+impl CategoryDeltas {
+    /// The winner of an auction of `category` changed from `old` (a price, or none yet) to
+    /// `new`; true when a flush is due.
+    fn winner_changed(&mut self, category: i64, old: Option<i64>, new: i64) -> bool {
+        let (sum, count) = self.by_category.entry(category).or_insert((0, 0));
+        match old {
+            Some(old) => *sum += new - old,
+            None => {
+                *sum += new;
+                *count += 1;
+            }
+        }
+        self.folded += 1;
+        self.folded >= FLUSH_EVERY
+    }
+
+    /// Hands out every non-zero change and starts over (keeping the map's capacity).
+    fn drain(&mut self, mut emit: impl FnMut(CategoryDelta)) {
+        self.folded = 0;
+        for (category, (sum, count)) in self.by_category.drain() {
+            if sum != 0 || count != 0 {
+                emit((category, sum, count));
+            }
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessContext<'_, CategoryDelta>) {
+        self.drain(|d| ctx.emit(d));
+    }
+
+    /// Checkpoint form: the pending changes as a list (shard-scoped state).
+    fn pending(&self) -> Vec<CategoryDelta> {
+        self.by_category
+            .iter()
+            .map(|(c, (s, n))| (*c, *s, *n))
+            .collect()
+    }
+
+    fn add_pending(&mut self, pending: Vec<CategoryDelta>) {
+        for (category, sum, count) in pending {
+            let e = self.by_category.entry(category).or_insert((0, 0));
+            e.0 += sum;
+            e.1 += count;
+        }
+    }
+}
+
+/// Offers bid `b` to auction `a` whose best bid is `best` and records a winner change in
+/// `deltas`; true if `b` became the best, and in `flush` whether a flush is due.
+fn offer_q4(
+    a: &Q4Auction,
+    best: &mut Option<Q4Bid>,
+    b: Q4Bid,
+    deltas: &mut CategoryDeltas,
+    flush: &mut bool,
+) -> bool {
+    let (start, expires, category) = *a;
+    if b.1 < start || b.1 > expires {
+        return false;
+    }
+    if best.is_some_and(|old| !view_beats(b, old)) {
+        return false;
+    }
+    *flush |= deltas.winner_changed(category, best.map(|old| old.0), b.0);
+    *best = Some(b);
+    true
+}
+
+/// Stage 1 of q4: per auction its winning bid (as q9's `WinningBid`), pre-aggregated per
+/// category in `CategoryDeltas` before the exchange. Per-auction state as in `WinningBid`:
+/// objects in a map of the function on the heap backend, keyed state on the LSM backend; the
+/// pending deltas (a few per shard) in the function on both, checkpointed shard-scoped.
+#[derive(Clone, Default)]
+struct CategoryWinners {
+    slots: KeyMap<i64, Lifetime<Q4Auction, Q4Bid>>,
+    managed: Option<LifetimeStates<Q4Auction, Q4Bid>>,
+    deltas: CategoryDeltas,
+}
+
+/// The LSM layout's paths, out of line as in `WinningBid`.
+impl CategoryWinners {
+    #[inline(never)]
+    fn auction_managed(
+        &mut self,
+        (open, waiting): LifetimeStates<Q4Auction, Q4Bid>,
+        a: Q4Auction,
+        ctx: &mut ProcessContext<'_, CategoryDelta>,
+    ) {
+        let bids = ctx.state().and_then(|store| {
+            let bids = waiting.get(store)?;
+            if !bids.is_empty() {
+                waiting.clear(store)?;
+            }
+            Ok(bids)
+        });
+        let mut best = None;
+        let mut flush = false;
+        match bids {
+            Ok(bids) => {
+                for b in bids {
+                    offer_q4(&a, &mut best, b, &mut self.deltas, &mut flush);
+                }
+            }
+            Err(e) => return ctx.fail(e),
+        }
+        if let Err(e) = ctx.state().and_then(|store| open.set(store, &(a, best))) {
+            ctx.fail(e);
+        }
+        if flush {
+            self.deltas.flush(ctx);
+        }
+    }
+
+    #[inline(never)]
+    fn bid_managed(
+        &mut self,
+        (open, waiting): LifetimeStates<Q4Auction, Q4Bid>,
+        b: Q4Bid,
+        ctx: &mut ProcessContext<'_, CategoryDelta>,
+    ) {
+        let found = ctx.state().and_then(|store| {
+            let found = open.get(store)?;
+            if found.is_none() {
+                waiting.add(store, &b)?;
+            }
+            Ok(found)
+        });
+        let mut flush = false;
+        match found {
+            Ok(Some((a, mut best))) => {
+                if offer_q4(&a, &mut best, b, &mut self.deltas, &mut flush)
+                    && let Err(e) = ctx.state().and_then(|store| open.set(store, &(a, best)))
+                {
+                    ctx.fail(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => ctx.fail(e),
+        }
+        if flush {
+            self.deltas.flush(ctx);
+        }
+    }
+}
+
+impl KeyedCoProcessFunction<i64, Auction, Bid, CategoryDelta> for CategoryWinners {
+    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
+        if store.backend().as_lsm().is_some() {
+            self.managed = Some((
+                store.value_state(&ValueStateDescriptor::new("q4-auction"))?,
+                store.list_state(&ListStateDescriptor::new("q4-waiting"))?,
+            ));
+        }
+        Ok(())
+    }
+
+    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
+        out.key_map(&self.slots);
+        out.shard(&self.deltas.pending());
+    }
+
+    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
+        let slots: KeyMap<i64, Lifetime<Q4Auction, Q4Bid>> = state.key_map()?;
+        StateError::refuse_heap_rows(self.managed.is_some(), !slots.is_empty(), "q4 auctions")?;
+        self.slots = slots;
+        // A rescale hands each old shard's pending changes to exactly one new shard.
+        for pending in state.shard::<Vec<CategoryDelta>>() {
+            self.deltas.add_pending(pending?);
+        }
+        Ok(())
+    }
+
+    fn process_left(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, CategoryDelta>) {
+        let a = (a.date_time, a.expires, a.category);
+        if let Some(states) = self.managed {
+            return self.auction_managed(states, a, ctx);
+        }
+        let waiting = match self.slots.insert(*key, Lifetime::Open(a, None)) {
+            Some(Lifetime::Waiting(bids)) => bids,
+            _ => return,
+        };
+        let mut flush = false;
+        if let Some(Lifetime::Open(a, best)) = self.slots.get_mut(key) {
+            for b in waiting {
+                offer_q4(a, best, b, &mut self.deltas, &mut flush);
+            }
+        }
+        if flush {
+            self.deltas.flush(ctx);
+        }
+    }
+
+    fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, CategoryDelta>) {
+        let b = (b.price, b.date_time);
+        if let Some(states) = self.managed {
+            return self.bid_managed(states, b, ctx);
+        }
+        let mut flush = false;
+        match self
+            .slots
+            .entry(*key)
+            .or_insert_with(|| Lifetime::Waiting(Vec::new()))
+        {
+            Lifetime::Waiting(bids) => bids.push(b),
+            Lifetime::Open(a, best) => {
+                offer_q4(a, best, b, &mut self.deltas, &mut flush);
+            }
+        }
+        if flush {
+            self.deltas.flush(ctx);
+        }
+    }
+
+    fn on_watermark(&mut self, _watermark: Timestamp, ctx: &mut ProcessContext<'_, CategoryDelta>) {
+        self.deltas.flush(ctx);
+    }
+
+    fn on_end(&mut self, ctx: &mut ProcessContext<'_, CategoryDelta>) {
+        self.deltas.flush(ctx);
+    }
+}
+
+/// Stage 2 of q4: per category, the average of its auctions' winning prices, from the
+/// (sum, count) changes of stage 1. A (sum, count) per category in a map of the function on
 /// both backends: the generator has a handful of categories, so this state does not grow with
 /// the auctions (it is checkpointed through `snapshot_state`).
 #[derive(Clone, Default)]
@@ -792,7 +1012,28 @@ struct CategoryAverage {
     sums: KeyMap<i64, (i64, i64)>,
 }
 
-impl KeyedProcessFunction<i64, Change<(i64, i64)>, Change<(i64, i64)>> for CategoryAverage {
+/// Applies `delta` to its category's (sum, count) and hands out the change of the average.
+fn fold_category_delta(
+    (sum, count): &mut (i64, i64),
+    (category, d_sum, d_count): CategoryDelta,
+    mut emit: impl FnMut(Change<(i64, i64)>),
+) {
+    let before = (*count > 0).then(|| *sum / *count);
+    *sum += d_sum;
+    *count += d_count;
+    let after = (*count > 0).then(|| *sum / *count);
+    match (before, after) {
+        (None, Some(a)) => emit(Change::Insert((category, a))),
+        (Some(b), Some(a)) if a != b => {
+            emit(Change::UpdateBefore((category, b)));
+            emit(Change::UpdateAfter((category, a)));
+        }
+        (Some(b), None) => emit(Change::Delete((category, b))),
+        _ => {}
+    }
+}
+
+impl KeyedProcessFunction<i64, CategoryDelta, Change<(i64, i64)>> for CategoryAverage {
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         out.key_map(&self.sums);
     }
@@ -805,36 +1046,23 @@ impl KeyedProcessFunction<i64, Change<(i64, i64)>, Change<(i64, i64)>> for Categ
     fn process(
         &mut self,
         category: &i64,
-        c: Change<(i64, i64)>,
+        delta: CategoryDelta,
         ctx: &mut ProcessContext<'_, Change<(i64, i64)>>,
     ) {
-        let (sum, count) = self.sums.entry(*category).or_insert((0, 0));
-        let before = (*count > 0).then(|| *sum / *count);
-        let price = c.row().1;
-        if c.adds() {
-            *sum += price;
-            *count += 1;
-        } else {
-            *sum -= price;
-            *count -= 1;
-        }
-        let after = (*count > 0).then(|| *sum / *count);
-        match (before, after) {
-            (None, Some(a)) => ctx.emit(Change::Insert((*category, a))),
-            (Some(b), Some(a)) if a != b => {
-                ctx.emit(Change::UpdateBefore((*category, b)));
-                ctx.emit(Change::UpdateAfter((*category, a)));
-            }
-            (Some(b), None) => ctx.emit(Change::Delete((*category, b))),
-            _ => {}
-        }
+        let slot = self.sums.entry(*category).or_insert((0, 0));
+        fold_category_delta(slot, delta, |c| ctx.emit(c));
     }
 }
 
 /// q4: the average winning price per category (a changelog).
 pub fn q4(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
-    winning_bids::<CategoryPrice>(events)
-        .key_by(|c: &Change<(i64, i64)>| c.row().0)
+    let auctions = auctions(events).key_by(|a: &Auction| a.id);
+    let bids = bids(events).key_by(|b: &Bid| b.auction);
+    auctions
+        .connect(&bids)
+        .process(CategoryWinners::default())
+        .name("winning-bid")
+        .key_by(|d: &CategoryDelta| d.0)
         .process(CategoryAverage::default())
         .name("q4-average")
 }
@@ -1215,5 +1443,119 @@ impl StateCodec for Closing {
             2 => Ok(Closing::Closed),
             _ => Err(bad_tag()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use weir::changelog::Materialized;
+
+    /// A bid: (auction 0..8, price), or a flush of the pending deltas.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Bid(i64, i64),
+        Flush,
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<Op>> {
+        prop::collection::vec(
+            prop_oneof![
+                8 => (0..8i64, 1..1000i64).prop_map(|(a, p)| Op::Bid(a, p)),
+                1 => Just(Op::Flush),
+            ],
+            0..200,
+        )
+    }
+
+    /// The auction's category: several auctions per category.
+    fn category(auction: i64) -> i64 {
+        10 + auction % 3
+    }
+
+    proptest! {
+        /// Winner changes folded per category, flushed at arbitrary points and averaged by
+        /// stage 2, give the table of the per-category averages of the final winners (the
+        /// simple reference: sum and count of each category's best prices).
+        #[test]
+        fn pre_aggregated_averages_match_the_winners(ops in ops()) {
+            let mut winners: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut deltas = CategoryDeltas::default();
+            let mut sums: KeyMap<i64, (i64, i64)> = KeyMap::default();
+            let mut table = Materialized::new();
+            let mut flush = |deltas: &mut CategoryDeltas, table: &mut Materialized<(i64, i64)>| {
+                deltas.drain(|d| {
+                    fold_category_delta(sums.entry(d.0).or_insert((0, 0)), d, |c| {
+                        let adds = c.adds();
+                        table.apply(adds, *c.row()).expect("retracts a row it emitted");
+                    })
+                });
+            };
+            for op in &ops {
+                match *op {
+                    Op::Bid(auction, price) => {
+                        let old = winners.get(&auction).copied();
+                        if old.is_none_or(|old| price > old) {
+                            winners.insert(auction, price);
+                            if deltas.winner_changed(category(auction), old, price) {
+                                flush(&mut deltas, &mut table);
+                            }
+                        }
+                    }
+                    Op::Flush => flush(&mut deltas, &mut table),
+                }
+            }
+            flush(&mut deltas, &mut table);
+            let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+            for (auction, price) in &winners {
+                let e = expected.entry(category(*auction)).or_default();
+                e.0 += price;
+                e.1 += 1;
+            }
+            let expected: Vec<(i64, i64)> =
+                expected.iter().map(|(c, (s, n))| (*c, s / n)).collect();
+            let got: Vec<(i64, i64)> = table.rows().copied().collect();
+            prop_assert_eq!(got, expected);
+        }
+
+        /// The checkpoint form restores the same pending changes, added to what is there.
+        #[test]
+        fn pending_deltas_round_trip(ops in ops()) {
+            let mut deltas = CategoryDeltas::default();
+            let mut winners: BTreeMap<i64, i64> = BTreeMap::new();
+            for op in &ops {
+                if let Op::Bid(auction, price) = *op {
+                    let old = winners.insert(auction, price);
+                    deltas.winner_changed(category(auction), old, price);
+                }
+            }
+            let mut restored = CategoryDeltas::default();
+            restored.add_pending(deltas.pending());
+            restored.add_pending(deltas.pending());
+            let sorted = |d: &mut CategoryDeltas| {
+                let mut v = Vec::new();
+                d.drain(|x| v.push(x));
+                v.sort_unstable();
+                v
+            };
+            let twice: Vec<CategoryDelta> =
+                sorted(&mut deltas).into_iter().map(|(c, s, n)| (c, 2 * s, 2 * n)).collect();
+            prop_assert_eq!(sorted(&mut restored), twice);
+        }
+    }
+
+    /// A flush is due after `FLUSH_EVERY` winner changes, and draining starts the count over.
+    #[test]
+    fn flush_is_due_every_so_many_changes() {
+        let mut deltas = CategoryDeltas::default();
+        for n in 1..FLUSH_EVERY {
+            assert!(!deltas.winner_changed(10, None, i64::from(n)));
+        }
+        assert!(deltas.winner_changed(10, None, 1));
+        let mut got = Vec::new();
+        deltas.drain(|d| got.push(d));
+        assert_eq!(got.len(), 1);
+        assert!(!deltas.winner_changed(10, None, 1));
     }
 }
