@@ -269,6 +269,11 @@ impl<V> DenseMap<V> {
         }
     }
 
+    /// Every value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.iter().map(|(_, v)| v)
+    }
+
     /// Every (key, value), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (i64, &V)> + '_ {
         let dense = self.chunks.iter().enumerate().flat_map(move |(i, chunk)| {

@@ -74,6 +74,14 @@ impl<'a> StateSnapshot<'a> {
         }
     }
 
+    /// Writes per-key state kept in a [`DenseMap`](crate::dense::DenseMap) (whose keys are
+    /// positions, not stored), as `key_map` does; read back with `StateRestore::key_map`.
+    pub fn dense_map<V: StateCodec>(&mut self, map: &crate::dense::DenseMap<V>) {
+        for (k, v) in map.iter() {
+            self.keyed(&k, v);
+        }
+    }
+
     /// Writes the state of `key` encoded by `encode` (which must write what the restoring
     /// side decodes): for operators that can encode their state in place without a copy.
     pub fn keyed_encoded<K: Hash + StateCodec>(
