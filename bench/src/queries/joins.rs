@@ -458,8 +458,8 @@ pub fn q20(events: &Stream<Event>) -> Stream<Q20Row> {
         .name("q20-join")
 }
 
-/// What the winning-bid stage keeps of auctions and bids and what it emits (q9: whole rows;
-/// q4 has its own stage, `CategoryWinners`, that keeps only what it needs).
+/// What the winning-bid stage keeps of auctions and bids and its changelog rows (q9: whole
+/// rows; q4: only what its averages need).
 trait WinnerView: Clone + Default + Send + 'static {
     /// The part of an auction kept.
     type A: Copy + StateCodec + Send + 'static;
@@ -515,33 +515,88 @@ enum Lifetime<A, B> {
 /// `ValueState`, bids that came before it in a `ListState` (appended without a read).
 type LifetimeStates<A, B> = (ValueState<(A, Option<B>)>, ListState<B>);
 
-/// Stage 1 of q4 and q9: per auction, the changelog of its winning bid. On the heap backend
-/// the slots are objects in a map of the function; on the LSM backend, keyed state
+/// What stage 1 of q4 and q9 does with a change of an auction's winning bid: q9 emits the
+/// changelog of winners ([`Changelog`]), q4 folds it into per-category sums
+/// ([`CategoryDeltas`]).
+trait Winners<V: WinnerView>: Clone + Default + Send + 'static {
+    type Out: weir::Data;
+    /// Names of the LSM layout's states (open auctions, bids waiting for their auction).
+    const STATES: (&'static str, &'static str);
+    /// `auction`'s winning bid changed from `old` (none yet) to `new`.
+    fn changed(
+        &mut self,
+        auction: &V::A,
+        old: Option<&V::B>,
+        new: &V::B,
+        ctx: &mut ProcessContext<'_, Self::Out>,
+    );
+    /// Sends on what `changed` held back (at every watermark and at end of input).
+    fn flush(&mut self, _ctx: &mut ProcessContext<'_, Self::Out>) {}
+    /// Writes what is held back into a checkpoint.
+    fn snapshot(&self, _out: &mut StateSnapshot<'_>) {}
+    fn restore(&mut self, _state: &StateRestore) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+/// q9's winners: the changelog of each auction's winning bid, row by row.
+#[derive(Clone, Copy, Default)]
+struct Changelog;
+
+impl<V: WinnerView> Winners<V> for Changelog
+where
+    V::Row: weir::Data,
+{
+    type Out = Change<V::Row>;
+    const STATES: (&'static str, &'static str) = ("winning-bid-auction", "winning-bid-waiting");
+
+    fn changed(
+        &mut self,
+        auction: &V::A,
+        old: Option<&V::B>,
+        new: &V::B,
+        ctx: &mut ProcessContext<'_, Change<V::Row>>,
+    ) {
+        match old {
+            Some(old) => {
+                ctx.emit(Change::UpdateBefore(V::row(auction, old)));
+                ctx.emit(Change::UpdateAfter(V::row(auction, new)));
+            }
+            None => ctx.emit(Change::Insert(V::row(auction, new))),
+        }
+    }
+}
+
+/// Stage 1 of q4 and q9: per auction its winning bid, each change handed to `W`. On the heap
+/// backend the slots are objects in a map of the function; on the LSM backend, keyed state
 /// (`LifetimeStates`). Nothing expires, as in the heap map: a bid after the auction's end is
 /// dropped by the lifetime check only if the auction is still known.
-struct WinningBid<V: WinnerView> {
+struct WinningBid<V: WinnerView, W> {
     /// A `DenseMap`, not a `HashMap`: a doubling of a table of hundreds of thousands of open
     /// auctions stopped the shard for tens of ms (q9's p99.9), and auction ids are handed out
     /// in sequence and bid on while new, so the live ones share a few cache lines instead of a
     /// cold miss per bid.
     slots: DenseMap<Lifetime<V::A, V::B>>,
     managed: Option<LifetimeStates<V::A, V::B>>,
+    winners: W,
 }
 
-impl<V: WinnerView> Default for WinningBid<V> {
+impl<V: WinnerView, W: Default> Default for WinningBid<V, W> {
     fn default() -> Self {
         WinningBid {
             slots: DenseMap::default(),
             managed: None,
+            winners: W::default(),
         }
     }
 }
 
-impl<V: WinnerView> Clone for WinningBid<V> {
+impl<V: WinnerView, W: Clone> Clone for WinningBid<V, W> {
     fn clone(&self) -> Self {
         WinningBid {
             slots: self.slots.clone(),
             managed: self.managed,
+            winners: self.winners.clone(),
         }
     }
 }
@@ -555,42 +610,37 @@ fn view_beats((price, time): (i64, Timestamp), (old_price, old_time): (i64, Time
     price > old_price || (price == old_price && time < old_time)
 }
 
-/// Offers bid `b` to `auction` whose best bid is `best`; true if `b` became the best.
-fn offer<V: WinnerView>(
+/// Offers bid `b` to `auction` whose best bid is `best`; true if `b` became the best (and
+/// `winners` was told).
+fn offer<V: WinnerView, W: Winners<V>>(
     auction: &V::A,
     best: &mut Option<V::B>,
     b: V::B,
-    ctx: &mut ProcessContext<'_, Change<V::Row>>,
+    winners: &mut W,
+    ctx: &mut ProcessContext<'_, W::Out>,
 ) -> bool {
     let (start, expires) = V::lifetime(auction);
     let (_, time) = V::offer(&b);
     if time < start || time > expires {
         return false;
     }
-    match best {
-        Some(old) if !view_beats(V::offer(&b), V::offer(old)) => false,
-        Some(old) => {
-            ctx.emit(Change::UpdateBefore(V::row(auction, old)));
-            ctx.emit(Change::UpdateAfter(V::row(auction, &b)));
-            *old = b;
-            true
-        }
-        None => {
-            ctx.emit(Change::Insert(V::row(auction, &b)));
-            *best = Some(b);
-            true
-        }
+    if best.is_some_and(|old| !view_beats(V::offer(&b), V::offer(&old))) {
+        return false;
     }
+    winners.changed(auction, best.as_ref(), &b, ctx);
+    *best = Some(b);
+    true
 }
 
 /// The LSM layout's paths, out of line: inlined into the heap path's functions they made q9
 /// (whole rows) measurably slower on the heap backend.
-impl<V: WinnerView> WinningBid<V> {
+impl<V: WinnerView, W: Winners<V>> WinningBid<V, W> {
     #[inline(never)]
     fn auction_managed(
+        &mut self,
         (open, waiting): LifetimeStates<V::A, V::B>,
         a: V::A,
-        ctx: &mut ProcessContext<'_, Change<V::Row>>,
+        ctx: &mut ProcessContext<'_, W::Out>,
     ) {
         let bids = ctx.state().and_then(|store| {
             let bids = waiting.get(store)?;
@@ -603,7 +653,7 @@ impl<V: WinnerView> WinningBid<V> {
         match bids {
             Ok(bids) => {
                 for b in bids {
-                    offer::<V>(&a, &mut best, b, ctx);
+                    offer::<V, W>(&a, &mut best, b, &mut self.winners, ctx);
                 }
             }
             Err(e) => return ctx.fail(e),
@@ -615,9 +665,10 @@ impl<V: WinnerView> WinningBid<V> {
 
     #[inline(never)]
     fn bid_managed(
+        &mut self,
         (open, waiting): LifetimeStates<V::A, V::B>,
         b: V::B,
-        ctx: &mut ProcessContext<'_, Change<V::Row>>,
+        ctx: &mut ProcessContext<'_, W::Out>,
     ) {
         let found = ctx.state().and_then(|store| {
             let found = open.get(store)?;
@@ -628,7 +679,7 @@ impl<V: WinnerView> WinningBid<V> {
         });
         match found {
             Ok(Some((a, mut best))) => {
-                if offer::<V>(&a, &mut best, b, ctx)
+                if offer::<V, W>(&a, &mut best, b, &mut self.winners, ctx)
                     && let Err(e) = ctx.state().and_then(|store| open.set(store, &(a, best)))
                 {
                     ctx.fail(e);
@@ -640,12 +691,15 @@ impl<V: WinnerView> WinningBid<V> {
     }
 }
 
-impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> for WinningBid<V> {
+impl<V: WinnerView, W: Winners<V>> KeyedCoProcessFunction<i64, Auction, Bid, W::Out>
+    for WinningBid<V, W>
+{
     fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
         if store.backend().as_lsm().is_some() {
+            let (auction, waiting) = W::STATES;
             self.managed = Some((
-                store.value_state(&ValueStateDescriptor::new("winning-bid-auction"))?,
-                store.list_state(&ListStateDescriptor::new("winning-bid-waiting"))?,
+                store.value_state(&ValueStateDescriptor::new(auction))?,
+                store.list_state(&ListStateDescriptor::new(waiting))?,
             ));
         }
         Ok(())
@@ -653,6 +707,7 @@ impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> fo
 
     fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
         out.dense_map(&self.slots);
+        self.winners.snapshot(out);
     }
 
     fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
@@ -663,36 +718,31 @@ impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> fo
             "winning-bid rows",
         )?;
         self.slots = slots;
-        Ok(())
+        self.winners.restore(state)
     }
 
-    fn process_left(
-        &mut self,
-        key: &i64,
-        a: Auction,
-        ctx: &mut ProcessContext<'_, Change<V::Row>>,
-    ) {
+    fn process_left(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, W::Out>) {
         if let Some(states) = self.managed {
-            return Self::auction_managed(states, V::auction(&a), ctx);
+            return self.auction_managed(states, V::auction(&a), ctx);
         }
         let waiting = match self
             .slots
             .insert(*key, Lifetime::Open(V::auction(&a), None))
         {
             Some(Lifetime::Waiting(bids)) => bids,
-            _ => Vec::new(),
+            _ => return,
         };
         if let Some(Lifetime::Open(a, best)) = self.slots.get_mut(*key) {
             for b in waiting {
-                offer::<V>(a, best, b, ctx);
+                offer::<V, W>(a, best, b, &mut self.winners, ctx);
             }
         }
     }
 
-    fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, Change<V::Row>>) {
+    fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, W::Out>) {
         let b = V::bid(&b);
         if let Some(states) = self.managed {
-            return Self::bid_managed(states, b, ctx);
+            return self.bid_managed(states, b, ctx);
         }
         match self
             .slots
@@ -700,21 +750,27 @@ impl<V: WinnerView> KeyedCoProcessFunction<i64, Auction, Bid, Change<V::Row>> fo
         {
             Lifetime::Waiting(bids) => bids.push(b),
             Lifetime::Open(a, best) => {
-                offer::<V>(a, best, b, ctx);
+                offer::<V, W>(a, best, b, &mut self.winners, ctx);
             }
         }
     }
+
+    fn on_watermark(&mut self, _watermark: Timestamp, ctx: &mut ProcessContext<'_, W::Out>) {
+        self.winners.flush(ctx);
+    }
+
+    fn on_end(&mut self, ctx: &mut ProcessContext<'_, W::Out>) {
+        self.winners.flush(ctx);
+    }
 }
 
-fn winning_bids<V: WinnerView>(events: &Stream<Event>) -> Stream<Change<V::Row>>
-where
-    V::Row: weir::Data,
-{
+/// Stage 1 of q4 and q9, named "winning-bid".
+fn winning_bids<V: WinnerView, W: Winners<V>>(events: &Stream<Event>) -> Stream<W::Out> {
     let auctions = auctions(events).key_by(|a: &Auction| a.id);
     let bids = bids(events).key_by(|b: &Bid| b.auction);
     auctions
         .connect(&bids)
-        .process(WinningBid::<V>::default())
+        .process(WinningBid::<V, W>::default())
         .name("winning-bid")
 }
 
@@ -755,7 +811,8 @@ impl CsvRecord for Q9Row {
 
 /// q9: every auction with its winning bid (a changelog: the winner changes as bids arrive).
 pub fn q9(events: &Stream<Event>) -> Stream<Change<Q9Row>> {
-    winning_bids::<WholeRows>(events).map(|c| c.map(|(auction, bid)| Q9Row { auction, bid }))
+    winning_bids::<WholeRows, Changelog>(events)
+        .map(|c| c.map(|(auction, bid)| Q9Row { auction, bid }))
 }
 
 /// q4's view of an auction: (start, expires, category); of a bid: (price, time). 24- and
@@ -809,10 +866,6 @@ impl CategoryDeltas {
         }
     }
 
-    fn flush(&mut self, ctx: &mut ProcessContext<'_, CategoryDelta>) {
-        self.drain(|d| ctx.emit(d));
-    }
-
     /// Checkpoint form: the pending changes as a list (shard-scoped state).
     fn pending(&self) -> Vec<CategoryDelta> {
         self.by_category
@@ -830,177 +883,64 @@ impl CategoryDeltas {
     }
 }
 
-/// Offers bid `b` to auction `a` whose best bid is `best` and records a winner change in
-/// `deltas`; true if `b` became the best, and in `flush` whether a flush is due.
-fn offer_q4(
-    a: &Q4Auction,
-    best: &mut Option<Q4Bid>,
-    b: Q4Bid,
-    deltas: &mut CategoryDeltas,
-    flush: &mut bool,
-) -> bool {
-    let (start, expires, category) = *a;
-    if b.1 < start || b.1 > expires {
-        return false;
+/// q4's view of auctions and bids (see [`Q4Auction`], [`Q4Bid`]); a "row" is (category,
+/// price), though q4's [`CategoryDeltas`] never builds one.
+#[derive(Clone, Copy, Default)]
+struct CategoryView;
+
+impl WinnerView for CategoryView {
+    type A = Q4Auction;
+    type B = Q4Bid;
+    type Row = (i64, i64);
+    fn auction(a: &Auction) -> Q4Auction {
+        (a.date_time, a.expires, a.category)
     }
-    if best.is_some_and(|old| !view_beats(b, old)) {
-        return false;
+    fn bid(b: &Bid) -> Q4Bid {
+        (b.price, b.date_time)
     }
-    *flush |= deltas.winner_changed(category, best.map(|old| old.0), b.0);
-    *best = Some(b);
-    true
+    fn lifetime(a: &Q4Auction) -> (Timestamp, Timestamp) {
+        (a.0, a.1)
+    }
+    fn offer(b: &Q4Bid) -> (i64, Timestamp) {
+        *b
+    }
+    fn row(a: &Q4Auction, b: &Q4Bid) -> (i64, i64) {
+        (a.2, b.0)
+    }
 }
 
-/// Stage 1 of q4: per auction its winning bid (as q9's `WinningBid`), pre-aggregated per
-/// category in `CategoryDeltas` before the exchange. Per-auction state as in `WinningBid`:
-/// objects in a map of the function on the heap backend, keyed state on the LSM backend; the
-/// pending deltas (a few per shard) in the function on both, checkpointed shard-scoped.
-#[derive(Clone, Default)]
-struct CategoryWinners {
-    slots: DenseMap<Lifetime<Q4Auction, Q4Bid>>,
-    managed: Option<LifetimeStates<Q4Auction, Q4Bid>>,
-    deltas: CategoryDeltas,
-}
+/// Stage 1 of q4: the winning bids pre-aggregated per category before the exchange. The
+/// pending deltas (a few per shard) stay in the function on both backends and are
+/// checkpointed shard-scoped (after a rescale each old shard's go to exactly one new shard).
+impl Winners<CategoryView> for CategoryDeltas {
+    type Out = CategoryDelta;
+    const STATES: (&'static str, &'static str) = ("q4-auction", "q4-waiting");
 
-/// The LSM layout's paths, out of line as in `WinningBid`.
-impl CategoryWinners {
-    #[inline(never)]
-    fn auction_managed(
+    fn changed(
         &mut self,
-        (open, waiting): LifetimeStates<Q4Auction, Q4Bid>,
-        a: Q4Auction,
+        auction: &Q4Auction,
+        old: Option<&Q4Bid>,
+        new: &Q4Bid,
         ctx: &mut ProcessContext<'_, CategoryDelta>,
     ) {
-        let bids = ctx.state().and_then(|store| {
-            let bids = waiting.get(store)?;
-            if !bids.is_empty() {
-                waiting.clear(store)?;
-            }
-            Ok(bids)
-        });
-        let mut best = None;
-        let mut flush = false;
-        match bids {
-            Ok(bids) => {
-                for b in bids {
-                    offer_q4(&a, &mut best, b, &mut self.deltas, &mut flush);
-                }
-            }
-            Err(e) => return ctx.fail(e),
-        }
-        if let Err(e) = ctx.state().and_then(|store| open.set(store, &(a, best))) {
-            ctx.fail(e);
-        }
-        if flush {
-            self.deltas.flush(ctx);
+        if self.winner_changed(auction.2, old.map(|o| o.0), new.0) {
+            self.flush(ctx);
         }
     }
 
-    #[inline(never)]
-    fn bid_managed(
-        &mut self,
-        (open, waiting): LifetimeStates<Q4Auction, Q4Bid>,
-        b: Q4Bid,
-        ctx: &mut ProcessContext<'_, CategoryDelta>,
-    ) {
-        let found = ctx.state().and_then(|store| {
-            let found = open.get(store)?;
-            if found.is_none() {
-                waiting.add(store, &b)?;
-            }
-            Ok(found)
-        });
-        let mut flush = false;
-        match found {
-            Ok(Some((a, mut best))) => {
-                if offer_q4(&a, &mut best, b, &mut self.deltas, &mut flush)
-                    && let Err(e) = ctx.state().and_then(|store| open.set(store, &(a, best)))
-                {
-                    ctx.fail(e);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => ctx.fail(e),
-        }
-        if flush {
-            self.deltas.flush(ctx);
-        }
-    }
-}
-
-impl KeyedCoProcessFunction<i64, Auction, Bid, CategoryDelta> for CategoryWinners {
-    fn open(&mut self, store: &mut KeyedStateStore) -> Result<(), StateError> {
-        if store.backend().as_lsm().is_some() {
-            self.managed = Some((
-                store.value_state(&ValueStateDescriptor::new("q4-auction"))?,
-                store.list_state(&ListStateDescriptor::new("q4-waiting"))?,
-            ));
-        }
-        Ok(())
+    fn flush(&mut self, ctx: &mut ProcessContext<'_, CategoryDelta>) {
+        self.drain(|d| ctx.emit(d));
     }
 
-    fn snapshot_state(&self, out: &mut StateSnapshot<'_>) {
-        out.dense_map(&self.slots);
-        out.shard(&self.deltas.pending());
+    fn snapshot(&self, out: &mut StateSnapshot<'_>) {
+        out.shard(&self.pending());
     }
 
-    fn restore_state(&mut self, state: &StateRestore) -> Result<(), StateError> {
-        let slots: DenseMap<Lifetime<Q4Auction, Q4Bid>> = state.key_map()?;
-        StateError::refuse_heap_rows(self.managed.is_some(), !slots.is_empty(), "q4 auctions")?;
-        self.slots = slots;
-        // A rescale hands each old shard's pending changes to exactly one new shard.
+    fn restore(&mut self, state: &StateRestore) -> Result<(), StateError> {
         for pending in state.shard::<Vec<CategoryDelta>>() {
-            self.deltas.add_pending(pending?);
+            self.add_pending(pending?);
         }
         Ok(())
-    }
-
-    fn process_left(&mut self, key: &i64, a: Auction, ctx: &mut ProcessContext<'_, CategoryDelta>) {
-        let a = (a.date_time, a.expires, a.category);
-        if let Some(states) = self.managed {
-            return self.auction_managed(states, a, ctx);
-        }
-        let waiting = match self.slots.insert(*key, Lifetime::Open(a, None)) {
-            Some(Lifetime::Waiting(bids)) => bids,
-            _ => return,
-        };
-        let mut flush = false;
-        if let Some(Lifetime::Open(a, best)) = self.slots.get_mut(*key) {
-            for b in waiting {
-                offer_q4(a, best, b, &mut self.deltas, &mut flush);
-            }
-        }
-        if flush {
-            self.deltas.flush(ctx);
-        }
-    }
-
-    fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, CategoryDelta>) {
-        let b = (b.price, b.date_time);
-        if let Some(states) = self.managed {
-            return self.bid_managed(states, b, ctx);
-        }
-        let mut flush = false;
-        match self
-            .slots
-            .get_or_insert_with(*key, || Lifetime::Waiting(Vec::new()))
-        {
-            Lifetime::Waiting(bids) => bids.push(b),
-            Lifetime::Open(a, best) => {
-                offer_q4(a, best, b, &mut self.deltas, &mut flush);
-            }
-        }
-        if flush {
-            self.deltas.flush(ctx);
-        }
-    }
-
-    fn on_watermark(&mut self, _watermark: Timestamp, ctx: &mut ProcessContext<'_, CategoryDelta>) {
-        self.deltas.flush(ctx);
-    }
-
-    fn on_end(&mut self, ctx: &mut ProcessContext<'_, CategoryDelta>) {
-        self.deltas.flush(ctx);
     }
 }
 
@@ -1057,12 +997,7 @@ impl KeyedProcessFunction<i64, CategoryDelta, Change<(i64, i64)>> for CategoryAv
 
 /// q4: the average winning price per category (a changelog).
 pub fn q4(events: &Stream<Event>) -> Stream<Change<(i64, i64)>> {
-    let auctions = auctions(events).key_by(|a: &Auction| a.id);
-    let bids = bids(events).key_by(|b: &Bid| b.auction);
-    auctions
-        .connect(&bids)
-        .process(CategoryWinners::default())
-        .name("winning-bid")
+    winning_bids::<CategoryView, CategoryDeltas>(events)
         .key_by(|d: &CategoryDelta| d.0)
         .process(CategoryAverage::default())
         .name("q4-average")
