@@ -23,6 +23,7 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod time;
+pub mod vec_pool;
 pub mod window;
 
 pub use api::{Env, EnvBuilder, KeyedStream, OutputTag, Stream};

@@ -13,6 +13,7 @@ use weir::state::{
     KeyedStateStore, ListState, ListStateDescriptor, MapState, MapStateDescriptor, StateCodec,
     StateError, ValueState, ValueStateDescriptor,
 };
+use weir::vec_pool::VecPool;
 use weir::{
     Change, CsvRecord, KeyedCoProcessFunction, KeyedProcessFunction, ProcessContext, Stream,
     Timestamp,
@@ -175,6 +176,9 @@ impl CsvRecord for Q8Row {
 }
 
 const TEN_SECONDS: i64 = 10_000;
+
+/// Room a new waiting list starts with: most auctions collect a few bids before they come.
+const WAITING: usize = 4;
 
 fn window_start(t: Timestamp) -> Timestamp {
     t - t.rem_euclid(TEN_SECONDS)
@@ -359,6 +363,8 @@ enum Q20Slot {
 #[derive(Clone, Default)]
 struct Q20Join {
     slots: DenseMap<Q20Slot>,
+    /// Drained waiting lists, as in `WinningBid`.
+    spare: VecPool<Bid>,
     managed: Option<(ValueState<Q20Slot>, ListState<Bid>)>,
 }
 
@@ -400,9 +406,10 @@ impl KeyedCoProcessFunction<i64, Bid, Auction, Q20Row> for Q20Join {
             }
             return;
         }
+        let spare = &self.spare;
         match self
             .slots
-            .get_or_insert_with(*key, || Q20Slot::Waiting(Vec::new()))
+            .get_or_insert_with(*key, || Q20Slot::Waiting(spare.take(WAITING)))
         {
             Q20Slot::Waiting(bids) => bids.push(b),
             Q20Slot::Matched(a) => ctx.emit(Q20Row {
@@ -439,12 +446,13 @@ impl KeyedCoProcessFunction<i64, Bid, Auction, Q20Row> for Q20Join {
             }
             return;
         }
-        if let Some(Q20Slot::Waiting(bids)) = self.slots.insert(*key, next)
-            && a.category == 10
-        {
-            for b in bids {
-                ctx.emit(Q20Row { bid: b, auction: a });
+        if let Some(Q20Slot::Waiting(mut bids)) = self.slots.insert(*key, next) {
+            if a.category == 10 {
+                for b in bids.drain(..) {
+                    ctx.emit(Q20Row { bid: b, auction: a });
+                }
             }
+            self.spare.give(bids);
         }
     }
 }
@@ -577,6 +585,9 @@ struct WinningBid<V: WinnerView, W> {
     /// in sequence and bid on while new, so the live ones share a few cache lines instead of a
     /// cold miss per bid.
     slots: DenseMap<Lifetime<V::A, V::B>>,
+    /// Drained waiting lists: nearly every auction has bids before it (ids are bid on up to
+    /// ten ahead of the newest auction), so a list per auction would be a malloc and a free.
+    spare: VecPool<V::B>,
     managed: Option<LifetimeStates<V::A, V::B>>,
     winners: W,
 }
@@ -585,6 +596,7 @@ impl<V: WinnerView, W: Default> Default for WinningBid<V, W> {
     fn default() -> Self {
         WinningBid {
             slots: DenseMap::default(),
+            spare: VecPool::default(),
             managed: None,
             winners: W::default(),
         }
@@ -595,6 +607,7 @@ impl<V: WinnerView, W: Clone> Clone for WinningBid<V, W> {
     fn clone(&self) -> Self {
         WinningBid {
             slots: self.slots.clone(),
+            spare: self.spare.clone(),
             managed: self.managed,
             winners: self.winners.clone(),
         }
@@ -725,7 +738,7 @@ impl<V: WinnerView, W: Winners<V>> KeyedCoProcessFunction<i64, Auction, Bid, W::
         if let Some(states) = self.managed {
             return self.auction_managed(states, V::auction(&a), ctx);
         }
-        let waiting = match self
+        let mut waiting = match self
             .slots
             .insert(*key, Lifetime::Open(V::auction(&a), None))
         {
@@ -733,10 +746,11 @@ impl<V: WinnerView, W: Winners<V>> KeyedCoProcessFunction<i64, Auction, Bid, W::
             _ => return,
         };
         if let Some(Lifetime::Open(a, best)) = self.slots.get_mut(*key) {
-            for b in waiting {
+            for b in waiting.drain(..) {
                 offer::<V, W>(a, best, b, &mut self.winners, ctx);
             }
         }
+        self.spare.give(waiting);
     }
 
     fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, W::Out>) {
@@ -744,9 +758,10 @@ impl<V: WinnerView, W: Winners<V>> KeyedCoProcessFunction<i64, Auction, Bid, W::
         if let Some(states) = self.managed {
             return self.bid_managed(states, b, ctx);
         }
+        let spare = &self.spare;
         match self
             .slots
-            .get_or_insert_with(*key, || Lifetime::Waiting(Vec::new()))
+            .get_or_insert_with(*key, || Lifetime::Waiting(spare.take(WAITING)))
         {
             Lifetime::Waiting(bids) => bids.push(b),
             Lifetime::Open(a, best) => {
@@ -1021,6 +1036,8 @@ enum Closing {
 #[derive(Clone, Default)]
 struct ClosedAuctions {
     slots: DenseMap<Closing>,
+    /// Drained waiting lists, as in `WinningBid`.
+    spare: VecPool<Bid>,
     by_end: BTreeMap<(Timestamp, i64), ()>,
     managed: Option<(ValueState<Closing>, ListState<Bid>)>,
 }
@@ -1122,25 +1139,27 @@ impl KeyedCoProcessFunction<i64, Auction, Bid, Closed> for ClosedAuctions {
         if let Some(states) = self.managed {
             return Self::auction_managed(states, a, ctx);
         }
-        let waiting = match self.slots.insert(*key, Closing::Open(a, None)) {
+        let mut waiting = match self.slots.insert(*key, Closing::Open(a, None)) {
             Some(Closing::Waiting(bids)) => bids,
             _ => Vec::new(),
         };
         if let Some(Closing::Open(a, best)) = self.slots.get_mut(*key) {
-            for b in waiting {
+            for b in waiting.drain(..) {
                 Self::offer(a, best, b);
             }
             self.by_end.insert((a.expires, a.id), ());
         }
+        self.spare.give(waiting);
     }
 
     fn process_right(&mut self, key: &i64, b: Bid, ctx: &mut ProcessContext<'_, Closed>) {
         if let Some(states) = self.managed {
             return Self::bid_managed(states, b, ctx);
         }
+        let spare = &self.spare;
         match self
             .slots
-            .get_or_insert_with(*key, || Closing::Waiting(Vec::new()))
+            .get_or_insert_with(*key, || Closing::Waiting(spare.take(WAITING)))
         {
             Closing::Waiting(bids) => bids.push(b),
             Closing::Open(a, best) => {

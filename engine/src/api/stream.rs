@@ -14,6 +14,7 @@ use crate::operator::{
 };
 use crate::runtime::{JobContext, OperatorCtx, ShardBuilder, ShardPart};
 use crate::sink::{CollectSink, CountSink, Sink, SinkParallelism, SinkPush, StdoutSink};
+use crate::vec_pool::VecPool;
 
 /// Names a side output of type `T` (Flink's `OutputTag`).
 pub struct OutputTag<T> {
@@ -174,16 +175,25 @@ impl<T: Data> Stream<T> {
                     let partitioner = make_partitioner(ctx, shard);
                     parts.push(Box::new(move |b| {
                         let out = b.take_output::<T>(id)?;
+                        // Enough for a batch per destination in flight both ways.
+                        let ctx = b.operator_ctx(id);
+                        let pool = Rc::new(VecPool::new(4 * ctx.batch_size, 4 * n));
                         let inbox = run_inbox(
                             rx,
                             out,
+                            pool.clone(),
                             b.scheduler.clone(),
-                            b.operator_ctx(id),
+                            ctx,
                             b.cancel.clone(),
                         );
                         b.spawn(Box::pin(inbox));
-                        let outbox =
-                            Outbox::new(tx, partitioner, b.scheduler.clone(), b.operator_ctx(id));
+                        let outbox = Outbox::new(
+                            tx,
+                            partitioner,
+                            pool,
+                            b.scheduler.clone(),
+                            b.operator_ctx(id),
+                        );
                         b.add_input::<T>(input, Box::new(outbox));
                         Ok(())
                     }));

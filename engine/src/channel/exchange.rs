@@ -6,7 +6,8 @@
 //! per destination and sends every non-empty one at once: a batch leaves as soon as the
 //! producer has nothing more ready, it is never held back to fill up. What does not fit is
 //! kept aside and the pushing task waits (see `runtime::task`). On the consuming side an inbox
-//! task receives from all producers and pushes into the local operator chain.
+//! task receives from all producers and pushes into the local operator chain. The drained
+//! vectors go back to this shard's outbox of the same exchange (`pool`), not to the allocator.
 
 use crate::checkpoint::shard::TerminalId;
 use std::cell::RefCell;
@@ -27,6 +28,7 @@ use crate::operator::{Push, guarded};
 use crate::runtime::task::{Pending, Scheduler};
 use crate::runtime::{OperatorCtx, ShardMetrics};
 use crate::time::{END_OF_TIME, Progress, WatermarkMerger};
+use crate::vec_pool::VecPool;
 
 /// Decides which shards receive which records.
 pub trait Partitioner<T>: 'static {
@@ -111,6 +113,8 @@ struct OutboxState<T, S> {
     /// Messages that did not fit, per destination, in order.
     held: Vec<VecDeque<Message<T>>>,
     batch_size: usize,
+    /// Where the next staging vectors come from: those this shard's inbox drained.
+    pool: Rc<VecPool<T>>,
     name: String,
     shard: usize,
     metrics: Rc<ShardMetrics>,
@@ -216,6 +220,7 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Outb
     pub(crate) fn new(
         senders: Vec<S>,
         partitioner: P,
+        pool: Rc<VecPool<T>>,
         scheduler: Rc<Scheduler>,
         ctx: OperatorCtx,
     ) -> Self {
@@ -225,6 +230,7 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Outb
             staging: (0..n).map(|_| Vec::new()).collect(),
             held: (0..n).map(|_| VecDeque::new()).collect(),
             batch_size: ctx.batch_size,
+            pool,
             name: ctx.name.clone(),
             shard: ctx.shard,
             metrics: ctx.metrics.clone(),
@@ -276,7 +282,9 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Push
                 if st.staging[dest].is_empty() {
                     continue;
                 }
-                let fresh = Vec::with_capacity(st.batch_size.min(st.staging[dest].len().max(16)));
+                let fresh = st
+                    .pool
+                    .take(st.batch_size.min(st.staging[dest].len().max(16)));
                 let records = std::mem::replace(&mut st.staging[dest], fresh);
                 let msg = Message::Data(Batch {
                     records,
@@ -320,6 +328,7 @@ impl<T: 'static, S: ChannelSender<Message<T>> + 'static, P: Partitioner<T>> Push
 pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
     mut inputs: Vec<R>,
     next: Box<dyn Push<T>>,
+    pool: Rc<VecPool<T>>,
     scheduler: Rc<Scheduler>,
     ctx: OperatorCtx,
     cancel: Arc<AtomicBool>,
@@ -333,6 +342,7 @@ pub(crate) async fn run_inbox<T, R: ChannelReceiver<Message<T>>>(
         open: inputs.len(),
         watermarks: WatermarkMerger::new(inputs.len()),
         next,
+        pool,
     };
     let disconnected = |from: usize| WeirError::Disconnected {
         operator: ctx.name.clone(),
@@ -402,12 +412,18 @@ struct InboxState<T> {
     open: usize,
     watermarks: WatermarkMerger,
     next: Box<dyn Push<T>>,
+    /// Shared with this shard's outbox of the same exchange.
+    pool: Rc<VecPool<T>>,
 }
 
 impl<T> InboxState<T> {
     fn handle(&mut self, from: usize, msg: Message<T>) -> Result<()> {
         match msg {
-            Message::Data(mut batch) => self.next.push(&mut batch),
+            Message::Data(mut batch) => {
+                self.next.push(&mut batch)?;
+                self.pool.give(batch.records);
+                Ok(())
+            }
             Message::Progress(p) => self.progress(from, p),
             Message::Barrier(b) => {
                 let aligned = self.aligner.on_barrier(from, b);
