@@ -60,6 +60,8 @@ struct SuiteArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Also measure latency at this fixed input rate (events/s), at the largest core count.
+    /// Latency is measured `--runs` times too, and each percentile is the median over the
+    /// runs: one descheduling of a vCPU can set a single run's p99.
     #[arg(long)]
     latency_rate: Option<u64>,
     /// Events of each latency run.
@@ -361,17 +363,19 @@ fn suite(args: SuiteArgs) -> Result<()> {
             if let Some(event_rate) = args.latency_event_rate {
                 s.generator.first_event_rate = event_rate;
             }
-            let r = run(&s).with_context(|| format!("latency run of {}", query.name()))?;
-            let [s50, s99, s999, _] = r.steady;
+            let mut percentiles: [Vec<f64>; 6] = Default::default();
+            for _ in 0..args.runs {
+                let r = run(&s).with_context(|| format!("latency run of {}", query.name()))?;
+                let [s50, s99, s999, _] = r.steady;
+                let all = [r.latency_p50, r.latency_p99, r.latency_p999, s50, s99, s999];
+                for (samples, d) in percentiles.iter_mut().zip(all) {
+                    samples.push(d.as_micros() as f64);
+                }
+            }
+            let [p50, p99, p999, s50, s99, s999] = percentiles.map(median);
             line.push_str(&format!(
-                " {:.2} | {} / {} / {} | {} / {} / {} |",
-                rate as f64 / 1e6,
-                r.latency_p50.as_micros(),
-                r.latency_p99.as_micros(),
-                r.latency_p999.as_micros(),
-                s50.as_micros(),
-                s99.as_micros(),
-                s999.as_micros()
+                " {:.2} | {p50} / {p99} / {p999} | {s50} / {s99} / {s999} |",
+                rate as f64 / 1e6
             ));
         }
         println!("{line}");
