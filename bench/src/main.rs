@@ -57,6 +57,8 @@ struct SuiteArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     cores: Vec<usize>,
     /// Runs per (query, cores); the table shows the median.
+    /// Runs go in rounds over all the queries (not all of one query's runs in a row), so a
+    /// slow spell of the machine costs each query at most one run and the median drops it.
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Also measure latency at this fixed input rate (events/s), at the largest core count.
@@ -323,59 +325,84 @@ fn suite(args: SuiteArgs) -> Result<()> {
         header.push_str(" latency rate (M/s) | latency p50 / p99 / p99.9 (us) | steady p50 / p99 / p99.9 (us) |");
         rule.push_str("---:|---:|---:|");
     }
-    println!("{header}\n{rule}");
-    for query in queries {
-        let mut line = format!("| {} |", query.name());
-        let mut rates = Vec::new();
-        for &cores in &args.cores {
-            let mut samples = Vec::with_capacity(args.runs);
-            for _ in 0..args.runs {
+    // Rounds go over every query before the next one starts: a slow spell of the VM (they last
+    // seconds to minutes here) then costs each query at most one run, which the median drops,
+    // instead of all the runs of the queries it happened to fall on.
+    let mut throughput = vec![vec![Vec::with_capacity(args.runs); args.cores.len()]; queries.len()];
+    for round in 1..=args.runs {
+        for (per_cores, &query) in throughput.iter_mut().zip(&queries) {
+            for (samples, &cores) in per_cores.iter_mut().zip(&args.cores) {
                 let report = run(&spec(query, cores, args.events, None))
                     .with_context(|| format!("running {} at {cores} cores", query.name()))?;
                 samples.push(report.events_per_sec());
             }
-            let m = median(samples);
-            rates.push(m);
-            line.push_str(&format!(" {:.2} |", m / 1e6));
         }
-        if let (Some(first), Some(last)) = (rates.first(), rates.last())
-            && rates.len() >= 2
+        eprintln!("suite: throughput round {round}/{} done", args.runs);
+    }
+    let rates: Vec<Vec<f64>> = throughput
+        .into_iter()
+        .map(|per_cores| per_cores.into_iter().map(median).collect())
+        .collect();
+    let cores = args.cores.iter().copied().max().unwrap_or(1);
+    let max_cores_at = args.cores.iter().position(|&c| c == cores);
+    // Each query's latency run (rate, events), if one is asked for.
+    let latency_runs: Vec<Option<(u64, u64)>> = rates
+        .iter()
+        .map(
+            |r| match (args.latency_rate, max_cores_at.and_then(|i| r.get(i))) {
+                (Some(rate), _) => Some((rate, args.latency_events)),
+                (None, Some(max)) if args.latency_at_half => {
+                    let rate = (max / 2.0).max(1.0) as u64;
+                    let events = (rate as f64 * args.latency_seconds).max(1.0) as u64;
+                    Some((rate, events))
+                }
+                _ => None,
+            },
+        )
+        .collect();
+    let mut percentiles: Vec<[Vec<f64>; 6]> = vec![Default::default(); queries.len()];
+    for round in 1..=args.runs {
+        for ((samples, &query), latency) in percentiles.iter_mut().zip(&queries).zip(&latency_runs)
         {
-            line.push_str(&format!(" {:.2}x |", last / first));
-        }
-        let cores = args.cores.iter().copied().max().unwrap_or(1);
-        let at_max_cores = args
-            .cores
-            .iter()
-            .position(|&c| c == cores)
-            .and_then(|i| rates.get(i));
-        let latency = match (args.latency_rate, at_max_cores) {
-            (Some(rate), _) => Some((rate, args.latency_events)),
-            (None, Some(max)) if args.latency_at_half => {
-                let rate = (max / 2.0).max(1.0) as u64;
-                let events = (rate as f64 * args.latency_seconds).max(1.0) as u64;
-                Some((rate, events))
-            }
-            _ => None,
-        };
-        if let Some((rate, events)) = latency {
+            let Some((rate, events)) = *latency else {
+                continue;
+            };
             let mut s = spec(query, cores, events, Some(rate));
             if let Some(event_rate) = args.latency_event_rate {
                 s.generator.first_event_rate = event_rate;
             }
-            let mut percentiles: [Vec<f64>; 6] = Default::default();
-            for _ in 0..args.runs {
-                let r = run(&s).with_context(|| format!("latency run of {}", query.name()))?;
-                let [s50, s99, s999, _] = r.steady;
-                let all = [r.latency_p50, r.latency_p99, r.latency_p999, s50, s99, s999];
-                for (samples, d) in percentiles.iter_mut().zip(all) {
-                    samples.push(d.as_micros() as f64);
-                }
+            let r = run(&s).with_context(|| format!("latency run of {}", query.name()))?;
+            let [s50, s99, s999, _] = r.steady;
+            let all = [r.latency_p50, r.latency_p99, r.latency_p999, s50, s99, s999];
+            for (v, d) in samples.iter_mut().zip(all) {
+                v.push(d.as_micros() as f64);
             }
-            let [p50, p99, p999, s50, s99, s999] = percentiles.map(median);
+        }
+        if latency_runs.iter().any(Option::is_some) {
+            eprintln!("suite: latency round {round}/{} done", args.runs);
+        }
+    }
+    println!("{header}\n{rule}");
+    for (((query, per_cores), latency), samples) in queries
+        .iter()
+        .zip(&rates)
+        .zip(&latency_runs)
+        .zip(percentiles)
+    {
+        let mut line = format!("| {} |", query.name());
+        for m in per_cores {
+            line.push_str(&format!(" {:.2} |", m / 1e6));
+        }
+        if let (Some(first), Some(last)) = (per_cores.first(), per_cores.last())
+            && per_cores.len() >= 2
+        {
+            line.push_str(&format!(" {:.2}x |", last / first));
+        }
+        if let Some((rate, _)) = latency {
+            let [p50, p99, p999, s50, s99, s999] = samples.map(median);
             line.push_str(&format!(
                 " {:.2} | {p50} / {p99} / {p999} | {s50} / {s99} / {s999} |",
-                rate as f64 / 1e6
+                *rate as f64 / 1e6
             ));
         }
         println!("{line}");
