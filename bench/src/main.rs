@@ -56,9 +56,9 @@ struct SuiteArgs {
     /// Core counts to run at (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     cores: Vec<usize>,
-    /// Runs per (query, cores); the table shows the median.
-    /// Runs go in rounds over all the queries (not all of one query's runs in a row), so a
-    /// slow spell of the machine costs each query at most one run and the median drops it.
+    /// Runs per (query, cores); the table shows the median. Runs go in rounds over all the
+    /// queries (not all of one query's runs in a row), so a slow spell of the machine costs
+    /// each query at most one run and the median drops it.
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Also measure latency at this fixed input rate (events/s), at the largest core count.
