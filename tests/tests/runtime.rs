@@ -91,6 +91,47 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A stream read by several consumers (a fan-out: all but the last read the batch in place
+    /// through `push_shared`) gives each consumer exactly what it would get alone: filter, map,
+    /// flat_map, a key-by exchange and a collecting sink, in any order of attachment.
+    #[test]
+    fn every_consumer_of_a_fan_out_sees_every_record(
+        values in prop::collection::vec(-50i64..50, 0..300),
+        shards in prop::sample::select(vec![1usize, 2]),
+        order in Just([0usize, 1, 2, 3, 4]).prop_shuffle(),
+    ) {
+        let env = make_env(shards);
+        let source = env.from_iter(values.clone());
+        let mut outs: Vec<Option<weir::sink::CollectSink<i64>>> = vec![None, None, None, None, None];
+        for &consumer in &order {
+            outs[consumer] = Some(match consumer {
+                0 => source.filter(|v| v % 3 == 0).collect(),
+                1 => source.map(|v| v * 2).collect(),
+                2 => source.flat_map(|v| if v > 0 { vec![v, -v] } else { vec![] }).collect(),
+                3 => source.key_by(|v| *v).process(
+                    |_k: &i64, v: i64, ctx: &mut weir::ProcessContext<'_, i64>| ctx.emit(v + 1000),
+                ).collect(),
+                _ => source.collect(),
+            });
+        }
+        env.execute().expect("job runs");
+        let expected: [Vec<i64>; 5] = [
+            values.iter().copied().filter(|v| v % 3 == 0).collect(),
+            values.iter().map(|v| v * 2).collect(),
+            values.iter().filter(|&&v| v > 0).flat_map(|&v| [v, -v]).collect(),
+            values.iter().map(|v| v + 1000).collect(),
+            values.clone(),
+        ];
+        for (i, (out, want)) in outs.into_iter().zip(expected).enumerate() {
+            let got = out.map(|o| o.take()).unwrap_or_default();
+            prop_assert_eq!(multiset(got), multiset(want), "consumer {}", i);
+        }
+    }
+}
+
 #[test]
 fn union_rebalance_and_broadcast_deliver_every_record() {
     let env = make_env(2);

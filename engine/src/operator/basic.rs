@@ -41,6 +41,19 @@ impl<T, U, F: FnMut(T) -> U> Push<T> for MapOp<T, U, F> {
         self.next.push(&mut self.out)
     }
 
+    fn push_shared(&mut self, batch: &Batch<T>, _scratch: &mut Batch<T>) -> Result<()>
+    where
+        T: Clone,
+    {
+        self.ctx.count_in(batch.len());
+        let (f, out) = (&mut self.f, &mut self.out.records);
+        guarded(&self.ctx, || {
+            out.extend(batch.records.iter().cloned().map(f))
+        })?;
+        self.out.ingest = batch.ingest;
+        self.next.push(&mut self.out)
+    }
+
     fn progress(&mut self, progress: Progress) -> Result<()> {
         self.next.progress(progress)
     }
@@ -76,6 +89,25 @@ impl<T, F: FnMut(&T) -> bool> Push<T> for FilterOp<T, F> {
             return Ok(());
         }
         self.next.push(batch)
+    }
+
+    fn push_shared(&mut self, batch: &Batch<T>, scratch: &mut Batch<T>) -> Result<()>
+    where
+        T: Clone,
+    {
+        self.ctx.count_in(batch.len());
+        let f = &mut self.f;
+        scratch.records.clear();
+        guarded(&self.ctx, || {
+            scratch
+                .records
+                .extend(batch.records.iter().filter(|r| f(r)).cloned())
+        })?;
+        if scratch.is_empty() {
+            return Ok(());
+        }
+        scratch.ingest = batch.ingest;
+        self.next.push(scratch)
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
@@ -128,6 +160,24 @@ impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> Push<T> for FlatMapOp<T,
         self.next.push(&mut self.out)
     }
 
+    fn push_shared(&mut self, batch: &Batch<T>, _scratch: &mut Batch<T>) -> Result<()>
+    where
+        T: Clone,
+    {
+        self.ctx.count_in(batch.len());
+        let (f, out) = (&mut self.f, &mut self.out.records);
+        guarded(&self.ctx, || {
+            for r in &batch.records {
+                out.extend(f(r.clone()));
+            }
+        })?;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.out.ingest = batch.ingest;
+        self.next.push(&mut self.out)
+    }
+
     fn progress(&mut self, progress: Progress) -> Result<()> {
         self.next.progress(progress)
     }
@@ -141,7 +191,8 @@ impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> Push<T> for FlatMapOp<T,
     }
 }
 
-/// Fan-out of one stream to several consumers: every consumer but the last gets a clone.
+/// Fan-out of one stream to several consumers: every consumer but the last reads the batch
+/// through `push_shared` (copying what it keeps), the last takes it.
 pub struct Tee<T> {
     outputs: Vec<Box<dyn Push<T>>>,
     scratch: Batch<T>,
@@ -163,10 +214,7 @@ impl<T: Clone> Push<T> for Tee<T> {
             return Ok(());
         };
         for out in rest {
-            self.scratch.records.clear();
-            self.scratch.records.extend_from_slice(&batch.records);
-            self.scratch.ingest = batch.ingest;
-            out.push(&mut self.scratch)?;
+            out.push_shared(batch, &mut self.scratch)?;
         }
         last.push(batch)
     }

@@ -61,6 +61,22 @@ pub trait Push<T> {
     /// its capacity kept for reuse by the caller).
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()>;
 
+    /// Processes a copy of every record of `batch`, leaving `batch` as it is: what a fan-out
+    /// (`Tee`) calls for every consumer but the last. The default copies the batch into
+    /// `scratch` and pushes that. Operators that read records one at a time (map, filter,
+    /// flat_map) copy each record as they take it instead, so a consumer that keeps few
+    /// records copies only those: q8's person and auction filters keep 8% of the events, and
+    /// used to copy every 80-byte event of every batch first.
+    fn push_shared(&mut self, batch: &Batch<T>, scratch: &mut Batch<T>) -> Result<()>
+    where
+        T: Clone,
+    {
+        scratch.records.clear();
+        scratch.records.extend_from_slice(&batch.records);
+        scratch.ingest = batch.ingest;
+        self.push(scratch)
+    }
+
     /// Event-time progress on this path: pass it on (operators with timers fire them first).
     fn progress(&mut self, progress: Progress) -> Result<()>;
 
@@ -77,6 +93,14 @@ impl<T> Push<T> for Box<dyn Push<T>> {
     #[inline]
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         (**self).push(batch)
+    }
+
+    #[inline]
+    fn push_shared(&mut self, batch: &Batch<T>, scratch: &mut Batch<T>) -> Result<()>
+    where
+        T: Clone,
+    {
+        (**self).push_shared(batch, scratch)
     }
 
     #[inline]
