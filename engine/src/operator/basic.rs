@@ -3,6 +3,7 @@
 use super::{Push, guarded};
 use crate::checkpoint::shard::TerminalId;
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::batch::Batch;
 use crate::checkpoint::Barrier;
@@ -32,13 +33,20 @@ impl<T, U, F: FnMut(T) -> U> MapOp<T, U, F> {
     }
 }
 
+impl<T, U, F: FnMut(T) -> U> MapOp<T, U, F> {
+    /// Maps one batch's records (taken out of it, or copies) and pushes the result on.
+    fn map_batch(&mut self, records: impl Iterator<Item = T>, ingest: Instant) -> Result<()> {
+        let (f, out) = (&mut self.f, &mut self.out.records);
+        guarded(&self.ctx, || out.extend(records.map(f)))?;
+        self.out.ingest = ingest;
+        self.next.push(&mut self.out)
+    }
+}
+
 impl<T, U, F: FnMut(T) -> U> Push<T> for MapOp<T, U, F> {
     fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
         self.ctx.count_in(batch.len());
-        let (f, out) = (&mut self.f, &mut self.out.records);
-        guarded(&self.ctx, || out.extend(batch.records.drain(..).map(f)))?;
-        self.out.ingest = batch.ingest;
-        self.next.push(&mut self.out)
+        self.map_batch(batch.records.drain(..), batch.ingest)
     }
 
     fn push_shared(&mut self, batch: &Batch<T>, _scratch: &mut Batch<T>) -> Result<()>
@@ -46,12 +54,7 @@ impl<T, U, F: FnMut(T) -> U> Push<T> for MapOp<T, U, F> {
         T: Clone,
     {
         self.ctx.count_in(batch.len());
-        let (f, out) = (&mut self.f, &mut self.out.records);
-        guarded(&self.ctx, || {
-            out.extend(batch.records.iter().cloned().map(f))
-        })?;
-        self.out.ingest = batch.ingest;
-        self.next.push(&mut self.out)
+        self.map_batch(batch.records.iter().cloned(), batch.ingest)
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
@@ -144,20 +147,27 @@ impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> FlatMapOp<T, U, I, F> {
     }
 }
 
-impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> Push<T> for FlatMapOp<T, U, I, F> {
-    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
-        self.ctx.count_in(batch.len());
+impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> FlatMapOp<T, U, I, F> {
+    /// Flat-maps one batch's records (taken out of it, or copies) and pushes what came out.
+    fn flat_map_batch(&mut self, records: impl Iterator<Item = T>, ingest: Instant) -> Result<()> {
         let (f, out) = (&mut self.f, &mut self.out.records);
         guarded(&self.ctx, || {
-            for r in batch.records.drain(..) {
+            for r in records {
                 out.extend(f(r));
             }
         })?;
         if self.out.is_empty() {
             return Ok(());
         }
-        self.out.ingest = batch.ingest;
+        self.out.ingest = ingest;
         self.next.push(&mut self.out)
+    }
+}
+
+impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> Push<T> for FlatMapOp<T, U, I, F> {
+    fn push(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        self.ctx.count_in(batch.len());
+        self.flat_map_batch(batch.records.drain(..), batch.ingest)
     }
 
     fn push_shared(&mut self, batch: &Batch<T>, _scratch: &mut Batch<T>) -> Result<()>
@@ -165,17 +175,7 @@ impl<T, U, I: IntoIterator<Item = U>, F: FnMut(T) -> I> Push<T> for FlatMapOp<T,
         T: Clone,
     {
         self.ctx.count_in(batch.len());
-        let (f, out) = (&mut self.f, &mut self.out.records);
-        guarded(&self.ctx, || {
-            for r in &batch.records {
-                out.extend(f(r.clone()));
-            }
-        })?;
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        self.out.ingest = batch.ingest;
-        self.next.push(&mut self.out)
+        self.flat_map_batch(batch.records.iter().cloned(), batch.ingest)
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
