@@ -3,28 +3,147 @@
 //! few dozen members and the hot channels' with tens of thousands.
 //!
 //! Two choices make its lookups cheap where a `SegmentedMap` per set was not:
-//! - **Flat while small.** A small map is one hashbrown table held inline (its header is in the
-//!   owner's struct, the buckets behind one pointer), not a `SegmentedMap`'s directory and
-//!   segment vectors in front of the table: a probe of a cold set misses on the table only,
-//!   not on two more heap blocks first, and an empty map allocates nothing. Once it holds
-//!   [`FLAT_LIMIT`] entries it moves into a `SegmentedMap` (a one-off move of that many
-//!   entries, the size of a segment split), so a large map still never stalls on a doubling.
+//! - **Flat while small.** A small map is one array of `(key, value)` slots, open addressing
+//!   with linear probing, a reserved key marking free slots: a probe of a cold set misses on
+//!   the one cache line holding the key and its value. A `SegmentedMap` per set missed on its
+//!   directory and segment vectors, then on a hashbrown table's control bytes, then on the
+//!   entry; a hashbrown table alone still on two lines (control bytes apart from entries).
+//!   An empty map allocates nothing. Once it holds [`FLAT_LIMIT`] entries it moves into a
+//!   `SegmentedMap` (a one-off move of that many entries, the size of a segment split), so a
+//!   large map still never stalls on a doubling.
 //! - **Ids in runs.** Both forms hash with [`IdHash`]: consecutive ids share cache lines, so
 //!   the recent ids a stream keeps probing stay cached (see its docs).
-
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 
 use crate::segmented::{IdHash, MapHash, SEGMENT_ENTRIES, SegmentedMap};
 
 /// The most entries a map holds flat: half a segment, so that spilling into a `SegmentedMap`
-/// moves no more than one of its splits does, and the flat table (4096 buckets at most) grows
+/// moves no more than one of its splits does, and the flat table (8192 slots at most) grows
 /// by doublings of at most 1792 entries.
 pub const FLAT_LIMIT: usize = SEGMENT_ENTRIES / 2;
 
+/// The key that marks a free slot of a flat table; its own value is kept beside the slots.
+const FREE: i64 = i64::MIN;
+
+/// The fewest slots of an allocated flat table.
+const MIN_SLOTS: usize = 16;
+
+/// A small map as one slot array: linear probing from the key's `IdHash`, at most half full
+/// (a miss probes about 2.5 slots, a hit 1.5: mostly one cache line of four 16-byte slots).
+#[derive(Clone)]
+struct Flat<V> {
+    /// A power of two many slots (or none); free ones hold the key `FREE`.
+    slots: Vec<(i64, V)>,
+    /// Entries, counting `free_key`'s.
+    len: usize,
+    /// The value of the key `FREE` itself, if it is in the map.
+    free_key: Option<V>,
+}
+
+impl<V> Default for Flat<V> {
+    fn default() -> Self {
+        Flat {
+            slots: Vec::new(),
+            len: 0,
+            free_key: None,
+        }
+    }
+}
+
+impl<V: Default> Flat<V> {
+    /// Where `key` (not `FREE`) is: `Ok(slot)`, or `Err(free slot)` where it would go.
+    /// Terminates: the table is at most half full, so a free slot follows every run.
+    #[inline]
+    fn probe(&self, key: i64, hash: u64) -> Result<usize, usize> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = hash as usize & mask;
+        loop {
+            match self.slots.get(i) {
+                Some((k, _)) if *k == key => return Ok(i),
+                Some((k, _)) if *k == FREE => return Err(i),
+                Some(_) => i = (i + 1) & mask,
+                // Only with no slots at all.
+                None => return Err(i),
+            }
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: i64, hash: u64) -> Option<&V> {
+        if key == FREE {
+            return self.free_key.as_ref();
+        }
+        let i = self.probe(key, hash).ok()?;
+        self.slots.get(i).map(|(_, v)| v)
+    }
+
+    #[inline]
+    fn contains(&self, key: i64, hash: u64) -> bool {
+        self.get(key, hash).is_some()
+    }
+
+    /// The value of `key`, inserted as `default()` if absent, and whether it was inserted now.
+    #[inline]
+    fn find_or_insert_with(
+        &mut self,
+        key: i64,
+        hash: u64,
+        default: impl FnOnce() -> V,
+    ) -> (&mut V, bool) {
+        if key == FREE {
+            let new = self.free_key.is_none();
+            self.len += usize::from(new);
+            return (self.free_key.get_or_insert_with(default), new);
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let (i, new) = match self.probe(key, hash) {
+            Ok(i) => (i, false),
+            Err(i) => (i, true),
+        };
+        if new {
+            self.len += 1;
+        }
+        // In range: `probe` masks the index by the slot count, and there are slots now.
+        let slot = &mut self.slots[i];
+        if new {
+            *slot = (key, default());
+        }
+        (&mut slot.1, new)
+    }
+
+    /// Doubles the slots (or allocates the first ones) and reinserts every entry.
+    #[cold]
+    fn grow(&mut self) {
+        let slots = (self.slots.len() * 2).max(MIN_SLOTS);
+        let old = std::mem::replace(
+            &mut self.slots,
+            std::iter::repeat_with(|| (FREE, V::default()))
+                .take(slots)
+                .collect(),
+        );
+        for (k, v) in old {
+            if k != FREE
+                && let Err(i) = self.probe(k, IdHash::hash(&k))
+                && let Some(slot) = self.slots.get_mut(i)
+            {
+                *slot = (k, v);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (i64, &V)> {
+        self.slots
+            .iter()
+            .filter(|(k, _)| *k != FREE)
+            .map(|(k, v)| (*k, v))
+            .chain(self.free_key.iter().map(|v| (FREE, v)))
+    }
+}
+
 #[derive(Clone)]
 enum Repr<V> {
-    Flat(HashTable<(i64, V)>),
+    Flat(Flat<V>),
     Segmented(Box<SegmentedMap<i64, V, IdHash>>),
 }
 
@@ -38,17 +157,12 @@ pub struct IdMap<V> {
 impl<V> Default for IdMap<V> {
     fn default() -> Self {
         IdMap {
-            repr: Repr::Flat(HashTable::new()),
+            repr: Repr::Flat(Flat::default()),
         }
     }
 }
 
-#[inline]
-fn hash_of<V>(entry: &(i64, V)) -> u64 {
-    IdHash::hash(&entry.0)
-}
-
-impl<V> IdMap<V> {
+impl<V: Default> IdMap<V> {
     /// An empty map (no allocation).
     pub fn new() -> Self {
         Self::default()
@@ -58,7 +172,7 @@ impl<V> IdMap<V> {
     #[inline]
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Flat(t) => t.len(),
+            Repr::Flat(t) => t.len,
             Repr::Segmented(m) => m.len(),
         }
     }
@@ -78,7 +192,7 @@ impl<V> IdMap<V> {
     #[inline]
     pub fn get(&self, key: i64) -> Option<&V> {
         match &self.repr {
-            Repr::Flat(t) => t.find(IdHash::hash(&key), |e| e.0 == key).map(|e| &e.1),
+            Repr::Flat(t) => t.get(key, IdHash::hash(&key)),
             Repr::Segmented(m) => m.get(&key),
         }
     }
@@ -89,10 +203,7 @@ impl<V> IdMap<V> {
         let hash = IdHash::hash(&key);
         self.make_room(hash, key);
         match &mut self.repr {
-            Repr::Flat(t) => match t.entry(hash, |e| e.0 == key, hash_of) {
-                Entry::Occupied(o) => (&mut o.into_mut().1, false),
-                Entry::Vacant(v) => (&mut v.insert((key, default())).into_mut().1, true),
-            },
+            Repr::Flat(t) => t.find_or_insert_with(key, hash, default),
             Repr::Segmented(m) => m.find_or_insert_with(&key, default),
         }
     }
@@ -102,13 +213,13 @@ impl<V> IdMap<V> {
         let hash = IdHash::hash(&key);
         self.make_room(hash, key);
         match &mut self.repr {
-            Repr::Flat(t) => match t.entry(hash, |e| e.0 == key, hash_of) {
-                Entry::Occupied(mut o) => Some(std::mem::replace(&mut o.get_mut().1, value)),
-                Entry::Vacant(v) => {
-                    v.insert((key, value));
-                    None
-                }
-            },
+            Repr::Flat(t) => {
+                let mut value = Some(value);
+                let (slot, new) =
+                    t.find_or_insert_with(key, hash, || value.take().unwrap_or_default());
+                // `value` is still there iff the key was present.
+                value.map(|v| std::mem::replace(slot, v)).filter(|_| !new)
+            }
             Repr::Segmented(m) => m.insert(key, value),
         }
     }
@@ -117,8 +228,8 @@ impl<V> IdMap<V> {
     #[inline]
     fn make_room(&mut self, hash: u64, key: i64) {
         if let Repr::Flat(t) = &self.repr
-            && t.len() >= FLAT_LIMIT
-            && t.find(hash, |e| e.0 == key).is_none()
+            && t.len >= FLAT_LIMIT
+            && !t.contains(key, hash)
         {
             self.spill();
         }
@@ -128,7 +239,14 @@ impl<V> IdMap<V> {
     #[cold]
     fn spill(&mut self) {
         if let Repr::Flat(t) = &mut self.repr {
-            let segmented: SegmentedMap<i64, V, IdHash> = std::mem::take(t).into_iter().collect();
+            let Flat {
+                slots, free_key, ..
+            } = std::mem::take(t);
+            let segmented: SegmentedMap<i64, V, IdHash> = slots
+                .into_iter()
+                .filter(|(k, _)| *k != FREE)
+                .chain(free_key.map(|v| (FREE, v)))
+                .collect();
             self.repr = Repr::Segmented(Box::new(segmented));
         }
     }
@@ -136,13 +254,13 @@ impl<V> IdMap<V> {
     /// Every entry, in no particular order.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (i64, &V)> + '_> {
         match &self.repr {
-            Repr::Flat(t) => Box::new(t.iter().map(|(k, v)| (*k, v))),
+            Repr::Flat(t) => Box::new(t.iter()),
             Repr::Segmented(m) => Box::new(m.iter().map(|(k, v)| (*k, v))),
         }
     }
 }
 
-impl<V> Extend<(i64, V)> for IdMap<V> {
+impl<V: Default> Extend<(i64, V)> for IdMap<V> {
     fn extend<I: IntoIterator<Item = (i64, V)>>(&mut self, iter: I) {
         for (k, v) in iter {
             self.insert(k, v);
@@ -150,7 +268,7 @@ impl<V> Extend<(i64, V)> for IdMap<V> {
     }
 }
 
-impl<V> FromIterator<(i64, V)> for IdMap<V> {
+impl<V: Default> FromIterator<(i64, V)> for IdMap<V> {
     fn from_iter<I: IntoIterator<Item = (i64, V)>>(iter: I) -> Self {
         let mut map = IdMap::new();
         map.extend(iter);
