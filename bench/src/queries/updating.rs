@@ -978,3 +978,59 @@ impl StateCodec for AuctionDayState {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use weir::id_map::FLAT_LIMIT;
+
+    use super::*;
+
+    /// The members of a distinct set, sorted.
+    fn members(set: &DistinctByBand) -> Vec<(i64, u8)> {
+        let mut m: Vec<(i64, u8)> = set.seen.iter().map(|(k, v)| (k, *v)).collect();
+        m.sort_unstable();
+        m
+    }
+
+    /// A q16 group's checkpointed state reads back whole: counts, latest time and both sets,
+    /// a small (flat) one and one past the flat limit (segmented), extreme ids included.
+    #[test]
+    fn channel_state_round_trips_through_its_codec() -> Result<(), StateError> {
+        let mut state = ChannelState::default();
+        let bid = |bidder: i64, auction: i64, price: i64, date_time: i64| Bid {
+            bidder,
+            auction,
+            price,
+            channel: "c",
+            url: "u",
+            date_time,
+            extra: "",
+        };
+        for (i, id) in (0..FLAT_LIMIT as i64 + 100).enumerate() {
+            // Bidders: many (spills); auctions: a few, strided, in several bands.
+            state.add(&bid(
+                id,
+                (id % 7) << 20,
+                (i as i64 % 3) * 600_000,
+                1_000 + id,
+            ));
+        }
+        state.add(&bid(i64::MIN, i64::MAX, 5, 10));
+        assert!(state.stats.bidders.seen.is_segmented());
+        assert!(!state.stats.auctions.seen.is_segmented());
+
+        let mut bytes = Vec::new();
+        state.encode(&mut bytes);
+        let back = ChannelState::decode(&bytes)?;
+        assert_eq!(back.latest, state.latest);
+        assert_eq!(back.stats.stats, state.stats.stats);
+        assert_eq!(members(&back.stats.bidders), members(&state.stats.bidders));
+        assert_eq!(
+            members(&back.stats.auctions),
+            members(&state.stats.auctions)
+        );
+        assert_eq!(members(&back.stats.auctions).len(), 8);
+        assert_eq!(state.stats.stats.total_bidders, FLAT_LIMIT as i64 + 101);
+        Ok(())
+    }
+}
