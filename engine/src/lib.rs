@@ -14,6 +14,7 @@ pub mod channel;
 pub mod checkpoint;
 pub mod dense;
 pub mod error;
+pub mod id_map;
 pub mod key;
 pub mod nexmark;
 pub mod operator;
