@@ -71,8 +71,97 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// Consecutive ids in one run of `2^ID_RUN_BITS` that share a run of buckets (see
+/// [`id_hash`]).
+pub const ID_RUN_BITS: u32 = 3;
+
+/// A locality-preserving hash of an integer id: the ids of one aligned run of `2^ID_RUN_BITS`
+/// consecutive values get hashes that differ only in their low bits (neighbouring buckets) and
+/// their top bits (the tag), while the runs scatter as with a mixing hash. See
+/// `segmented::IdHash` for why, and why strided ids still spread.
+#[inline]
+pub fn id_hash(id: u64) -> u64 {
+    let low = (1u64 << ID_RUN_BITS) - 1;
+    let mut h = (id >> ID_RUN_BITS) ^ 0x9e37_79b9_7f4a_7c15;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    let position = id & low;
+    ((h & !low) | ((h ^ position) & low)) ^ (position << (64 - ID_RUN_BITS))
+}
+
+/// The hasher of operators' in-memory maps ([`KeyMap`]). A key that hashes as one integer
+/// (an id: bidder, auction, person) gets [`id_hash`], every other key [`KeyHasher`]'s hash.
+///
+/// Why: keyed operators look up recent ids — a session window per bidder (q11), counts per
+/// auction — and a scattering hash puts each on its own cold cache line; in runs of 8 they
+/// share lines. Only the in-memory layout depends on this hasher: where a key's state lives
+/// (its key group) comes from [`hash_key`], which is unchanged, and checkpoints hold entries,
+/// not tables.
+#[derive(Default, Clone, Copy)]
+pub struct MapHasher {
+    inner: KeyHasher,
+    /// Words written; `first` is the key itself when this ends at 1.
+    words: u32,
+    first: u64,
+}
+
+impl Hasher for MapHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        // Bytes are never an id, whatever their length.
+        self.words = self.words.saturating_add(2);
+        self.inner.write(bytes);
+    }
+
+    #[inline]
+    fn write_u64(&mut self, word: u64) {
+        if self.words == 0 {
+            self.first = word;
+        }
+        self.words = self.words.saturating_add(1);
+        self.inner.write_u64(word);
+    }
+
+    #[inline]
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    #[inline]
+    fn write_i32(&mut self, v: i32) {
+        self.write_u64(v as u64);
+    }
+
+    #[inline]
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        if self.words == 1 {
+            id_hash(self.first)
+        } else {
+            self.inner.finish()
+        }
+    }
+}
+
 /// `BuildHasher` for hash maps keyed by user keys inside operators.
-pub type KeyBuildHasher = BuildHasherDefault<KeyHasher>;
+pub type KeyBuildHasher = BuildHasherDefault<MapHasher>;
 
 /// A `HashMap` with the engine's fast deterministic hasher.
 pub type KeyMap<K, V> = std::collections::HashMap<K, V, KeyBuildHasher>;
@@ -139,6 +228,44 @@ mod tests {
         assert_eq!(hash_key(&0u64), hash_key(&0u64));
         assert_ne!(hash_key(&1u64), hash_key(&2u64));
         assert_eq!(hash_key("abc"), hash_key(&String::from("abc")));
+    }
+
+    fn map_hash<K: Hash + ?Sized>(key: &K) -> u64 {
+        use std::hash::BuildHasher;
+        KeyBuildHasher::default().hash_one(key)
+    }
+
+    #[test]
+    fn map_hash_keeps_runs_of_ids_together_and_nothing_else() {
+        // One integer: its id hash, whatever its width.
+        assert_eq!(map_hash(&41i64), id_hash(41));
+        assert_eq!(map_hash(&41u32), id_hash(41));
+        assert_eq!(map_hash(&7u8), id_hash(7));
+        // Ids of one run differ only in the low bits and the tag bits.
+        let middle = !((1u64 << ID_RUN_BITS) - 1) & (u64::MAX >> ID_RUN_BITS);
+        for id in 8..16i64 {
+            assert_eq!(map_hash(&id) & middle, map_hash(&8i64) & middle);
+        }
+        // Anything else hashes as the key-group hash does.
+        assert_eq!(map_hash(&(1i64, 2i64)), hash_key(&(1i64, 2i64)));
+        assert_eq!(map_hash("bidder"), hash_key("bidder"));
+        assert_eq!(map_hash(&[1u8; 8][..]), hash_key(&[1u8; 8][..]));
+        // Key groups (where state lives) do not depend on it.
+        assert_ne!(hash_key(&41i64), id_hash(41));
+    }
+
+    #[test]
+    fn map_hash_spreads_strided_ids_over_buckets() {
+        for stride in [1i64, 8, 64, 1 << 20] {
+            let buckets: std::collections::HashSet<u64> = (0..4096i64)
+                .map(|i| map_hash(&(i * stride)) & 4095)
+                .collect();
+            assert!(
+                buckets.len() > 2000,
+                "stride {stride}: {} buckets",
+                buckets.len()
+            );
+        }
     }
 
     #[test]

@@ -55,8 +55,7 @@ impl<K: Hash + ?Sized> MapHash<K> for StableHash {
     }
 }
 
-/// Consecutive ids in one run of `2^ID_RUN_BITS` that share a run of buckets.
-pub const ID_RUN_BITS: u32 = 3;
+pub use crate::key::ID_RUN_BITS;
 
 /// A locality-preserving hash for `i64` ids: the ids of one aligned run of
 /// `2^ID_RUN_BITS` (8) consecutive values land on 8 neighbouring buckets (two cache lines of
@@ -78,16 +77,7 @@ pub struct IdHash;
 impl MapHash<i64> for IdHash {
     #[inline]
     fn hash(key: &i64) -> u64 {
-        let id = *key as u64;
-        let low = (1u64 << ID_RUN_BITS) - 1;
-        let mut h = (id >> ID_RUN_BITS) ^ 0x9e37_79b9_7f4a_7c15;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^= h >> 33;
-        let position = id & low;
-        ((h & !low) | ((h ^ position) & low)) ^ (position << (64 - ID_RUN_BITS))
+        crate::key::id_hash(*key as u64)
     }
 }
 
