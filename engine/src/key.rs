@@ -9,6 +9,33 @@
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::ops::Range;
 
+/// The integer writes of a word hasher: each integer is one `write_u64` of its value, so a key
+/// hashes the same whatever integer width holds it. (Not `i32`: `KeyHasher`'s hash of `i32`
+/// keys decides where their state lives, and has always taken the byte path.)
+macro_rules! integers_as_words {
+    () => {
+        #[inline]
+        fn write_u8(&mut self, v: u8) {
+            self.write_u64(u64::from(v));
+        }
+
+        #[inline]
+        fn write_u32(&mut self, v: u32) {
+            self.write_u64(u64::from(v));
+        }
+
+        #[inline]
+        fn write_i64(&mut self, v: i64) {
+            self.write_u64(v as u64);
+        }
+
+        #[inline]
+        fn write_usize(&mut self, v: usize) {
+            self.write_u64(v as u64);
+        }
+    };
+}
+
 /// A fast, deterministic hasher: FxHash-style word mixing with a final avalanche.
 #[derive(Default, Clone, Copy)]
 pub struct KeyHasher {
@@ -39,25 +66,7 @@ impl Hasher for KeyHasher {
         self.state = (self.state.rotate_left(5) ^ word).wrapping_mul(SEED);
     }
 
-    #[inline]
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(u64::from(v));
-    }
-
-    #[inline]
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-
-    #[inline]
-    fn write_i64(&mut self, v: i64) {
-        self.write_u64(v as u64);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
+    integers_as_words!();
 
     #[inline]
     fn finish(&self) -> u64 {
@@ -125,28 +134,10 @@ impl Hasher for MapHasher {
         self.inner.write_u64(word);
     }
 
-    #[inline]
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(u64::from(v));
-    }
-
-    #[inline]
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
+    integers_as_words!();
 
     #[inline]
     fn write_i32(&mut self, v: i32) {
-        self.write_u64(v as u64);
-    }
-
-    #[inline]
-    fn write_i64(&mut self, v: i64) {
-        self.write_u64(v as u64);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, v: usize) {
         self.write_u64(v as u64);
     }
 
