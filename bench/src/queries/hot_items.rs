@@ -685,11 +685,7 @@ impl ProcessFunction<Q5Partial, (i64, i64)> for Q5Hot {
 /// auction, which keeps each open window's arg-max current per bid (see the module docs);
 /// the shards' partials of a closed window meet on one shard.
 pub fn q5(events: &Stream<Event>) -> Stream<(i64, i64)> {
-    events
-        .flat_map(|e| match e {
-            Event::Bid(b) => Some((b.auction, b.date_time)),
-            _ => None,
-        })
+    super::bids_as(events, |b| (b.auction, b.date_time))
         .name("q5-bids")
         .key_by(|&(auction, _): &(i64, Timestamp)| auction)
         .process(Q5Counts::default())

@@ -19,8 +19,8 @@ use weir::{
     Timestamp,
 };
 
-use super::bids;
 use super::rows::Timestamp as Ts;
+use super::{bids, bids_as};
 
 /// The persons of the event stream.
 pub fn persons(events: &Stream<Event>) -> Stream<Person> {
@@ -34,9 +34,17 @@ pub fn persons(events: &Stream<Event>) -> Stream<Person> {
 
 /// The auctions of the event stream.
 pub fn auctions(events: &Stream<Event>) -> Stream<Auction> {
+    auctions_as(events, |a| *a)
+}
+
+/// The auctions of the event stream cut to what `project` keeps (see `bids_as`).
+fn auctions_as<T: weir::Data>(
+    events: &Stream<Event>,
+    project: impl Fn(&Auction) -> T + Clone + Send + 'static,
+) -> Stream<T> {
     events
-        .flat_map(|e| match e {
-            Event::Auction(a) => Some(a),
+        .flat_map(move |e| match e {
+            Event::Auction(a) => Some(project(&a)),
             _ => None,
         })
         .name("auctions")
@@ -789,22 +797,8 @@ impl<V: WinnerView, W: Winners<V>> KeyedCoProcessFunction<i64, (i64, V::A), (i64
 /// (with the auction id to key by) before the exchange, as a planner pushes a projection below
 /// a shuffle: q4's bids cross shards as 24 bytes instead of a whole 80-byte `Bid`.
 fn winning_bids<V: WinnerView, W: Winners<V>>(events: &Stream<Event>) -> Stream<W::Out> {
-    let (auctions, bids) = (
-        events
-            .flat_map(|e| match e {
-                Event::Auction(a) => Some((a.id, V::auction(&a))),
-                _ => None,
-            })
-            .name("auctions")
-            .key_by(|&(id, _): &(i64, V::A)| id),
-        events
-            .flat_map(|e| match e {
-                Event::Bid(b) => Some((b.auction, V::bid(&b))),
-                _ => None,
-            })
-            .name("bids")
-            .key_by(|&(auction, _): &(i64, V::B)| auction),
-    );
+    let auctions = auctions_as(events, |a| (a.id, V::auction(a))).key_by(|&(id, _)| id);
+    let bids = bids_as(events, |b| (b.auction, V::bid(b))).key_by(|&(auction, _)| auction);
     auctions
         .connect(&bids)
         .process(WinningBid::<V, W>::default())

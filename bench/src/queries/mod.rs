@@ -182,9 +182,18 @@ pub fn events(env: &Env, source: NexmarkSource) -> Stream<Event> {
 
 /// The bids of the event stream.
 pub fn bids(events: &Stream<Event>) -> Stream<Bid> {
+    bids_as(events, |b| *b)
+}
+
+/// The bids of the event stream cut to what `project` keeps: a query needing a few columns
+/// projects before its exchange rather than moving whole 80-byte bids across shards.
+pub fn bids_as<T: Data>(
+    events: &Stream<Event>,
+    project: impl Fn(&Bid) -> T + Clone + Send + 'static,
+) -> Stream<T> {
     events
-        .flat_map(|e| match e {
-            Event::Bid(b) => Some(b),
+        .flat_map(move |e| match e {
+            Event::Bid(b) => Some(project(&b)),
             _ => None,
         })
         .name("bids")
