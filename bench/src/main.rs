@@ -6,6 +6,7 @@
 mod lsm;
 mod map_bench;
 mod state_bench;
+mod suite;
 
 use std::path::PathBuf;
 
@@ -34,7 +35,7 @@ enum Command {
     /// Write the generated events as person.csv, auction.csv and bid.csv.
     NexmarkData(DataArgs),
     /// Run every query at several core counts and print a markdown table of medians.
-    Suite(SuiteArgs),
+    Suite(suite::SuiteArgs),
     /// LSM store workloads (fillseq, fillrandom, readrandom, ...) against weir-storage and
     /// fjall in the same process.
     Lsm(lsm::LsmArgs),
@@ -45,62 +46,22 @@ enum Command {
     Maps(map_bench::MapArgs),
 }
 
-#[derive(Args)]
-struct SuiteArgs {
-    /// Queries to run (comma-separated); default all.
-    #[arg(long, value_delimiter = ',')]
-    queries: Vec<String>,
-    /// Events per run.
-    #[arg(long, default_value_t = 10_000_000)]
-    events: u64,
-    /// Core counts to run at (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    cores: Vec<usize>,
-    /// Runs per (query, cores); the table shows the median. Runs go in rounds over all the
-    /// queries (not all of one query's runs in a row), so a slow spell of the machine costs
-    /// each query at most one run and the median drops it.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Also measure latency at this fixed input rate (events/s), at the largest core count.
-    /// Latency is measured `--runs` times too, and each percentile is the median over the
-    /// runs: one descheduling of a vCPU can set a single run's p99.
-    #[arg(long)]
-    latency_rate: Option<u64>,
-    /// Events of each latency run.
-    #[arg(long, default_value_t = 5_000_000)]
-    latency_events: u64,
-    /// Measure latency at half of each query's median throughput at the largest core count
-    /// (the targets' "half the maximum rate"), each run lasting `--latency-seconds`.
-    #[arg(long, conflicts_with = "latency_rate")]
-    latency_at_half: bool,
-    /// Wall-clock length of each `--latency-at-half` run.
-    #[arg(long, default_value_t = 2.0)]
-    latency_seconds: f64,
-    /// Generator event rate (events per second of event time) of the latency runs: near the
-    /// input rate, windows close during the run, so the steady-state column (rows that reached
-    /// the sink before the input ended) is the window-close latency, not the end-of-input flush.
-    #[arg(long)]
-    latency_event_rate: Option<u64>,
-    #[command(flatten)]
-    generator: GeneratorArgs,
-}
-
 /// Generator options shared by `nexmark` and `nexmark-data`.
 #[derive(Args, Clone, Copy)]
-struct GeneratorArgs {
+pub(crate) struct GeneratorArgs {
     /// Events per second of event time (the generator's first_event_rate).
     #[arg(long, default_value_t = DEFAULT_FIRST_EVENT_RATE)]
-    event_rate: u64,
+    pub(crate) event_rate: u64,
     /// Generator seed.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Event time of the first event, ms since the Unix epoch (default 2026-01-01 00:00 UTC).
     #[arg(long, default_value_t = DEFAULT_BASE_TIME_MS)]
-    base_time: i64,
+    pub(crate) base_time: i64,
 }
 
 impl GeneratorArgs {
-    fn config(self) -> NexmarkConfig {
+    pub(crate) fn config(self) -> NexmarkConfig {
         NexmarkConfig {
             seed: self.seed,
             first_event_rate: self.event_rate,
@@ -207,7 +168,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Nexmark(args) => nexmark(*args),
         Command::NexmarkData(args) => nexmark_data(args),
-        Command::Suite(args) => suite(args),
+        Command::Suite(args) => suite::run(args),
         Command::Lsm(args) => lsm::run(&args),
         Command::State(args) => state_bench::run(&args),
         Command::Maps(args) => map_bench::run(&args),
@@ -277,135 +238,5 @@ fn nexmark_data(args: DataArgs) -> Result<()> {
         counts.bids,
         args.dir.display()
     );
-    Ok(())
-}
-
-fn suite(args: SuiteArgs) -> Result<()> {
-    let queries: Vec<Query> = if args.queries.is_empty() {
-        Query::ALL.to_vec()
-    } else {
-        args.queries
-            .iter()
-            .map(|q| q.parse().map_err(anyhow::Error::msg))
-            .collect::<Result<_>>()?
-    };
-    if args.runs == 0 || args.cores.is_empty() {
-        bail!("--runs and --cores must not be empty");
-    }
-    let spec = |query, cores, events, rate| RunSpec {
-        query,
-        events,
-        cores,
-        rate,
-        output: None,
-        output_dir: None,
-        roll: RollingPolicy::default(),
-        generator: args.generator.config(),
-        batch_size: 1024,
-        side_input: None,
-        checkpoint: None,
-        fail_after_events: None,
-        state: StateBackendConfig::Heap,
-    };
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let mut header = String::from("| query |");
-    let mut rule = String::from("|---|");
-    for c in &args.cores {
-        header.push_str(&format!(" {c} core(s): M events/s |"));
-        rule.push_str("---:|");
-    }
-    if args.cores.len() >= 2 {
-        header.push_str(" speed-up |");
-        rule.push_str("---:|");
-    }
-    if args.latency_rate.is_some() || args.latency_at_half {
-        header.push_str(" latency rate (M/s) | latency p50 / p99 / p99.9 (us) | steady p50 / p99 / p99.9 (us) |");
-        rule.push_str("---:|---:|---:|");
-    }
-    // Rounds go over every query before the next one starts: a slow spell of the VM (they last
-    // seconds to minutes here) then costs each query at most one run, which the median drops,
-    // instead of all the runs of the queries it happened to fall on.
-    let mut throughput = vec![vec![Vec::with_capacity(args.runs); args.cores.len()]; queries.len()];
-    for round in 1..=args.runs {
-        for (per_cores, &query) in throughput.iter_mut().zip(&queries) {
-            for (samples, &cores) in per_cores.iter_mut().zip(&args.cores) {
-                let report = run(&spec(query, cores, args.events, None))
-                    .with_context(|| format!("running {} at {cores} cores", query.name()))?;
-                samples.push(report.events_per_sec());
-            }
-        }
-        eprintln!("suite: throughput round {round}/{} done", args.runs);
-    }
-    let rates: Vec<Vec<f64>> = throughput
-        .into_iter()
-        .map(|per_cores| per_cores.into_iter().map(median).collect())
-        .collect();
-    let cores = args.cores.iter().copied().max().unwrap_or(1);
-    let max_cores_at = args.cores.iter().position(|&c| c == cores);
-    // Each query's latency run (rate, events), if one is asked for.
-    let latency_runs: Vec<Option<(u64, u64)>> = rates
-        .iter()
-        .map(
-            |r| match (args.latency_rate, max_cores_at.and_then(|i| r.get(i))) {
-                (Some(rate), _) => Some((rate, args.latency_events)),
-                (None, Some(max)) if args.latency_at_half => {
-                    let rate = (max / 2.0).max(1.0) as u64;
-                    let events = (rate as f64 * args.latency_seconds).max(1.0) as u64;
-                    Some((rate, events))
-                }
-                _ => None,
-            },
-        )
-        .collect();
-    let mut percentiles: Vec<[Vec<f64>; 6]> = vec![Default::default(); queries.len()];
-    for round in 1..=args.runs {
-        for ((samples, &query), latency) in percentiles.iter_mut().zip(&queries).zip(&latency_runs)
-        {
-            let Some((rate, events)) = *latency else {
-                continue;
-            };
-            let mut s = spec(query, cores, events, Some(rate));
-            if let Some(event_rate) = args.latency_event_rate {
-                s.generator.first_event_rate = event_rate;
-            }
-            let r = run(&s).with_context(|| format!("latency run of {}", query.name()))?;
-            let [s50, s99, s999, _] = r.steady;
-            let all = [r.latency_p50, r.latency_p99, r.latency_p999, s50, s99, s999];
-            for (v, d) in samples.iter_mut().zip(all) {
-                v.push(d.as_micros() as f64);
-            }
-        }
-        if latency_runs.iter().any(Option::is_some) {
-            eprintln!("suite: latency round {round}/{} done", args.runs);
-        }
-    }
-    println!("{header}\n{rule}");
-    for (((query, per_cores), latency), samples) in queries
-        .iter()
-        .zip(&rates)
-        .zip(&latency_runs)
-        .zip(percentiles)
-    {
-        let mut line = format!("| {} |", query.name());
-        for m in per_cores {
-            line.push_str(&format!(" {:.2} |", m / 1e6));
-        }
-        if let (Some(first), Some(last)) = (per_cores.first(), per_cores.last())
-            && per_cores.len() >= 2
-        {
-            line.push_str(&format!(" {:.2}x |", last / first));
-        }
-        if let Some((rate, _)) = latency {
-            let [p50, p99, p999, s50, s99, s999] = samples.map(median);
-            line.push_str(&format!(
-                " {:.2} | {p50} / {p99} / {p999} | {s50} / {s99} / {s999} |",
-                *rate as f64 / 1e6
-            ));
-        }
-        println!("{line}");
-    }
     Ok(())
 }
