@@ -48,6 +48,7 @@ pub(crate) fn run_job_measured(
     setups: Vec<ShardSetup>,
     launch: &LaunchConfig,
 ) -> (Result<()>, JobResult) {
+    super::limits::raise_open_files_limit();
     let mut setups = setups.into_iter();
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()

@@ -3,6 +3,7 @@
 
 mod builder;
 pub(crate) mod launch;
+mod limits;
 mod metrics;
 pub(crate) mod task;
 mod wake;
