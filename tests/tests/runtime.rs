@@ -339,3 +339,63 @@ fn file_sink_writes_one_csv_with_one_header() {
         "error names the path: {err}"
     );
 }
+
+/// Sums per key within each input batch and emits the sums at the batch's end: a combiner
+/// before an exchange, through the non-keyed `ProcessFunction::on_batch_end`.
+#[derive(Clone, Default)]
+struct BatchSums {
+    sums: BTreeMap<u8, (i64, usize)>,
+}
+
+impl weir::ProcessFunction<Rec, (u8, i64, usize)> for BatchSums {
+    fn process(&mut self, r: Rec, _ctx: &mut weir::ProcessContext<'_, (u8, i64, usize)>) {
+        let e = self.sums.entry(r.0).or_default();
+        e.0 += r.2;
+        e.1 += 1;
+    }
+
+    fn on_batch_end(&mut self, ctx: &mut weir::ProcessContext<'_, (u8, i64, usize)>) {
+        for (k, (sum, n)) in std::mem::take(&mut self.sums) {
+            ctx.emit((k, sum, n));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A non-keyed function combining per batch, then keyed totals: every key's total equals
+    /// the sequential sum, and no combined record spans more records than one batch holds
+    /// (nothing waits across batches).
+    #[test]
+    fn batch_end_combining_before_an_exchange_keeps_every_total(
+        values in prop::collection::vec((0u8..6, -1000i64..1000), 0..300),
+        shards in prop::sample::select(vec![1usize, 2]),
+    ) {
+        let input: Vec<Rec> = values.iter().enumerate().map(|(i, &(k, v))| (k, i as u32, v)).collect();
+        let env = make_env(shards);
+        let partial = env.from_iter(input.clone()).process(BatchSums::default());
+        let widest = partial.map(|p: (u8, i64, usize)| p.2).collect();
+        let totals = partial
+            .key_by(|p: &(u8, i64, usize)| p.0)
+            .reduce(|acc, p| {
+                acc.1 += p.1;
+                acc.2 += p.2;
+            })
+            .collect();
+        env.execute().expect("job runs");
+        let mut last: BTreeMap<u8, (i64, usize)> = BTreeMap::new();
+        for (k, sum, n) in totals.take() {
+            last.insert(k, (sum, n));
+        }
+        let mut expected: BTreeMap<u8, (i64, usize)> = BTreeMap::new();
+        for r in &input {
+            let e = expected.entry(r.0).or_default();
+            e.0 += r.2;
+            e.1 += 1;
+        }
+        prop_assert_eq!(last, expected);
+        // make_env's batches hold 7 records.
+        prop_assert!(widest.take().iter().all(|&n| n <= 7));
+    }
+}

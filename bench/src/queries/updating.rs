@@ -8,6 +8,7 @@
 
 use weir::checkpoint::{StateRestore, StateSnapshot};
 use weir::id_map::IdMap;
+use weir::key::KeyMap;
 use weir::nexmark::csv::write_i64;
 use weir::nexmark::{Bid, Event, Str};
 use weir::operator::{Deduplicate, Keep, TopN};
@@ -16,7 +17,7 @@ use weir::state::{
     KeyedStateStore, MapState, MapStateDescriptor, StateCodec, StateError, ValueState,
     ValueStateDescriptor,
 };
-use weir::{Change, CsvRecord, KeyedProcessFunction, ProcessContext, Stream};
+use weir::{Change, CsvRecord, KeyedProcessFunction, ProcessContext, ProcessFunction, Stream};
 
 use super::bids;
 use super::rows::{Day, HourMinute, Timestamp as Ts};
@@ -359,9 +360,14 @@ impl CsvRecord for Q15Row {
 /// all meet in one place; the same bid's auction must meet all other bids of that auction,
 /// which a bidder-based partition scatters. Any single combined bucket (of bidder and auction
 /// together) would count a value once per bucket it falls into. Two tagged copies keep both
-/// counts exact for two small records per bid (the plain bid counts ride on the bidder copy
-/// only); the alternative, a second exchange after stage 1 for the other column, would move
-/// whole bids twice as well.
+/// counts exact (the plain bid counts ride on the bidder copy only); the alternative, a second
+/// exchange after stage 1 for the other column, would move whole bids twice as well.
+///
+/// Before the exchange, `q15-columns` combines each source batch's copies per (day, column,
+/// value): one entry per group with the price bands seen and, for bidders, the bids per band
+/// (Flink's local aggregation). The generator sends almost every bid to one of a few hot
+/// bidders and auctions, so a batch of 1024 bids shrinks to a few dozen entries. Nothing waits
+/// for more input: a batch's groups leave at its end.
 ///
 /// Why the key is the value itself rather than Flink's `(day, hash(value) % 1024)` bucket: here
 /// a stage-1 key's state is one entry (the price bands the value was seen in), so a record
@@ -370,14 +376,7 @@ impl CsvRecord for Q15Row {
 /// hash would, and keyed state follows key groups on a rescale.
 pub fn q15(events: &Stream<Event>) -> Stream<Change<Q15Row>> {
     events
-        .flat_map(|e| {
-            match e {
-                Event::Bid(b) => Some(DistinctEntry::of(&b)),
-                _ => None,
-            }
-            .into_iter()
-            .flatten()
-        })
+        .process(ColumnCombiner::default())
         .name("q15-columns")
         .key_by(|e: &DistinctEntry| (e.day, e.column, e.value))
         .process(SplitDistinct::default())
@@ -390,36 +389,69 @@ pub fn q15(events: &Stream<Event>) -> Stream<Change<Q15Row>> {
 /// A stage-1 key of q15: (day, distinct column as `Distinct as u8`, value).
 type ColumnKey = (i64, u8, i64);
 
-/// A stage-1 record of q15: one bid seen from one of its distinct columns.
+/// A stage-1 record of q15: one batch's bids seen from one of their distinct columns, for one
+/// value.
 #[derive(Clone, Copy, Debug)]
 struct DistinctEntry {
     day: i64,
     value: i64,
     column: u8,
-    band: u8,
+    /// The price bands (bits 0–2) the value's bids fell in.
+    bands: u8,
+    /// Bidder entries: the bids per band (auction entries: zeros, the bids count once).
+    bids: [i64; 3],
 }
 
-impl DistinctEntry {
-    /// The bid's two entries: its bidder (which also carries the bid counts) and its auction.
+/// The pre-exchange stage of q15 (see [`q15`]): folds a batch's bids into one entry per
+/// (day, column, value), emitted at the batch's end. Empty between batches, so it has nothing
+/// to checkpoint.
+#[derive(Clone, Default)]
+struct ColumnCombiner {
+    /// Where each group of the current batch is in `entries`.
+    slots: KeyMap<ColumnKey, usize>,
+    entries: Vec<DistinctEntry>,
+}
+
+impl ColumnCombiner {
     #[inline]
-    fn of(b: &Bid) -> [DistinctEntry; 2] {
-        let day = day_of(b.date_time);
-        // At most 2: fits.
-        let band = band(b.price) as u8;
-        [
-            DistinctEntry {
+    fn add(&mut self, day: i64, column: Distinct, value: i64, band: usize) {
+        let column = column as u8;
+        let at = *self.slots.entry((day, column, value)).or_insert_with(|| {
+            self.entries.push(DistinctEntry {
                 day,
-                value: b.bidder,
-                column: Distinct::Bidder as u8,
-                band,
-            },
-            DistinctEntry {
-                day,
-                value: b.auction,
-                column: Distinct::Auction as u8,
-                band,
-            },
-        ]
+                value,
+                column,
+                bands: 0,
+                bids: [0; 3],
+            });
+            self.entries.len() - 1
+        });
+        if let Some(e) = self.entries.get_mut(at) {
+            e.bands |= 1 << band;
+            if column == Distinct::Bidder as u8
+                && let Some(n) = e.bids.get_mut(band)
+            {
+                *n += 1;
+            }
+        }
+    }
+}
+
+impl ProcessFunction<Event, DistinctEntry> for ColumnCombiner {
+    #[inline]
+    fn process(&mut self, e: Event, _ctx: &mut ProcessContext<'_, DistinctEntry>) {
+        if let Event::Bid(b) = e {
+            let (day, band) = (day_of(b.date_time), band(b.price));
+            self.add(day, Distinct::Bidder, b.bidder, band);
+            self.add(day, Distinct::Auction, b.auction, band);
+        }
+    }
+
+    fn on_batch_end(&mut self, ctx: &mut ProcessContext<'_, DistinctEntry>) {
+        self.slots.clear();
+        for e in self.entries.drain(..) {
+            ctx.emit(e);
+        }
     }
 }
 
@@ -445,28 +477,29 @@ struct SplitDistinct {
 }
 
 impl SplitDistinct {
-    /// Records `key`'s value in band `band`; returns (new overall, new in the band).
+    /// Records that `key`'s value was seen in the price bands `bands` (bits); returns whether
+    /// the value is new overall, and the bands it is new in.
     #[inline]
     fn see(
         &mut self,
         key: &ColumnKey,
-        band: u8,
+        bands: u8,
         ctx: &mut ProcessContext<'_, DayDelta>,
-    ) -> Result<(bool, bool), StateError> {
-        let bit = 1u8 << band;
+    ) -> Result<(bool, u8), StateError> {
         let Some(state) = self.managed else {
-            let (bands, new) = self.seen.find_or_insert_with(key, || 0);
-            let new_in_band = *bands & bit == 0;
-            *bands |= bit;
-            return Ok((new, new_in_band));
+            let (seen, new) = self.seen.find_or_insert_with(key, || 0);
+            let fresh = bands & !*seen;
+            *seen |= bands;
+            return Ok((new, fresh));
         };
         let store = ctx.state()?;
-        let bands = state.get(store)?;
-        let seen = bands.unwrap_or(0);
-        if seen & bit == 0 {
-            state.set(store, &(seen | bit))?;
+        let stored = state.get(store)?;
+        let seen = stored.unwrap_or(0);
+        let fresh = bands & !seen;
+        if fresh != 0 {
+            state.set(store, &(seen | bands))?;
         }
-        Ok((bands.is_none(), seen & bit == 0))
+        Ok((stored.is_none(), fresh))
     }
 }
 
@@ -497,7 +530,7 @@ impl KeyedProcessFunction<ColumnKey, DistinctEntry, DayDelta> for SplitDistinct 
         e: DistinctEntry,
         ctx: &mut ProcessContext<'_, DayDelta>,
     ) {
-        let (new, new_in_band) = match self.see(key, e.band, ctx) {
+        let (new, fresh) = match self.see(key, e.bands, ctx) {
             Ok(seen) => seen,
             Err(err) => return ctx.fail(err),
         };
@@ -515,17 +548,23 @@ impl KeyedProcessFunction<ColumnKey, DistinctEntry, DayDelta> for SplitDistinct 
             return;
         };
         let s = &mut d.stats;
-        let (new, new_in_band) = (i64::from(new), i64::from(new_in_band));
-        if e.column == Distinct::Bidder as u8 {
-            s.total_bids += 1;
+        let new = i64::from(new);
+        let bidder = e.column == Distinct::Bidder as u8;
+        if bidder {
+            s.total_bids += e.bids.iter().sum::<i64>();
             s.total_bidders += new;
-            let (bids, bidders, _) = s.band_counts(usize::from(e.band));
-            *bids += 1;
-            *bidders += new_in_band;
         } else {
             s.total_auctions += new;
-            let (_, _, auctions) = s.band_counts(usize::from(e.band));
-            *auctions += new_in_band;
+        }
+        for (band, bids) in e.bids.iter().enumerate() {
+            let new_in_band = i64::from((fresh >> band) & 1);
+            let (band_bids, bidders, auctions) = s.band_counts(band);
+            if bidder {
+                *band_bids += bids;
+                *bidders += new_in_band;
+            } else {
+                *auctions += new_in_band;
+            }
         }
     }
 

@@ -235,6 +235,12 @@ pub trait ProcessFunction<In, Out>: Clone + Send + 'static {
     fn process(&mut self, value: In, ctx: &mut ProcessContext<'_, Out>);
     /// Called when the watermark advances (before it is passed downstream).
     fn on_watermark(&mut self, _watermark: Timestamp, _ctx: &mut ProcessContext<'_, Out>) {}
+    /// Called after every input batch, once `process` has seen each of its records, before
+    /// the batch's output goes on. For combining before an exchange (Flink's local
+    /// aggregation): a function that folds a batch's records per group emits the groups here,
+    /// so fewer records cross shards, and nothing is held across a watermark or a barrier
+    /// (both arrive between batches) — nor does any record wait for more input.
+    fn on_batch_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Called once at end of input, to emit what was held back.
     fn on_end(&mut self, _ctx: &mut ProcessContext<'_, Out>) {}
     /// Writes state kept in the function's fields into a checkpoint. The default writes
@@ -357,7 +363,8 @@ impl<In, Out, P: ProcessFunction<In, Out>> Push<In> for ProcessOp<In, Out, P> {
                     return Some(message);
                 }
             }
-            None
+            f.on_batch_end(&mut pctx);
+            pctx.take_failure()
         })?;
         if let Some(message) = failure {
             return Err(failed(&self.ctx, message));
