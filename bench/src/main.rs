@@ -122,6 +122,10 @@ struct NexmarkArgs {
     /// Take a savepoint this many milliseconds after the start and stop the job there.
     #[arg(long)]
     stop_with_savepoint_after_ms: Option<u64>,
+    /// Let idle shards poll this many microseconds before sleeping (lower latency across
+    /// shards, more CPU).
+    #[arg(long)]
+    spin_us: Option<u64>,
     /// Test hook: panic once in the query's first operator after this many events, to
     /// exercise recovery (with `--checkpoint-dir`).
     #[arg(long, hide = true)]
@@ -211,6 +215,7 @@ fn nexmark(args: NexmarkArgs) -> Result<()> {
                 .map(std::time::Duration::from_millis),
         }),
         fail_after_events: args.fail_after_events,
+        spin_before_park: args.spin_us.map(std::time::Duration::from_micros),
         state: match args.state {
             StateKind::Heap => StateBackendConfig::Heap,
             StateKind::Lsm => StateBackendConfig::Lsm(LsmStateConfig::new(args.state_dir)),

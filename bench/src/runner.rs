@@ -38,6 +38,8 @@ pub struct RunSpec {
     pub fail_after_events: Option<u64>,
     /// Where keyed process functions keep their state.
     pub state: StateBackendConfig,
+    /// Idle shards poll this long before sleeping (`EnvBuilder::spin_before_park`).
+    pub spin_before_park: Option<Duration>,
 }
 
 /// Checkpoint settings of a harness run.
@@ -242,6 +244,9 @@ pub fn run(spec: &RunSpec) -> std::result::Result<Report, RunError> {
         .cores(spec.cores)
         .batch_size(spec.batch_size)
         .state_backend(spec.state.clone());
+    if let Some(spin) = spec.spin_before_park {
+        builder = builder.spin_before_park(spin);
+    }
     if let Some(c) = &spec.checkpoint {
         let mut config = CheckpointConfig::new(&c.dir, c.interval);
         config.restore_from = c.restore_from.clone();

@@ -58,6 +58,9 @@ fn measure(spec: &RunSpec, same_process: bool) -> Result<Measured> {
     if let Some(rate) = spec.rate {
         cmd.args(["--rate", &rate.to_string()]);
     }
+    if let Some(spin) = spec.spin_before_park {
+        cmd.args(["--spin-us", &spin.as_micros().to_string()]);
+    }
     let out = cmd.output().context("starting a child run")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -149,6 +152,9 @@ pub(crate) struct SuiteArgs {
     /// the sink before the input ended) is the window-close latency, not the end-of-input flush.
     #[arg(long)]
     latency_event_rate: Option<u64>,
+    /// Let idle shards poll this many microseconds before sleeping (`nexmark --spin-us`).
+    #[arg(long)]
+    spin_us: Option<u64>,
     /// Run every measurement inside this process, one job after another, instead of each in
     /// a fresh child process (see the module docs).
     #[arg(long)]
@@ -183,6 +189,7 @@ pub(crate) fn run(args: SuiteArgs) -> Result<()> {
         checkpoint: None,
         fail_after_events: None,
         state: StateBackendConfig::Heap,
+        spin_before_park: args.spin_us.map(std::time::Duration::from_micros),
     };
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);

@@ -21,6 +21,8 @@ use crate::state::{JobStateBackend, LsmStateConfig, StateBackendConfig, new_run_
 pub(crate) struct LaunchConfig {
     pub pin: bool,
     pub io_memory: usize,
+    /// Poll this long before an idle executor sleeps (see `EnvBuilder::spin_before_park`).
+    pub spin_before_park: Option<Duration>,
     /// Where keyed process functions keep their state.
     pub state_backend: StateBackendConfig,
     /// The nodes that need a state backend on every shard.
@@ -95,7 +97,11 @@ pub(crate) fn run_job_measured(
         let input_ended = input_ended.clone();
         let setup = setups.next().unwrap_or_default();
         let lsm = lsm.clone();
-        let spawned = LocalExecutorBuilder::new(placement)
+        let mut executor = LocalExecutorBuilder::new(placement);
+        if let Some(spin) = launch.spin_before_park {
+            executor = executor.spin_before_park(spin);
+        }
+        let spawned = executor
             .name(&format!("weir-shard-{index}"))
             .io_memory(launch.io_memory)
             .spawn(move || async move {
