@@ -12,9 +12,9 @@ use crate::error::Result;
 use crate::runtime::OperatorCtx;
 use crate::time::{Progress, Timestamp};
 
-/// An event-time window operator seen from its inputs: the aligned and session window
-/// operators and the merging stage of two-phase aggregation differ in what a record and a
-/// watermark do, not in how batches, progress and barriers reach them. Their `Push` is the one
+/// A window operator seen from its inputs: the aligned (event or processing time) and session
+/// window operators and the merging stage of two-phase aggregation differ in what a record, a
+/// watermark and the clock do, not in how batches, progress and barriers reach them. Their `Push` is the one
 /// blanket impl below.
 pub trait WindowStage {
     /// What the stage takes (and sends to its late output).
