@@ -843,58 +843,52 @@ where
             let key = timer.key;
             let window = timer.namespace;
             let (spec, timers, out) = (&mut self.spec, &mut self.timers, &mut self.out.records);
-            self.keys
-                .with_key(&key, None, |state, lists| {
-                    let state_window = match (&window, state.sessions.as_ref()) {
-                        (Window::Time(tw), Some(sessions)) => match sessions.state_window(tw) {
-                            Some(sw) => Window::Time(sw),
-                            // Merged away: its timers are stale.
-                            None => return Ok(()),
-                        },
-                        _ => window,
-                    };
+            let fired = self.keys.with_key(&key, None, |state, lists| {
+                let state_window = match (&window, state.sessions.as_ref()) {
+                    (Window::Time(tw), Some(sessions)) => match sessions.state_window(tw) {
+                        Some(sw) => Window::Time(sw),
+                        // Merged away: its timers are stale.
+                        None => return Ok(()),
+                    },
+                    _ => window,
+                };
+                let mut tctx = Ctx::new(&key, window, watermark, timers, &mut state.trigger_state);
+                let result = match domain {
+                    TimeDomain::EventTime => {
+                        spec.trigger
+                            .on_event_time(timer.timestamp, &window, &mut tctx)
+                    }
+                    TimeDomain::ProcessingTime => {
+                        spec.trigger
+                            .on_processing_time(timer.timestamp, &window, &mut tctx)
+                    }
+                };
+                handle(
+                    result,
+                    &key,
+                    &window,
+                    &state_window,
+                    state,
+                    lists,
+                    spec,
+                    watermark,
+                    out,
+                )?;
+                if domain == cleanup_domain && timer.timestamp == cleanup_time(&window, lateness) {
                     let mut tctx =
                         Ctx::new(&key, window, watermark, timers, &mut state.trigger_state);
-                    let result = match domain {
-                        TimeDomain::EventTime => {
-                            spec.trigger
-                                .on_event_time(timer.timestamp, &window, &mut tctx)
-                        }
-                        TimeDomain::ProcessingTime => {
-                            spec.trigger
-                                .on_processing_time(timer.timestamp, &window, &mut tctx)
-                        }
-                    };
-                    handle(
-                        result,
-                        &key,
-                        &window,
-                        &state_window,
-                        state,
-                        lists,
-                        spec,
-                        watermark,
-                        out,
-                    )?;
-                    if domain == cleanup_domain
-                        && timer.timestamp == cleanup_time(&window, lateness)
-                    {
-                        let mut tctx =
-                            Ctx::new(&key, window, watermark, timers, &mut state.trigger_state);
-                        spec.trigger.clear(&window, &mut tctx);
-                        if state.take_contents(&state_window).is_some() {
-                            lists.discard(&state_window)?;
-                        }
-                        state.trigger_state.retain(|(w, _, _)| *w != window);
-                        if let (Window::Time(tw), Some(sessions)) =
-                            (&window, state.sessions.as_mut())
-                        {
-                            sessions.retire_window(tw);
-                        }
+                    spec.trigger.clear(&window, &mut tctx);
+                    if state.take_contents(&state_window).is_some() {
+                        lists.discard(&state_window)?;
                     }
-                    Ok(())
-                })
-                .map_err(|e| super::process::failed(&self.ctx, e.to_string()))?;
+                    state.trigger_state.retain(|(w, _, _)| *w != window);
+                    if let (Window::Time(tw), Some(sessions)) = (&window, state.sessions.as_mut()) {
+                        sessions.retire_window(tw);
+                    }
+                }
+                Ok(())
+            });
+            fired.map_err(|e| super::process::failed(&self.ctx, e.to_string()))?;
             if self.out.len() >= self.ctx.batch_size {
                 self.out.ingest = self.last_ingest;
                 self.next.push(&mut self.out)?;
