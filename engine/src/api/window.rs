@@ -138,7 +138,10 @@ where
     {
         // On the LSM backend the one-phase operator keeps the windows in the job's store; the
         // merge stage here keeps them on the heap.
-        if !is_aligned(&self.assigner, &self.trigger) || self.keyed.unpartitioned().env.uses_lsm() {
+        if !is_aligned(&self.assigner, &self.trigger)
+            || !self.assigner.is_event_time()
+            || self.keyed.unpartitioned().env.uses_lsm()
+        {
             return self.aggregate(agg);
         }
         let (key_fn, timestamp_fn, assigner) = (

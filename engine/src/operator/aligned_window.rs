@@ -1,5 +1,6 @@
-//! The window operator for aligned windows: tumbling and sliding event-time windows that fire
-//! only when the watermark passes their end (`EventTimeTrigger`).
+//! The window operator for aligned windows: tumbling and sliding windows that fire only when
+//! their clock passes their end — the watermark (`EventTimeTrigger`) or processing time
+//! (`ProcessingTimeTrigger`).
 //!
 //! Such windows have the same boundaries for every key, so their state is kept window-first:
 //! one map from key to contents per window, in firing order. A window's timer is implied by
@@ -7,10 +8,16 @@
 //! window walks its map once (sorted by key, the order of the general operator's timers) and
 //! drops it. This is the layout streaming SQL engines use for window aggregates; the general
 //! [`super::WindowOp`] (one map per key, a timer per window) stays for session windows, custom
-//! triggers, processing time and the LSM state backend.
+//! triggers, the global window and the LSM state backend.
 //!
-//! Results are exactly the general operator's, in the same order, and its checkpoints use the
-//! general operator's layout, so either operator restores the other's snapshot.
+//! Results are exactly the general operator's (in the same order for event time), and its
+//! checkpoints use the general operator's layout, so either operator restores the other's
+//! snapshot.
+//!
+//! Processing-time windows follow the general operator: a batch's records are stamped with
+//! the wall clock read once per batch; windows ending before it fire first (and on every tick
+//! and watermark), at once dropped; there is no allowed lateness, so no record is late unless
+//! no window can hold its time; end of input (the final watermark) closes them all.
 
 use std::hash::Hash;
 
@@ -22,8 +29,8 @@ use crate::error::Result;
 use crate::key::KeyMap;
 use crate::runtime::OperatorCtx;
 use crate::state::StateCodec;
-use crate::time::Timestamp;
-use crate::window::{TimeWindow, Trigger, Window, cleanup_time, is_late};
+use crate::time::{END_OF_TIME, Timestamp, wall_clock_ms};
+use crate::window::{AssignerKind, TimeWindow, Trigger, Window, cleanup_time, is_late};
 
 /// Every key's contents of one window.
 pub(super) struct WindowKeys<K, Acc> {
@@ -32,7 +39,8 @@ pub(super) struct WindowKeys<K, Acc> {
     pub(super) window: Window,
     pub(super) keys: KeyMap<K, Acc>,
     /// The watermark passed the window's end: it fired, and only waits for its cleanup
-    /// (allowed lateness); records still arriving fire it again at once.
+    /// (allowed lateness); records still arriving fire it again at once. Never set for
+    /// processing-time windows, which are dropped as they fire.
     pub(super) fired: bool,
 }
 
@@ -47,6 +55,10 @@ pub struct AlignedWindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
     /// instead of rehashing its way up.
     keys_hint: usize,
     watermark: Timestamp,
+    /// Windows on the wall clock (`ProcessingTimeTrigger`) rather than the watermark.
+    processing_time: bool,
+    /// The wall clock read for the current batch: its records' time (processing time only).
+    now: Timestamp,
     assigned: Vec<Window>,
     /// Fired entries of one window, sorted by key before they fire (reused).
     firing: Vec<(K, C::Acc)>,
@@ -54,13 +66,23 @@ pub struct AlignedWindowOp<K, T, Out, KF, TF, Tr, C: WindowContents<T>, WF> {
     ctx: OperatorCtx,
 }
 
-/// Whether windows of `assigner` under `trigger` are aligned: same boundaries for every key,
-/// event time, and fired only by the watermark passing their end.
+/// Whether windows of `assigner` under `trigger` are aligned: same boundaries for every key
+/// (tumbling or sliding), fired only when their clock passes their end — the watermark in
+/// event time, the wall clock in processing time.
 pub(crate) fn is_aligned<T, Tr: Trigger<T>>(
     assigner: &crate::window::WindowAssigner,
     trigger: &Tr,
 ) -> bool {
-    !assigner.is_merging() && assigner.is_event_time() && trigger.fires_only_at_window_end()
+    let shape = matches!(
+        assigner.kind(),
+        AssignerKind::Tumbling { .. } | AssignerKind::Sliding { .. }
+    );
+    shape
+        && if assigner.is_event_time() {
+            trigger.fires_only_at_window_end()
+        } else {
+            trigger.fires_only_at_processing_time_window_end()
+        }
 }
 
 impl<K, T, Out, KF, TF, Tr, C, WF> AlignedWindowOp<K, T, Out, KF, TF, Tr, C, WF>
@@ -82,6 +104,7 @@ where
         late_out: Box<dyn Push<T>>,
         ctx: OperatorCtx,
     ) -> Result<Self> {
+        let processing_time = !spec.assigner.is_event_time();
         let restore = ctx.take_restore();
         if crate::checkpoint::lsm::has_references(&restore) {
             return Err(super::process::lsm_layout_refused(&ctx));
@@ -98,8 +121,9 @@ where
                 ));
             }
             for (window, acc) in contents {
-                // Fired unless a timer at its end says otherwise (below).
-                let i = window_slot(&mut windows, window, true, 0);
+                // Event time: fired unless a timer at its end says otherwise (below).
+                // Processing time: a window still held has not fired (firing drops it).
+                let i = window_slot(&mut windows, window, !processing_time, 0);
                 windows[i].keys.insert(key.clone(), acc);
             }
         }
@@ -118,6 +142,8 @@ where
             windows,
             keys_hint: 0,
             watermark: i64::MIN,
+            processing_time,
+            now: i64::MIN,
             assigned: Vec::new(),
             firing: Vec::new(),
             emit: WindowEmit::new(next, late_out, ctx.batch_size),
@@ -126,9 +152,12 @@ where
     }
 
     /// Writes every window in the general operator's layout: per key its windows' contents,
-    /// and the timers it would have (end of an unfired window, cleanup after lateness).
+    /// and the timers it would have. Event time: end of an unfired window, cleanup after
+    /// lateness. Processing time: one processing-time timer at the end (the trigger's and
+    /// the cleanup timer are the same one there).
     fn snapshot(&self, barrier: Barrier) -> Result<()> {
         let lateness = self.spec.allowed_lateness;
+        let processing_time = self.processing_time;
         let mut by_key: KeyMap<&K, Vec<(Window, &C::Acc)>> = KeyMap::default();
         for w in &self.windows {
             for (key, acc) in &w.keys {
@@ -151,6 +180,12 @@ where
             }
             out.set_part(PART_TIMERS);
             for w in windows {
+                if processing_time {
+                    for key in w.keys.keys() {
+                        out.keyed(key, &(1u8, w.window, w.end));
+                    }
+                    continue;
+                }
                 let cleanup = cleanup_time(&w.window, lateness);
                 for key in w.keys.keys() {
                     if !w.fired {
@@ -166,7 +201,12 @@ where
     }
 
     fn on_record(&mut self, record: T) {
-        let ts = (self.spec.timestamp_fn)(&record);
+        let processing_time = self.processing_time;
+        let ts = if processing_time {
+            self.now
+        } else {
+            (self.spec.timestamp_fn)(&record)
+        };
         if self.spec.assigner.assign(ts, &mut self.assigned).is_err() {
             // A timestamp no window can hold cannot be placed: it goes out as late data.
             self.emit.late(record);
@@ -180,7 +220,8 @@ where
         let mut placed = false;
         for (i, window) in self.assigned.iter().enumerate() {
             let Some(record) = slot.as_ref() else { break };
-            if is_late(window, watermark, lateness) {
+            // No lateness in processing time: the clock put the record in open windows.
+            if !processing_time && is_late(window, watermark, lateness) {
                 continue;
             }
             placed = true;
@@ -194,7 +235,7 @@ where
             let i = window_slot(
                 &mut self.windows,
                 *window,
-                window.max_timestamp() <= watermark,
+                !processing_time && window.max_timestamp() <= watermark,
                 self.keys_hint,
             );
             let w = &mut self.windows[i];
@@ -227,6 +268,13 @@ where
             return Ok(());
         }
         self.watermark = watermark;
+        if self.processing_time {
+            if watermark == END_OF_TIME {
+                // End of input: processing-time windows close too.
+                self.fire_processing_time(i64::MAX)?;
+            }
+            return Ok(());
+        }
         let lateness = self.spec.allowed_lateness;
         let mut i = 0;
         // The last millisecond of the window fired last in this advance, if any.
@@ -278,6 +326,39 @@ where
             } else {
                 i += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// Fires and drops every processing-time window whose last millisecond is at or before
+    /// `due`, in end order. Each window's map is walked once in its own (hash) order, not
+    /// sorted by key as the general operator's timers fire: processing-time results depend on
+    /// the wall clock anyway, and the sort would cost a pass over every key on the shard
+    /// while it does nothing else.
+    fn fire_processing_time(&mut self, due: Timestamp) -> Result<()> {
+        while self.windows.first().is_some_and(|w| w.end <= due) {
+            let w = self.windows.remove(0);
+            self.keys_hint = w.keys.len();
+            let window = w.window;
+            for (key, mut acc) in w.keys {
+                self.spec.function.fire(
+                    &key,
+                    &window,
+                    &mut acc,
+                    self.watermark,
+                    self.emit.results(),
+                );
+                self.emit.flush_full()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The wall clock moved to `now`: windows that ended before it fire (records stamped
+    /// `now` belong to later ones), as the general operator's timers do.
+    fn on_processing_time(&mut self, now: Timestamp) -> Result<()> {
+        if self.processing_time {
+            self.fire_processing_time(now.saturating_sub(1))?;
         }
         Ok(())
     }
@@ -338,8 +419,23 @@ where
         &mut self.emit
     }
 
+    fn begin_records(&mut self) -> Result<()> {
+        if self.processing_time {
+            self.now = wall_clock_ms();
+            self.on_processing_time(self.now)?;
+        }
+        Ok(())
+    }
+
     fn take(&mut self, input: Self::In) {
         self.on_record(input);
+    }
+
+    fn clock_moved(&mut self) -> Result<()> {
+        if self.processing_time {
+            self.on_processing_time(wall_clock_ms())?;
+        }
+        Ok(())
     }
 
     fn advance(&mut self, watermark: Timestamp) -> Result<()> {
@@ -348,5 +444,53 @@ where
 
     fn checkpoint(&self, barrier: Barrier) -> Result<()> {
         self.snapshot(barrier)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::{
+        CountTrigger, EventTimeTrigger, ProcessingTimeTrigger, PurgingTrigger, WindowAssigner,
+    };
+
+    fn tumbling() -> WindowAssigner {
+        WindowAssigner::tumbling(10, 0).expect("valid")
+    }
+
+    fn sliding() -> WindowAssigner {
+        WindowAssigner::sliding(10, 5, 0).expect("valid")
+    }
+
+    #[test]
+    fn aligned_windows_are_tumbling_or_sliding_fired_only_at_their_end() {
+        for assigner in [tumbling(), sliding()] {
+            assert!(is_aligned::<u8, _>(&assigner, &EventTimeTrigger));
+            let processing = assigner.with_processing_time();
+            assert!(is_aligned::<u8, _>(&processing, &ProcessingTimeTrigger));
+            // Each trigger only on its own clock.
+            assert!(!is_aligned::<u8, _>(&assigner, &ProcessingTimeTrigger));
+            assert!(!is_aligned::<u8, _>(&processing, &EventTimeTrigger));
+            // Custom triggers stay on the general operator.
+            assert!(!is_aligned::<u8, _>(
+                &processing,
+                &PurgingTrigger(ProcessingTimeTrigger)
+            ));
+            assert!(!is_aligned::<u8, _>(
+                &processing,
+                &CountTrigger::new(3).expect("valid")
+            ));
+        }
+        let session = WindowAssigner::session(10).expect("valid");
+        assert!(!is_aligned::<u8, _>(&session, &EventTimeTrigger));
+        assert!(!is_aligned::<u8, _>(
+            &session.with_processing_time(),
+            &ProcessingTimeTrigger
+        ));
+        // The global window is on processing time, but not aligned.
+        assert!(!is_aligned::<u8, _>(
+            &WindowAssigner::global(),
+            &ProcessingTimeTrigger
+        ));
     }
 }

@@ -805,7 +805,7 @@ where
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: Timestamp) -> std::result::Result<(), StateError> {
+    fn on_watermark(&mut self, watermark: Timestamp) -> Result<()> {
         if watermark <= self.watermark {
             return Ok(());
         }
@@ -819,8 +819,9 @@ where
     }
 
     /// Fires the timers of `domain` due at `time`, in order, and cleans up windows whose
-    /// cleanup timer it was.
-    fn fire(&mut self, domain: TimeDomain, time: Timestamp) -> std::result::Result<(), StateError> {
+    /// cleanup timer it was. Results leave in batch-size pieces as they fill up, so a firing
+    /// of many keys streams out instead of leaving as one huge batch.
+    fn fire(&mut self, domain: TimeDomain, time: Timestamp) -> Result<()> {
         let event_time = self.spec.assigner.is_event_time();
         let lateness = if event_time {
             self.spec.allowed_lateness
@@ -842,7 +843,7 @@ where
             let key = timer.key;
             let window = timer.namespace;
             let (spec, timers, out) = (&mut self.spec, &mut self.timers, &mut self.out.records);
-            self.keys.with_key(&key, None, |state, lists| {
+            let fired = self.keys.with_key(&key, None, |state, lists| {
                 let state_window = match (&window, state.sessions.as_ref()) {
                     (Window::Time(tw), Some(sessions)) => match sessions.state_window(tw) {
                         Some(sw) => Window::Time(sw),
@@ -886,14 +887,19 @@ where
                     }
                 }
                 Ok(())
-            })?;
+            });
+            fired.map_err(|e| super::process::failed(&self.ctx, e.to_string()))?;
+            if self.out.len() >= self.ctx.batch_size {
+                self.out.ingest = self.last_ingest;
+                self.next.push(&mut self.out)?;
+            }
         }
         Ok(())
     }
 
     /// Processing time moved to `now`: fire what is due (checked once per batch). Records of
     /// this batch are stamped `now`, so only windows ending before `now` may close.
-    fn on_processing_time(&mut self, now: Timestamp) -> std::result::Result<(), StateError> {
+    fn on_processing_time(&mut self, now: Timestamp) -> Result<()> {
         let due = now.saturating_sub(1);
         if self.timers.next_processing_time().is_some_and(|t| t <= due) {
             self.fire(TimeDomain::ProcessingTime, due)?;
@@ -1134,11 +1140,11 @@ where
         guarded(&ctx, || {
             self.on_processing_time(now)?;
             for r in batch.records.drain(..) {
-                self.on_record(r, now)?;
+                self.on_record(r, now)
+                    .map_err(|e| super::process::failed(&ctx, e.to_string()))?;
             }
             Ok(())
-        })?
-        .map_err(|e: StateError| super::process::failed(&ctx, e.to_string()))?;
+        })??;
         if !self.out.is_empty() {
             self.out.ingest = batch.ingest;
             self.next.push(&mut self.out)?;
@@ -1159,8 +1165,7 @@ where
                     Progress::Watermark(w) => self.on_watermark(w),
                     _ => Ok(()),
                 }
-            })?
-            .map_err(|e| super::process::failed(&ctx, e.to_string()))?;
+            })??;
             if !self.out.is_empty() {
                 self.out.ingest = self.last_ingest;
                 self.next.push(&mut self.out)?;

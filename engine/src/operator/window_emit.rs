@@ -12,9 +12,9 @@ use crate::error::Result;
 use crate::runtime::OperatorCtx;
 use crate::time::{Progress, Timestamp};
 
-/// An event-time window operator seen from its inputs: the aligned and session window
-/// operators and the merging stage of two-phase aggregation differ in what a record and a
-/// watermark do, not in how batches, progress and barriers reach them. Their `Push` is the one
+/// A window operator seen from its inputs: the aligned (event or processing time) and session
+/// window operators and the merging stage of two-phase aggregation differ in what a record, a
+/// watermark and the clock do, not in how batches, progress and barriers reach them. Their `Push` is the one
 /// blanket impl below.
 pub trait WindowStage {
     /// What the stage takes (and sends to its late output).
@@ -22,8 +22,18 @@ pub trait WindowStage {
     type Out;
     fn ctx(&self) -> &OperatorCtx;
     fn emit(&mut self) -> &mut WindowEmit<Self::In, Self::Out>;
+    /// A batch's records are about to be taken: a processing-time stage reads the clock for
+    /// them here, once per batch, and fires what it closed.
+    fn begin_records(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// One input record.
     fn take(&mut self, input: Self::In);
+    /// A tick or watermark arrived, so the wall clock may have moved: a processing-time stage
+    /// fires what it closed.
+    fn clock_moved(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The watermark advanced: fire what it closed.
     fn advance(&mut self, watermark: Timestamp) -> Result<()>;
     /// Writes the stage's state for `barrier`.
@@ -36,17 +46,25 @@ impl<S: WindowStage> Push<S::In> for S {
         self.emit().begin_batch(batch.ingest);
         let ctx = self.ctx().clone();
         guarded(&ctx, || {
+            self.begin_records()?;
             for r in batch.records.drain(..) {
                 self.take(r);
             }
-        })?;
+            Ok(())
+        })??;
         self.emit().end_batch()
     }
 
     fn progress(&mut self, progress: Progress) -> Result<()> {
-        if let Progress::Watermark(w) = progress {
+        if let Progress::Watermark(_) | Progress::Tick(_) = progress {
             let ctx = self.ctx().clone();
-            guarded(&ctx, || self.advance(w))??;
+            guarded(&ctx, || {
+                self.clock_moved()?;
+                match progress {
+                    Progress::Watermark(w) => self.advance(w),
+                    _ => Ok(()),
+                }
+            })??;
         }
         self.emit().end_progress(progress)
     }

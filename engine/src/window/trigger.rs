@@ -130,6 +130,14 @@ pub trait Trigger<T> {
         false
     }
 
+    /// True if this trigger fires a window once, when processing time passes its end, never
+    /// on an element, keeps no state and registers no other timers — `ProcessingTimeTrigger`'s
+    /// contract. Aligned processing-time windows then run window-first too (no timer per key
+    /// and window).
+    fn fires_only_at_processing_time_window_end(&self) -> bool {
+        false
+    }
+
     /// Whether the trigger supports merging windows; the operator must refuse
     /// a session assigner with a trigger that does not.
     fn can_merge(&self) -> bool {
@@ -230,6 +238,10 @@ impl<T> Trigger<T> for EventTimeTrigger {
 pub struct ProcessingTimeTrigger;
 
 impl<T> Trigger<T> for ProcessingTimeTrigger {
+    fn fires_only_at_processing_time_window_end(&self) -> bool {
+        true
+    }
+
     fn on_element(
         &self,
         _element: &T,
