@@ -11,6 +11,22 @@ use weir::window::{
 use weir::{Change, CsvRecord, Data, Env, Stream};
 use weir_bench::queries::{Query, RowSink, build};
 
+/// The window counts a job committed to the CSV file `path`, one `key,window start,count` line
+/// per (key, window): panics if a window was committed twice (exactly-once output).
+pub fn committed_window_counts(path: &std::path::Path) -> BTreeMap<(u32, i64), i64> {
+    let text = std::fs::read_to_string(path).expect("output");
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<i64> = line
+            .split(',')
+            .map(|x| x.parse().expect("number"))
+            .collect();
+        let prev = out.insert((f[0] as u32, f[1]), f[2]);
+        assert!(prev.is_none(), "window {:?} committed twice", (f[0], f[1]));
+    }
+    out
+}
+
 /// Counts of each distinct value: compares outputs whose order is not defined.
 pub fn multiset<T: Ord + Clone, I: IntoIterator<Item = T>>(items: I) -> BTreeMap<T, usize> {
     let mut m = BTreeMap::new();

@@ -13,7 +13,7 @@ use weir::sink::{Csv, FileSink};
 use weir::window::WindowAssigner;
 use weir::{Env, VecSource, WatermarkStrategy};
 use weir_bench::queries::Count;
-use weir_tests::GeneralPath;
+use weir_tests::{GeneralPath, committed_window_counts};
 
 type Rec = (u32, i64); // (key, timestamp)
 
@@ -120,20 +120,6 @@ fn run(
     env.execute().expect("job runs")
 }
 
-fn counts(path: &Path) -> BTreeMap<(u32, i64), i64> {
-    let text = std::fs::read_to_string(path).expect("output");
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let f: Vec<i64> = line
-            .split(',')
-            .map(|x| x.parse().expect("number"))
-            .collect();
-        let prev = out.insert((f[0] as u32, f[1]), f[2]);
-        assert!(prev.is_none(), "window {:?} committed twice", (f[0], f[1]));
-    }
-    out
-}
-
 #[test]
 fn savepoints_move_between_the_aligned_and_the_general_window_operator() {
     savepoints_move_between_operators(false);
@@ -163,7 +149,7 @@ fn savepoints_move_between_operators(sessions: bool) {
             .checkpoints
             .and_then(|s| s.savepoints.first().cloned())
             .expect("a savepoint was taken");
-        let before = counts(&first).len();
+        let before = committed_window_counts(&first).len();
         assert!(
             before > 0 && before < want.len(),
             "{label}: stopped mid-run ({before} of {} windows)",
@@ -178,7 +164,7 @@ fn savepoints_move_between_operators(sessions: bool) {
             );
             config.restore_from = Some(savepoint.clone());
             run(cores, sessions, !first_general, config, &out, None);
-            let got = counts(&out);
+            let got = committed_window_counts(&out);
             let wrong: Vec<_> = want
                 .iter()
                 .filter(|(k, v)| got.get(k) != Some(v))

@@ -17,7 +17,7 @@ use weir::time::wall_clock_ms;
 use weir::window::{ProcessingTimeTrigger, PurgingTrigger, WindowAssigner};
 use weir::{Env, ShardInfo, VecSource, WatermarkStrategy};
 use weir_bench::queries::Count;
-use weir_tests::GeneralPath;
+use weir_tests::{GeneralPath, committed_window_counts};
 
 /// (key, sequence number).
 type Rec = (u32, i64);
@@ -360,20 +360,6 @@ fn run_checkpointed(
     env.execute().expect("job runs")
 }
 
-fn committed(path: &Path) -> Counts {
-    let text = std::fs::read_to_string(path).expect("output");
-    let mut out = Counts::new();
-    for line in text.lines() {
-        let f: Vec<i64> = line
-            .split(',')
-            .map(|x| x.parse().expect("number"))
-            .collect();
-        let prev = out.insert((f[0] as u32, f[1]), f[2]);
-        assert!(prev.is_none(), "window {:?} committed twice", (f[0], f[1]));
-    }
-    out
-}
-
 /// A savepoint of processing-time windows taken by either operator resumes on the other (taken
 /// after 400 ms of a run paced to last over 1.2 s, so some windows have fired and some not):
 /// every record is counted exactly once, in aligned windows.
@@ -398,7 +384,7 @@ fn processing_time_savepoints_move_between_the_aligned_and_the_general_operator(
             .checkpoints
             .and_then(|s| s.savepoints.first().cloned())
             .expect("a savepoint was taken");
-        let before: i64 = committed(&output).values().sum();
+        let before: i64 = committed_window_counts(&output).values().sum();
         assert!(
             before > 0 && before < want.values().sum::<i64>(),
             "{label}: stopped mid-run ({before} records counted)"
@@ -411,7 +397,7 @@ fn processing_time_savepoints_move_between_the_aligned_and_the_general_operator(
             slide: 100,
         };
         let mut totals: BTreeMap<u32, i64> = BTreeMap::new();
-        for ((k, start), n) in committed(&output) {
+        for ((k, start), n) in committed_window_counts(&output) {
             assert_eq!(start % shape.slide, 0, "{label}: aligned window");
             *totals.entry(k).or_insert(0) += n;
         }

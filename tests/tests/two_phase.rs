@@ -14,6 +14,7 @@ use weir::sink::{Csv, FileSink};
 use weir::window::WindowAssigner;
 use weir::{Env, Timestamp, VecSource, WatermarkStrategy};
 use weir_bench::queries::Count;
+use weir_tests::committed_window_counts;
 
 type Rec = (u8, Timestamp);
 
@@ -215,20 +216,6 @@ fn run_checkpointed(
     env.execute().expect("job runs")
 }
 
-fn counts(path: &Path) -> BTreeMap<(u32, i64), i64> {
-    let text = std::fs::read_to_string(path).expect("output");
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let f: Vec<i64> = line
-            .split(',')
-            .map(|x| x.parse().expect("number"))
-            .collect();
-        let prev = out.insert((f[0] as u32, f[1]), f[2]);
-        assert!(prev.is_none(), "window {:?} committed twice", (f[0], f[1]));
-    }
-    out
-}
-
 /// The combiner flushes its partials at the barrier, so the savepoint holds only the merging
 /// stage's keyed state: resumed at 1 or 3 shards, every window is committed once, exactly.
 #[test]
@@ -246,7 +233,7 @@ fn two_phase_savepoint_at_2_shards_resumes_at_1_and_3() {
         .checkpoints
         .and_then(|s| s.savepoints.first().cloned())
         .expect("a savepoint was taken");
-    let before = counts(&first).len();
+    let before = committed_window_counts(&first).len();
     assert!(
         before > 0 && before < want.len(),
         "stopped mid-run ({before} of {} windows)",
@@ -261,7 +248,7 @@ fn two_phase_savepoint_at_2_shards_resumes_at_1_and_3() {
         );
         config.restore_from = Some(savepoint.clone());
         run_checkpointed(cores, config, &out, None);
-        let got = counts(&out);
+        let got = committed_window_counts(&out);
         let wrong: Vec<_> = want
             .iter()
             .filter(|(k, v)| got.get(k) != Some(v))
