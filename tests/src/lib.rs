@@ -48,6 +48,39 @@ pub fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// What a [`trickle_job`] cost: CPU seconds of this process, wall seconds, and whether the
+/// shards were pinned.
+pub struct Trickle {
+    pub cpu: f64,
+    pub wall: f64,
+    pub pinned: bool,
+}
+
+/// Runs `events` Nexmark events at `rate` events/s across an exchange on `env` (mostly
+/// waiting), checks that every event arrived, and measures the process's CPU time: for tests
+/// of what idle shards cost, each alone in its own test binary.
+pub fn trickle_job(env: &Env, events: u64, rate: u64) -> Trickle {
+    let source = NexmarkSource::new(NexmarkConfig::default(), events)
+        .and_then(|s| s.with_rate(rate))
+        .expect("valid source");
+    let count = env
+        .from_source(source)
+        .key_by(|e| e.date_time() % 7)
+        .partitioned()
+        .count();
+    let cpu_before = process_cpu_seconds().expect("/proc/self/stat is readable");
+    let start = std::time::Instant::now();
+    let result = env.execute().expect("job runs");
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds().expect("/proc/self/stat is readable") - cpu_before;
+    assert_eq!(count.count(), events, "every event arrives");
+    Trickle {
+        cpu,
+        wall,
+        pinned: result.pinned,
+    }
+}
+
 /// Collects a query's rows as CSV lines.
 #[derive(Default)]
 pub struct CsvCollector {
