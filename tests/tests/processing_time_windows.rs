@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use weir::api::WindowedStream;
 use weir::checkpoint::CheckpointConfig;
 use weir::operator::WindowResult;
 use weir::sink::{Csv, FileSink, Sink, SinkWriter};
 use weir::time::wall_clock_ms;
-use weir::window::{ProcessingTimeTrigger, PurgingTrigger, WindowAssigner};
-use weir::{Env, ShardInfo, VecSource, WatermarkStrategy};
+use weir::window::{ProcessingTimeTrigger, PurgingTrigger, Trigger, WindowAssigner};
+use weir::{Env, ShardInfo, Stream, VecSource, WatermarkStrategy};
 use weir_bench::queries::Count;
 use weir_tests::{GeneralPath, committed_window_counts};
 
@@ -56,6 +57,27 @@ impl Shape {
     }
 }
 
+/// Counts per key and window on the aligned operator (`ProcessingTimeTrigger`) or, with
+/// `general`, on the general one (`PurgingTrigger` fires the same windows at the same times but
+/// is not aligned).
+fn count_windows<KF, TF, Tr>(
+    windowed: WindowedStream<Rec, u32, KF, TF, Tr>,
+    general: bool,
+) -> Stream<WindowResult<u32, i64>>
+where
+    KF: FnMut(&Rec) -> u32 + Clone + Send + 'static,
+    TF: Fn(&Rec) -> i64 + Clone + Send + 'static,
+    Tr: Trigger<Rec> + Clone + Send + 'static,
+{
+    if general {
+        windowed
+            .trigger(PurgingTrigger(ProcessingTimeTrigger))
+            .aggregate(Count)
+    } else {
+        windowed.trigger(ProcessingTimeTrigger).aggregate(Count)
+    }
+}
+
 /// Counts per (key, window) of `input` in processing-time windows of `shape`, on the aligned
 /// operator or (`general`) the general one; `pace` sleeps that long every 10 records.
 fn run(
@@ -82,17 +104,7 @@ fn run(
         })
         .key_by(|r: &Rec| r.0)
         .window(shape.assigner(), |r: &Rec| r.1);
-    let out = if general {
-        windowed
-            .trigger(PurgingTrigger(ProcessingTimeTrigger))
-            .aggregate(Count)
-            .collect()
-    } else {
-        windowed
-            .trigger(ProcessingTimeTrigger)
-            .aggregate(Count)
-            .collect()
-    };
+    let out = count_windows(windowed, general).collect();
     env.execute().expect("job runs");
     out.take()
 }
@@ -184,14 +196,7 @@ fn paced_input_crosses_window_boundaries() {
                 })
                 .key_by(|r: &Rec| r.0)
                 .window(shape.assigner(), |r: &Rec| r.1);
-            let results = if general {
-                windowed
-                    .trigger(PurgingTrigger(ProcessingTimeTrigger))
-                    .aggregate(Count)
-            } else {
-                windowed.trigger(ProcessingTimeTrigger).aggregate(Count)
-            };
-            let out = results
+            let out = count_windows(windowed, general)
                 .map(move |r: WindowResult<u32, i64>| {
                     fired.fetch_min(wall_clock_ms(), Ordering::SeqCst);
                     r
@@ -347,14 +352,7 @@ fn run_checkpointed(
             .assigner(),
             |r: &Rec| r.1,
         );
-    let results = if general {
-        windowed
-            .trigger(PurgingTrigger(ProcessingTimeTrigger))
-            .aggregate(Count)
-    } else {
-        windowed.trigger(ProcessingTimeTrigger).aggregate(Count)
-    };
-    results
+    count_windows(windowed, general)
         .map(|r: WindowResult<u32, i64>| (r.key, r.start(), r.value))
         .sink(FileSink::new(output, Csv::without_header()));
     env.execute().expect("job runs")
