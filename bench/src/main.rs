@@ -3,6 +3,7 @@
 //! `weir-bench nexmark --query q1` runs a Nexmark query and prints throughput and latency;
 //! `weir-bench nexmark-data` writes the generated events as CSV for other engines.
 
+mod allocator;
 mod lsm;
 mod map_bench;
 mod state_bench;
