@@ -14,13 +14,21 @@
 //! - **Ids in runs.** Both forms hash with [`IdHash`]: consecutive ids share cache lines, so
 //!   the recent ids a stream keeps probing stay cached (see its docs).
 
-use crate::segmented::{IdHash, MapHash, SEGMENT_ENTRIES, SegmentedMap};
+use crate::segmented::{IdHash, MapHash, SEGMENT_ENTRIES, SegmentedMap, table_seed};
 
 /// The most entries a map holds flat: a full segment, so that spilling into a `SegmentedMap`
 /// moves no more entries than one of its splits does, and the flat table (8192 slots at most)
 /// grows by doublings of at most 1792 entries. (Measured for q16 at 3584: half of that made
-/// q16 4% slower.)
+/// q16 4% slower.) A map whose seeded fill limit is low spills earlier, when it would need
+/// more than [`MAX_FLAT_SLOTS`] (at [`MIN_SPILL`] entries at the least).
 pub const FLAT_LIMIT: usize = SEGMENT_ENTRIES;
+
+/// The most slots a flat table has.
+pub const MAX_FLAT_SLOTS: usize = 8192;
+
+/// The fewest entries at which a flat table spills: [`MAX_FLAT_SLOTS`] at the lowest load
+/// limit, 0.35.
+pub const MIN_SPILL: usize = MAX_FLAT_SLOTS * 7 / 20;
 
 /// The key that marks a free slot of a flat table; its own value is kept beside the slots.
 const FREE: i64 = i64::MIN;
@@ -28,8 +36,17 @@ const FREE: i64 = i64::MIN;
 /// The fewest slots of an allocated flat table.
 const MIN_SLOTS: usize = 16;
 
-/// A small map as one slot array: linear probing from the key's `IdHash`, at most half full
-/// (a miss probes about 2.5 slots, a hit 1.5: mostly one cache line of four 16-byte slots).
+/// A small map as one slot array: linear probing from the key's `IdHash`, at most 0.7 full
+/// (at half full a miss probes about 2.5 slots, a hit 1.5: mostly one cache line of four
+/// 16-byte slots).
+///
+/// How full a table gets before it doubles is seeded per map, between 0.35 and 0.7 of its
+/// slots ([`Flat::fill`]; a miss then probes 1.8–6 slots). Why: q16 keeps two sets per channel and day, ~20 000, and
+/// half the bids spread evenly over 10 000 channels, so those sets grow at the same rate.
+/// With one load limit they all doubled within a few per cent of each other's inserts: at
+/// 2.4 s of a q16 run at half its maximum rate, 20 000 tables of 512 slots doubled to 1024
+/// (by count, about 320 MB faulted in), a burst that backed the shards up by 70–110 ms. Limits spread over
+/// a factor of two spread the doublings evenly over the growth.
 #[derive(Clone)]
 struct Flat<V> {
     /// A power of two many slots (or none); free ones hold the key `FREE`.
@@ -38,6 +55,10 @@ struct Flat<V> {
     len: usize,
     /// The value of the key `FREE` itself, if it is in the map.
     free_key: Option<V>,
+    /// The table doubles before it is more than `0.35 · (255 + fill) / 255` full: between
+    /// 0.35 (`fill` 0) and 0.7 (255), one octave, so tables fed alike double anywhere in
+    /// it, and on average about half full, as with one fixed limit of a half.
+    fill: u8,
 }
 
 impl<V> Default for Flat<V> {
@@ -46,13 +67,14 @@ impl<V> Default for Flat<V> {
             slots: Vec::new(),
             len: 0,
             free_key: None,
+            fill: (table_seed() >> 56) as u8,
         }
     }
 }
 
 impl<V: Default> Flat<V> {
     /// Where `key` (not `FREE`) is: `Ok(slot)`, or `Err(free slot)` where it would go.
-    /// Terminates: the table is at most half full, so a free slot follows every run.
+    /// Terminates: the table is at most 0.7 full, so a free slot follows every run.
     #[inline]
     fn probe(&self, key: i64, hash: u64) -> Result<usize, usize> {
         let mask = self.slots.len().wrapping_sub(1);
@@ -95,22 +117,32 @@ impl<V: Default> Flat<V> {
             self.len += usize::from(new);
             return (self.free_key.get_or_insert_with(default), new);
         }
-        if (self.len + 1) * 2 > self.slots.len() {
-            self.grow();
-        }
-        let (i, new) = match self.probe(key, hash) {
-            Ok(i) => (i, false),
-            Err(i) => (i, true),
+        let i = match self.probe(key, hash) {
+            Ok(i) => return (&mut self.slots[i].1, false),
+            Err(_) if self.must_grow() => {
+                self.grow();
+                // Absent before, so absent now.
+                self.probe(key, hash).unwrap_or_else(|free| free)
+            }
+            Err(free) => free,
         };
-        if new {
-            self.len += 1;
-        }
+        self.len += 1;
         // In range: `probe` masks the index by the slot count, and there are slots now.
         let slot = &mut self.slots[i];
-        if new {
-            *slot = (key, default());
-        }
-        (&mut slot.1, new)
+        *slot = (key, default());
+        (&mut slot.1, true)
+    }
+
+    /// True if one more entry would fill the table past its load limit (or it has no slots).
+    #[inline]
+    fn must_grow(&self) -> bool {
+        (self.len + 1) * 5100 > self.slots.len() * 7 * (255 + usize::from(self.fill))
+    }
+
+    /// True if one more entry would need more than [`MAX_FLAT_SLOTS`] slots.
+    #[inline]
+    fn at_capacity(&self) -> bool {
+        self.len >= FLAT_LIMIT || (self.slots.len() >= MAX_FLAT_SLOTS && self.must_grow())
     }
 
     /// Doubles the slots (or allocates the first ones) and reinserts every entry.
@@ -229,7 +261,7 @@ impl<V: Default> IdMap<V> {
     #[inline]
     fn make_room(&mut self, hash: u64, key: i64) {
         if let Repr::Flat(t) = &self.repr
-            && t.len >= FLAT_LIMIT
+            && t.at_capacity()
             && !t.contains(key, hash)
         {
             self.spill();
@@ -319,7 +351,13 @@ mod tests {
                 }
                 prop_assert_eq!(map.len(), model.len());
             }
-            prop_assert_eq!(map.is_segmented(), model.len() > FLAT_LIMIT);
+            // Where it spills depends on the map's seeded fill limit.
+            if model.len() > FLAT_LIMIT {
+                prop_assert!(map.is_segmented());
+            }
+            if model.len() <= MIN_SPILL {
+                prop_assert!(!map.is_segmented());
+            }
             let mut entries: Vec<(i64, u8)> = map.iter().map(|(k, v)| (k, *v)).collect();
             entries.sort_unstable();
             prop_assert_eq!(entries, model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
@@ -332,9 +370,25 @@ mod tests {
     }
 
     /// A map spills exactly when a new key would pass the limit, keeping every entry.
+    /// An empty map whose flat table doubles at `fill` (see [`Flat::fill`]).
+    fn with_fill<V: Default>(fill: u8) -> IdMap<V> {
+        let mut map = IdMap::new();
+        if let Repr::Flat(t) = &mut map.repr {
+            t.fill = fill;
+        }
+        map
+    }
+
+    fn slots<V>(map: &IdMap<V>) -> usize {
+        match &map.repr {
+            Repr::Flat(t) => t.slots.len(),
+            Repr::Segmented(_) => usize::MAX,
+        }
+    }
+
     #[test]
     fn spills_past_the_flat_limit() {
-        let mut map = IdMap::new();
+        let mut map = with_fill(u8::MAX);
         for k in 0..FLAT_LIMIT as i64 {
             map.insert(k, k);
         }
@@ -346,5 +400,49 @@ mod tests {
         assert!(map.is_segmented());
         assert_eq!(map.len(), FLAT_LIMIT + 1);
         assert!((1..FLAT_LIMIT as i64).all(|k| map.get(k) == Some(&k)));
+    }
+
+    /// A map that doubles at 0.35 full would need 16 384 slots past 2867 entries: it spills
+    /// there instead.
+    #[test]
+    fn a_map_with_a_low_fill_limit_spills_at_the_slot_cap() {
+        let mut map = with_fill(0);
+        for k in 0..MIN_SPILL as i64 {
+            map.insert(k, k);
+        }
+        assert!(!map.is_segmented());
+        assert_eq!(slots(&map), MAX_FLAT_SLOTS);
+        map.insert(-5, 0);
+        assert!(map.is_segmented());
+        assert!((0..MIN_SPILL as i64).all(|k| map.get(k) == Some(&k)));
+    }
+
+    /// Maps fed at the same rate double at different sizes, spread over the octave between
+    /// 0.35 and 0.7 of their slots. With one load limit (half) all 512 maps here would double
+    /// from 512 to 1024 slots at the same insert.
+    #[test]
+    fn maps_growing_side_by_side_double_at_spread_sizes() {
+        let mut maps: Vec<IdMap<u8>> = (0..512).map(|_| IdMap::new()).collect();
+        let mut doubled_at = vec![0usize; maps.len()];
+        for n in 0..400i64 {
+            for (map, at) in maps.iter_mut().zip(&mut doubled_at) {
+                let before = slots(map);
+                map.insert(n * 8 + 3, 1);
+                if before == 512 && slots(map) == 1024 {
+                    *at = map.len();
+                }
+            }
+        }
+        // 512 · 0.35 = 179.2 and 512 · 0.7 = 358.4.
+        assert!(
+            doubled_at.iter().all(|&at| (179..=359).contains(&at)),
+            "{doubled_at:?}"
+        );
+        // Eight bins over 179..359: 64 maps each if uniform.
+        let mut bins = [0usize; 8];
+        for &at in &doubled_at {
+            bins[((at - 179) * 8 / 181).min(7)] += 1;
+        }
+        assert!(bins.iter().all(|&b| (24..=110).contains(&b)), "{bins:?}");
     }
 }

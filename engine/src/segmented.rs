@@ -110,10 +110,14 @@ struct Segment<K, V> {
 /// spread uniformly over [C/2, C], the depth-d segments split while the map grows from
 /// 2^d·C/2 to 2^d·C entries, evenly over that range, and their halves (limit ≥ C/2, holding
 /// ≤ C/2) only from 2^d·C on: about one split per C/2 inserts at every size.
+///
+/// The map's `seed` takes part too: maps that grow side by side (q16 keeps a set per channel,
+/// thousands of them fed at the same rate) would otherwise split their segments in the same
+/// waves, each map's segments at the same sizes as every other's.
 #[inline]
-fn split_limit(prefix: u64, depth: u32) -> usize {
+fn split_limit(seed: u64, prefix: u64, depth: u32) -> usize {
     // A murmur3 finaliser over the segment's place: neighbouring prefixes get unrelated limits.
-    let mut h = prefix ^ (u64::from(depth) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    let mut h = prefix ^ (u64::from(depth) << 32) ^ seed;
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -121,6 +125,27 @@ fn split_limit(prefix: u64, depth: u32) -> usize {
     h ^= h >> 33;
     let half = SEGMENT_ENTRIES / 2;
     half + (h % (half as u64 + 1)) as usize
+}
+
+/// A seed for a new growing table, different for each table a thread makes: a Weyl sequence
+/// (the golden ratio's steps around `u64`), whose top bits spread evenly over their range
+/// for any number of consecutive draws.
+///
+/// Why: tables that grow at the same rate must not all resize at the same moment. Their
+/// sizes at the time differ only by the noise in their inputs, so one fixed resize point
+/// makes every table resize within a few per cent of each other: thousands of fresh tables
+/// allocated and faulted in at once. Seeded resize points spread the resizes over the
+/// growth (`SegmentedMap` splits, `IdMap` doublings and spills). Per thread, so a shard's
+/// sequence depends only on what that shard did, and no atomic is touched.
+pub(crate) fn table_seed() -> u64 {
+    thread_local! {
+        static NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0x243f_6a88_85a3_08d3) };
+    }
+    NEXT.with(|next| {
+        let seed = next.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        next.set(seed);
+        seed
+    })
 }
 
 /// A hash map of keys to values whose inserts never move more than one segment's entries
@@ -136,6 +161,8 @@ pub struct SegmentedMap<K, V, H = StableHash> {
     /// (`madvise`/`munmap`) and the next split fault them in again — page faults were most
     /// of a split's time.
     spare: Option<HashTable<(K, V)>>,
+    /// Spreads this map's split sizes apart from other maps' ([`split_limit`]).
+    seed: u64,
     hasher: PhantomData<H>,
 }
 
@@ -147,6 +174,7 @@ impl<K: Clone, V: Clone, H> Clone for SegmentedMap<K, V, H> {
             segments: self.segments.clone(),
             len: self.len,
             spare: self.spare.clone(),
+            seed: self.seed,
             hasher: PhantomData,
         }
     }
@@ -154,17 +182,19 @@ impl<K: Clone, V: Clone, H> Clone for SegmentedMap<K, V, H> {
 
 impl<K, V, H> Default for SegmentedMap<K, V, H> {
     fn default() -> Self {
+        let seed = table_seed();
         SegmentedMap {
             directory: vec![0],
             depth: 0,
             segments: vec![Segment {
                 depth: 0,
                 prefix: 0,
-                limit: split_limit(0, 0),
+                limit: split_limit(seed, 0, 0),
                 table: HashTable::new(),
             }],
             len: 0,
             spare: None,
+            seed,
             hasher: PhantomData,
         }
     }
@@ -257,8 +287,8 @@ impl<K: Eq, V, H: MapHash<K>> SegmentedMap<K, V, H> {
         // the kept half's table grow past the cap), each with room for its own limit so it
         // never grows before it splits; the lower one is the last split's emptied table.
         let (lower_limit, upper_limit) = (
-            split_limit(prefix, depth + 1),
-            split_limit(prefix | bit, depth + 1),
+            split_limit(self.seed, prefix, depth + 1),
+            split_limit(self.seed, prefix | bit, depth + 1),
         );
         let mut lower = match self.spare.take() {
             Some(mut spare) => {
@@ -598,6 +628,34 @@ mod tests {
         let most = counts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
         // Eight expected per window; a fixed limit puts about 30 into one.
         assert!(most <= 20, "{most} splits in {window} inserts: {counts:?}");
+    }
+
+    /// Maps fed side by side split their first segment at different sizes: one split limit
+    /// for all of them (the segment's place alone) would make them all split at one insert.
+    #[test]
+    fn maps_growing_side_by_side_split_at_spread_sizes() {
+        let mut maps: Vec<SegmentedMap<u64, ()>> = (0..256).map(|_| SegmentedMap::new()).collect();
+        let mut split_at = vec![0usize; maps.len()];
+        for k in 0..SEGMENT_ENTRIES as u64 + 1 {
+            for (map, at) in maps.iter_mut().zip(&mut split_at) {
+                map.insert(k, ());
+                if *at == 0 && map.segment_count() > 1 {
+                    *at = map.len();
+                }
+            }
+        }
+        let half = SEGMENT_ENTRIES / 2;
+        assert!(
+            split_at
+                .iter()
+                .all(|&at| (half..=SEGMENT_ENTRIES + 1).contains(&at))
+        );
+        // Eight bins over [C/2, C]: 32 maps each if uniform.
+        let mut bins = [0usize; 8];
+        for &at in &split_at {
+            bins[((at - half) * 8 / (half + 1)).min(7)] += 1;
+        }
+        assert!(bins.iter().all(|&b| (12..=60).contains(&b)), "{bins:?}");
     }
 
     /// A large map is many segments, none above the cap: an insert never moves more.
