@@ -4,6 +4,7 @@
 //! `weir-bench nexmark-data` writes the generated events as CSV for other engines.
 
 mod allocator;
+mod hiccups;
 mod lsm;
 mod map_bench;
 mod state_bench;
@@ -45,6 +46,9 @@ enum Command {
     State(state_bench::StateArgs),
     /// The operators' growing maps: SegmentedMap against HashMap (insert pauses, lookups).
     Maps(map_bench::MapArgs),
+    /// How often the machine stops a running thread: a pinned thread per core reads the
+    /// clock in a loop and reports the gaps (the floor under every latency percentile).
+    Hiccups(hiccups::HiccupArgs),
 }
 
 /// Generator options shared by `nexmark` and `nexmark-data`.
@@ -177,6 +181,7 @@ fn main() -> Result<()> {
         Command::Lsm(args) => lsm::run(&args),
         Command::State(args) => state_bench::run(&args),
         Command::Maps(args) => map_bench::run(&args),
+        Command::Hiccups(args) => hiccups::run(args),
     }
 }
 

@@ -18,6 +18,7 @@ use weir_bench::queries::Query;
 use weir_bench::runner::{RunSpec, run as run_in_process};
 
 use crate::GeneratorArgs;
+use crate::hiccups;
 
 /// What the suite keeps of one run.
 struct Measured {
@@ -159,8 +160,24 @@ pub(crate) struct SuiteArgs {
     /// a fresh child process (see the module docs).
     #[arg(long)]
     same_process: bool,
+    /// Measure the machine's hiccups (`weir-bench hiccups`) this long before the runs and
+    /// after them, and print both under the table; 0 to skip.
+    #[arg(long, default_value_t = 2.0)]
+    hiccup_seconds: f64,
     #[command(flatten)]
     generator: GeneratorArgs,
+}
+
+/// The machine's hiccups on every core over `seconds` (none if 0), as summary lines.
+fn hiccup_lines(seconds: f64) -> Result<Vec<String>> {
+    if seconds == 0.0 {
+        return Ok(Vec::new());
+    }
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        bail!("--hiccup-seconds must be 0 or a positive number, not {seconds}");
+    }
+    let cores = hiccups::measure(std::time::Duration::from_secs_f64(seconds), &[])?;
+    Ok(cores.iter().map(|c| c.summary()).collect())
 }
 
 pub(crate) fn run(args: SuiteArgs) -> Result<()> {
@@ -175,6 +192,7 @@ pub(crate) fn run(args: SuiteArgs) -> Result<()> {
     if args.runs == 0 || args.cores.is_empty() {
         bail!("--runs and --cores must not be empty");
     }
+    let hiccups_before = hiccup_lines(args.hiccup_seconds)?;
     let spec = |query, cores, events, rate| RunSpec {
         query,
         events,
@@ -292,6 +310,18 @@ pub(crate) fn run(args: SuiteArgs) -> Result<()> {
             ));
         }
         println!("{line}");
+    }
+    let hiccups_after = hiccup_lines(args.hiccup_seconds)?;
+    if !hiccups_before.is_empty() {
+        println!();
+    }
+    for (when, lines) in [("before", hiccups_before), ("after", hiccups_after)] {
+        for line in lines {
+            println!(
+                "- machine hiccups {when} the runs ({} s), {line}",
+                args.hiccup_seconds
+            );
+        }
     }
     Ok(())
 }
