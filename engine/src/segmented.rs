@@ -4,7 +4,7 @@
 //! holding millions of keys (deduplication, top-N, unbounded group-by, join rows) one insert
 //! then stalls the shard for tens to hundreds of milliseconds, which is the p99.9 of every
 //! record queued behind it. Here the map is a directory of segments, each a small hash table of
-//! at most [`SEGMENT_ENTRIES`] entries. A full segment splits in two by one more hash bit (the
+//! at most [`SEGMENT_ENTRIES`] entries (fewer if they are large, [`segment_entries`]). A full segment splits in two by one more hash bit (the
 //! directory doubles when a segment is as deep as it), so the most any insert moves is one
 //! segment: a bounded pause, whatever the map's size. Lookups cost one directory index more
 //! than a `HashMap`'s.
@@ -35,7 +35,39 @@ use crate::key::hash_key;
 /// 1 ms at 2 cores whether the input came at 3.5 or 4.35 M events/s (stalls, not queueing);
 /// at 3584 each stall is half as long (p99 median of 6 runs 1232 → 920 µs at 4 M/s), and
 /// throughput was no worse (q18 and q9 +6% at 2 cores).
+///
+/// That is the cap for entries of up to 64 bytes; larger ones get fewer, see
+/// [`segment_entries`].
 pub const SEGMENT_ENTRIES: usize = 3584;
+
+/// The most bytes of entries a segment's table holds (its buckets times the entry size).
+///
+/// Why: what a split costs is mostly faulting in the fresh table, and every bucket's page gets
+/// touched (entries land all over it), so the pause grows with the table's bytes, not its
+/// entries. q18 keeps a whole bid per (bidder, auction), 104-byte entries: at 4096 buckets a
+/// fresh table was 426 KB. Halving its segments (2048 buckets, 213 KB) took q18's p99 at half
+/// its maximum from 592 to 380 µs (4 of 4 interleaved rounds lower) at 0.98 of its
+/// throughput; maps of small entries (q16's id sets, 16 bytes) keep 4096 buckets, where
+/// halving cost q16 4%.
+pub const SEGMENT_BYTES: usize = 256 << 10;
+
+/// Bucket counts a segment's table may have: a power of two in this range.
+const MIN_BUCKETS: usize = 256;
+const MAX_BUCKETS: usize = 4096;
+
+/// The most entries a segment of `entry_bytes`-byte entries holds: 7/8 of the most buckets
+/// (a power of two, [`MIN_BUCKETS`]..=[`MAX_BUCKETS`]) whose bytes fit [`SEGMENT_BYTES`], the
+/// load at which hashbrown's table is full at that many buckets (so a segment never grows
+/// its table before it splits). [`SEGMENT_ENTRIES`] for entries of up to 64 bytes, 1792 for
+/// up to 128.
+pub const fn segment_entries(entry_bytes: usize) -> usize {
+    let fit = SEGMENT_BYTES / if entry_bytes == 0 { 1 } else { entry_bytes };
+    let mut buckets = MAX_BUCKETS;
+    while buckets > MIN_BUCKETS && buckets > fit {
+        buckets /= 2;
+    }
+    buckets / 8 * 7
+}
 
 /// Where the segment-selecting bits of a key's hash start.
 const SELECT_SHIFT: u32 = 20;
@@ -93,15 +125,16 @@ struct Segment<K, V> {
     depth: u32,
     /// The segment's `depth` selecting bits (the hash bits above `SELECT_SHIFT` its keys share).
     prefix: u64,
-    /// Entries at which this segment splits: between half and all of [`SEGMENT_ENTRIES`],
-    /// spread by [`split_limit`] so that segments do not all fill up at once.
+    /// Entries at which this segment splits: between half and all of the map's cap
+    /// ([`segment_entries`]), spread by [`split_limit`] so that segments do not all fill up
+    /// at once.
     limit: usize,
     table: HashTable<(K, V)>,
 }
 
 /// The size at which the segment of hash bits `prefix` (its `depth` selecting bits) splits:
-/// spread evenly over `SEGMENT_ENTRIES / 2 ..= SEGMENT_ENTRIES` by a hash of the segment's
-/// place.
+/// spread evenly over `cap / 2 ..= cap` (`cap` from [`segment_entries`]) by a hash of the
+/// segment's place.
 ///
 /// Why: keys hash uniformly, so segments of one depth hold about the same number of entries.
 /// With one fixed limit they all reach it within a few per cent of each other's inserts — a
@@ -115,7 +148,7 @@ struct Segment<K, V> {
 /// thousands of them fed at the same rate) would otherwise split their segments in the same
 /// waves, each map's segments at the same sizes as every other's.
 #[inline]
-fn split_limit(seed: u64, prefix: u64, depth: u32) -> usize {
+fn split_limit(cap: usize, seed: u64, prefix: u64, depth: u32) -> usize {
     // A murmur3 finaliser over the segment's place: neighbouring prefixes get unrelated limits.
     let mut h = prefix ^ (u64::from(depth) << 32) ^ seed;
     h ^= h >> 33;
@@ -123,7 +156,7 @@ fn split_limit(seed: u64, prefix: u64, depth: u32) -> usize {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^= h >> 33;
-    let half = SEGMENT_ENTRIES / 2;
+    let half = cap / 2;
     half + (h % (half as u64 + 1)) as usize
 }
 
@@ -180,6 +213,12 @@ impl<K: Clone, V: Clone, H> Clone for SegmentedMap<K, V, H> {
     }
 }
 
+impl<K, V, H> SegmentedMap<K, V, H> {
+    /// The most entries one of this map's segments holds ([`segment_entries`] of its entry
+    /// size).
+    pub const CAP: usize = segment_entries(std::mem::size_of::<(K, V)>());
+}
+
 impl<K, V, H> Default for SegmentedMap<K, V, H> {
     fn default() -> Self {
         let seed = table_seed();
@@ -189,7 +228,7 @@ impl<K, V, H> Default for SegmentedMap<K, V, H> {
             segments: vec![Segment {
                 depth: 0,
                 prefix: 0,
-                limit: split_limit(seed, 0, 0),
+                limit: split_limit(Self::CAP, seed, 0, 0),
                 table: HashTable::new(),
             }],
             len: 0,
@@ -287,8 +326,8 @@ impl<K: Eq, V, H: MapHash<K>> SegmentedMap<K, V, H> {
         // the kept half's table grow past the cap), each with room for its own limit so it
         // never grows before it splits; the lower one is the last split's emptied table.
         let (lower_limit, upper_limit) = (
-            split_limit(self.seed, prefix, depth + 1),
-            split_limit(self.seed, prefix | bit, depth + 1),
+            split_limit(Self::CAP, self.seed, prefix, depth + 1),
+            split_limit(Self::CAP, self.seed, prefix | bit, depth + 1),
         );
         let mut lower = match self.spare.take() {
             Some(mut spare) => {
@@ -656,6 +695,31 @@ mod tests {
             bins[((at - half) * 8 / (half + 1)).min(7)] += 1;
         }
         assert!(bins.iter().all(|&b| (12..=60).contains(&b)), "{bins:?}");
+    }
+
+    /// Large entries get smaller segments: a table of at most `SEGMENT_BYTES`.
+    #[test]
+    fn segments_of_large_entries_stay_within_the_byte_budget() {
+        assert_eq!(segment_entries(16), SEGMENT_ENTRIES);
+        assert_eq!(segment_entries(64), SEGMENT_ENTRIES);
+        assert_eq!(segment_entries(104), 1792);
+        assert_eq!(segment_entries(1 << 20), MIN_BUCKETS / 8 * 7);
+        assert_eq!(segment_entries(0), SEGMENT_ENTRIES);
+        type Big = [u64; 13];
+        let mut map: SegmentedMap<u64, Big> = SegmentedMap::new();
+        assert_eq!(SegmentedMap::<u64, Big>::CAP, 1792);
+        for k in 0..50_000u64 {
+            map.insert(k, [k; 13]);
+        }
+        for segment in &map.segments {
+            assert!(segment.table.len() <= 1792, "{}", segment.table.len());
+            assert!(
+                segment.table.num_buckets() * std::mem::size_of::<(u64, Big)>() <= SEGMENT_BYTES,
+                "{} buckets",
+                segment.table.num_buckets()
+            );
+        }
+        assert!((0..50_000u64).all(|k| map.get(&k) == Some(&[k; 13])));
     }
 
     /// A large map is many segments, none above the cap: an insert never moves more.
