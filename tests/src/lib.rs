@@ -8,8 +8,20 @@ use weir::state::{LsmStateConfig, StateBackendConfig};
 use weir::window::{
     EventTimeTrigger, OnMergeContext, Trigger, TriggerContext, TriggerResult, Window,
 };
-use weir::{Change, CsvRecord, Data, Env, Stream};
+use weir::{Change, CsvRecord, Data, Env, EnvBuilder, Stream};
 use weir_bench::queries::{Query, RowSink, build};
+
+/// Asks for a stopping savepoint of the job `builder` will build, `after` from now (if any),
+/// from a thread of its own: how the savepoint tests stop a job mid-run.
+pub fn stop_with_savepoint_after(builder: &EnvBuilder, after: Option<std::time::Duration>) {
+    if let Some(after) = after {
+        let handle = builder.savepoint_handle();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            handle.request(true);
+        });
+    }
+}
 
 /// The window counts a job committed to the CSV file `path`, one `key,window start,count` line
 /// per (key, window): panics if a window was committed twice (exactly-once output).

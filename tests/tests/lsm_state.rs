@@ -101,13 +101,7 @@ fn run(
     if let Some(c) = checkpoints {
         builder = builder.checkpointing(c);
     }
-    if let Some(after) = savepoint_after {
-        let handle = builder.savepoint_handle();
-        std::thread::spawn(move || {
-            std::thread::sleep(after);
-            handle.request(true);
-        });
-    }
+    weir_tests::stop_with_savepoint_after(&builder, savepoint_after);
     let env = builder.build().expect("env");
     env.from_source(VecSource::new(input()))
         .key_by(|r: &(u32, u32)| r.0)

@@ -327,13 +327,7 @@ fn run_checkpointed(
     stop_after: Option<Duration>,
 ) -> weir::JobResult {
     let builder = Env::builder().cores(2).batch_size(64).checkpointing(config);
-    if let Some(after) = stop_after {
-        let handle = builder.savepoint_handle();
-        std::thread::spawn(move || {
-            std::thread::sleep(after);
-            handle.request(true);
-        });
-    }
+    weir_tests::stop_with_savepoint_after(&builder, stop_after);
     let env = builder.build().expect("env");
     let windowed = env
         .from_source(VecSource::new(input(6_000, 50)))

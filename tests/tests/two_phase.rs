@@ -186,13 +186,7 @@ fn run_checkpointed(
         .cores(cores)
         .batch_size(64)
         .checkpointing(config);
-    if let Some(after) = stop_after {
-        let handle = builder.savepoint_handle();
-        std::thread::spawn(move || {
-            std::thread::sleep(after);
-            handle.request(true);
-        });
-    }
+    weir_tests::stop_with_savepoint_after(&builder, stop_after);
     let env = builder.build().expect("env");
     env.from_source_with_watermarks(
         VecSource::new(input()),
