@@ -23,6 +23,22 @@ pub fn stop_with_savepoint_after(builder: &EnvBuilder, after: Option<std::time::
     }
 }
 
+/// Writes `counts` to the CSV file `output` (`key,window start,count`, the lines
+/// [`committed_window_counts`] reads back) through the two-phase file sink, and runs the job.
+pub fn execute_writing_window_counts(
+    env: &Env,
+    counts: Stream<weir::operator::WindowResult<u32, i64>>,
+    output: &std::path::Path,
+) -> weir::JobResult {
+    counts
+        .map(|r: weir::operator::WindowResult<u32, i64>| (r.key, r.start(), r.value))
+        .sink(weir::sink::FileSink::new(
+            output,
+            weir::sink::Csv::without_header(),
+        ));
+    env.execute().expect("job runs")
+}
+
 /// The window counts a job committed to the CSV file `path`, one `key,window start,count` line
 /// per (key, window): panics if a window was committed twice (exactly-once output).
 pub fn committed_window_counts(path: &std::path::Path) -> BTreeMap<(u32, i64), i64> {

@@ -8,8 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use weir::checkpoint::CheckpointConfig;
-use weir::operator::WindowResult;
-use weir::sink::{Csv, FileSink};
 use weir::window::WindowAssigner;
 use weir::{Env, VecSource, WatermarkStrategy};
 use weir_bench::queries::Count;
@@ -108,10 +106,7 @@ fn run(
     } else {
         windowed.aggregate(Count)
     };
-    results
-        .map(|r: WindowResult<u32, i64>| (r.key, r.start(), r.value))
-        .sink(FileSink::new(output, Csv::without_header()));
-    env.execute().expect("job runs")
+    weir_tests::execute_writing_window_counts(&env, results, output)
 }
 
 #[test]

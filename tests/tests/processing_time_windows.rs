@@ -13,7 +13,7 @@ use std::time::Duration;
 use weir::api::WindowedStream;
 use weir::checkpoint::CheckpointConfig;
 use weir::operator::WindowResult;
-use weir::sink::{Csv, FileSink, Sink, SinkWriter};
+use weir::sink::{Sink, SinkWriter};
 use weir::time::wall_clock_ms;
 use weir::window::{ProcessingTimeTrigger, PurgingTrigger, Trigger, WindowAssigner};
 use weir::{Env, ShardInfo, Stream, VecSource, WatermarkStrategy};
@@ -346,10 +346,7 @@ fn run_checkpointed(
             .assigner(),
             |r: &Rec| r.1,
         );
-    count_windows(windowed, general)
-        .map(|r: WindowResult<u32, i64>| (r.key, r.start(), r.value))
-        .sink(FileSink::new(output, Csv::without_header()));
-    env.execute().expect("job runs")
+    weir_tests::execute_writing_window_counts(&env, count_windows(windowed, general), output)
 }
 
 /// A savepoint of processing-time windows taken by either operator resumes on the other (taken

@@ -10,7 +10,6 @@ use std::time::Duration;
 use proptest::prelude::*;
 use weir::checkpoint::CheckpointConfig;
 use weir::operator::WindowResult;
-use weir::sink::{Csv, FileSink};
 use weir::window::WindowAssigner;
 use weir::{Env, Timestamp, VecSource, WatermarkStrategy};
 use weir_bench::queries::Count;
@@ -188,26 +187,25 @@ fn run_checkpointed(
         .checkpointing(config);
     weir_tests::stop_with_savepoint_after(&builder, stop_after);
     let env = builder.build().expect("env");
-    env.from_source_with_watermarks(
-        VecSource::new(input()),
-        WatermarkStrategy::monotonous(|r: &Row| r.1),
-    )
-    // Slow the source down so the savepoint lands mid-run.
-    .map(|r: Row| {
-        if r.0 == 1 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        r
-    })
-    .key_by(|r: &Row| r.0)
-    .window(
-        WindowAssigner::sliding(100, 50, 0).expect("valid"),
-        |r: &Row| r.1,
-    )
-    .aggregate_two_phase(Count)
-    .map(|r: WindowResult<u32, i64>| (r.key, r.start(), r.value))
-    .sink(FileSink::new(output, Csv::without_header()));
-    env.execute().expect("job runs")
+    let counts = env
+        .from_source_with_watermarks(
+            VecSource::new(input()),
+            WatermarkStrategy::monotonous(|r: &Row| r.1),
+        )
+        // Slow the source down so the savepoint lands mid-run.
+        .map(|r: Row| {
+            if r.0 == 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            r
+        })
+        .key_by(|r: &Row| r.0)
+        .window(
+            WindowAssigner::sliding(100, 50, 0).expect("valid"),
+            |r: &Row| r.1,
+        )
+        .aggregate_two_phase(Count);
+    weir_tests::execute_writing_window_counts(&env, counts, output)
 }
 
 /// The combiner flushes its partials at the barrier, so the savepoint holds only the merging
