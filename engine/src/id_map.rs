@@ -26,9 +26,13 @@ pub const FLAT_LIMIT: usize = SEGMENT_ENTRIES;
 /// The most slots a flat table has.
 pub const MAX_FLAT_SLOTS: usize = 8192;
 
+/// The lowest load limit of a flat table, `MIN_LOAD.0 / MIN_LOAD.1` (0.35); the highest is
+/// twice that (see [`Flat::fill`]).
+const MIN_LOAD: (usize, usize) = (7, 20);
+
 /// The fewest entries at which a flat table spills: [`MAX_FLAT_SLOTS`] at the lowest load
-/// limit, 0.35.
-pub const MIN_SPILL: usize = MAX_FLAT_SLOTS * 7 / 20;
+/// limit.
+pub const MIN_SPILL: usize = MAX_FLAT_SLOTS * MIN_LOAD.0 / MIN_LOAD.1;
 
 /// The key that marks a free slot of a flat table; its own value is kept beside the slots.
 const FREE: i64 = i64::MIN;
@@ -41,12 +45,13 @@ const MIN_SLOTS: usize = 16;
 /// 16-byte slots).
 ///
 /// How full a table gets before it doubles is seeded per map, between 0.35 and 0.7 of its
-/// slots ([`Flat::fill`]; a miss then probes 1.8–6 slots). Why: q16 keeps two sets per channel and day, ~20 000, and
-/// half the bids spread evenly over 10 000 channels, so those sets grow at the same rate.
-/// With one load limit they all doubled within a few per cent of each other's inserts: at
-/// 2.4 s of a q16 run at half its maximum rate, 20 000 tables of 512 slots doubled to 1024
-/// (by count, about 320 MB faulted in), a burst that backed the shards up by 70–110 ms. Limits spread over
-/// a factor of two spread the doublings evenly over the growth.
+/// slots ([`Flat::fill`]; a miss then probes 1.8–6 slots). Why: q16 keeps two sets per
+/// channel and day, ~20 000, and half the bids spread evenly over 10 000 channels, so those
+/// sets grow at the same rate. With one load limit they all doubled within a few per cent of
+/// each other's inserts: at 2.4 s of a q16 run at half its maximum rate, 20 000 tables of 512
+/// slots doubled to 1024 (by count, about 320 MB faulted in), a burst that backed the shards
+/// up by 70–110 ms. Limits spread over a factor of two spread the doublings evenly over the
+/// growth.
 #[derive(Clone)]
 struct Flat<V> {
     /// A power of two many slots (or none); free ones hold the key `FREE`.
@@ -136,7 +141,9 @@ impl<V: Default> Flat<V> {
     /// True if one more entry would fill the table past its load limit (or it has no slots).
     #[inline]
     fn must_grow(&self) -> bool {
-        (self.len + 1) * 5100 > self.slots.len() * 7 * (255 + usize::from(self.fill))
+        // len + 1 > slots · MIN_LOAD · (255 + fill) / 255, in integers.
+        (self.len + 1) * MIN_LOAD.1 * 255
+            > self.slots.len() * MIN_LOAD.0 * (255 + usize::from(self.fill))
     }
 
     /// True if one more entry would need more than [`MAX_FLAT_SLOTS`] slots.

@@ -4,10 +4,10 @@
 //! holding millions of keys (deduplication, top-N, unbounded group-by, join rows) one insert
 //! then stalls the shard for tens to hundreds of milliseconds, which is the p99.9 of every
 //! record queued behind it. Here the map is a directory of segments, each a small hash table of
-//! at most [`SEGMENT_ENTRIES`] entries (fewer if they are large, [`segment_entries`]). A full segment splits in two by one more hash bit (the
-//! directory doubles when a segment is as deep as it), so the most any insert moves is one
-//! segment: a bounded pause, whatever the map's size. Lookups cost one directory index more
-//! than a `HashMap`'s.
+//! at most [`SEGMENT_ENTRIES`] entries (fewer if they are large, [`segment_entries`]). A full
+//! segment splits in two by one more hash bit (the directory doubles when a segment is as deep
+//! as it), so the most any insert moves is one segment: a bounded pause, whatever the map's
+//! size. Lookups cost one directory index more than a `HashMap`'s.
 //!
 //! The segment is chosen by hash bits `SELECT_SHIFT..`, clear of the bits the segment's table
 //! uses itself (the low bits pick a bucket, the top seven tag it), so entries of one segment
